@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./dev.sh demo   set up everything and start the portal with the demo district on http://127.0.0.1:5000
+#   ./dev.sh test   set up everything and run the whole test suite
+# Both are safe to run again. Other sub-commands: setup (install only), worker, city (later issues).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "Creating the virtual environment in $VENV ..."
+    "$PY" -m venv "$VENV"
+  fi
+  local want have
+  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    echo "Installing dependencies ..."
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    echo "$want" > "$VENV/.requirements.sha256"
+  fi
+  # Compiled message catalogues are build output, not sources.
+  "$VENV/bin/pybabel" compile --use-fuzzy -d portal/translations >/dev/null 2>&1 || "$VENV/bin/pybabel" compile -d portal/translations
+}
+
+case "${1:-}" in
+  setup)
+    setup
+    ;;
+  demo)
+    setup
+    export FLASK_APP=wsgi.py
+    "$VENV/bin/flask" db upgrade
+    "$VENV/bin/flask" demo
+    echo
+    echo "The portal: http://127.0.0.1:5000  (stop with Ctrl+C)"
+    exec "$VENV/bin/flask" run --host 127.0.0.1 --port "${PORT:-5000}" --no-reload
+    ;;
+  test)
+    setup
+    shift
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  worker)
+    setup
+    exec "$VENV/bin/python" worker.py
+    ;;
+  *)
+    sed -n '2,5p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,1 @@
+"""The Học bạ số district portal: one package per feature, plus shared plumbing."""

@@ -1,0 +1,87 @@
+"""The application factory: configuration, then one `init_app` per part, in order."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_babel import gettext as _
+
+from portal.config import cookie_secure, load_settings, resolve_secret_key
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | None = None) -> Flask:
+    app = Flask(
+        "portal",
+        instance_path=instance_path or os.environ.get("PORTAL_INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    _configure(app, overrides)
+
+    from portal import cli, extensions, i18n, jobs, jobs_views, storage
+    from portal.trail import views as trail_views
+    from portal.auth import views as auth_views
+    from portal.district import views as district_views
+    from portal.school import views as school_views
+    from tenants import access
+
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(app, extensions.db, directory=str(PROJECT_ROOT / "migrations"))
+    extensions.csrf.init_app(app)
+    i18n.init_app(app)
+    storage.init_app(app)
+    jobs.init_app(app)
+    access.init_app(app)
+    auth_views.init_app(app)
+    district_views.init_app(app)
+    school_views.init_app(app)
+    trail_views.init_app(app)
+    jobs_views.init_app(app)
+    cli.init_app(app)
+    _register_error_pages(app)
+    return app
+
+
+def _configure(app: Flask, overrides: dict[str, Any] | None) -> None:
+    settings = load_settings(os.environ, overrides)
+    app.config.update(settings)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    database_url = settings["DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'portal.sqlite'}"
+    secure = cookie_secure(settings["SESSION_COOKIE_SECURE"], settings["DATABASE_URL"])
+    app.config.update(
+        SECRET_KEY=resolve_secret_key(Path(app.instance_path), settings["SECRET_KEY"]),
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings["SESSION_HOURS"]),
+        MAX_CONTENT_LENGTH=settings["MAX_UPLOAD_MB"] * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session: a long form must not expire
+    )
+    if database_url.startswith("sqlite"):
+        # Web threads and the job thread share one SQLite file: wait for a lock rather than fail.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+
+
+def _register_error_pages(app: Flask) -> None:
+    messages = {
+        400: lambda: _("Yêu cầu không hợp lệ. Nếu bạn vừa gửi biểu mẫu, hãy tải lại trang và thử lại."),
+        403: lambda: _("Bạn không có quyền mở trang này."),
+        404: lambda: _("Không tìm thấy trang hoặc dữ liệu bạn yêu cầu."),
+        413: lambda: _("Tệp tải lên quá lớn."),
+        500: lambda: _("Đã có lỗi ở máy chủ. Dữ liệu của bạn chưa bị thay đổi; vui lòng thử lại."),
+    }
+    for code, message in messages.items():
+        def handler(error: Exception, code: int = code, message: Any = message) -> tuple[str, int]:
+            return render_template("error.html", code=code, message=message()), code
+
+        app.register_error_handler(code, handler)

@@ -1,0 +1,66 @@
+"""`flask` commands for set-up and the demo."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from portal import audit
+from portal.auth.services import hash_password, password_problems
+from portal.extensions import db
+from tenants.models import District, User
+from tenants.roles import Role
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(demo)
+    app.cli.add_command(create_district)
+    app.cli.add_command(create_admin)
+
+
+@click.command("demo")
+def demo() -> None:
+    """Create the demo district of Nhà Bè (safe to run again) and print its logins."""
+    from portal.demo import DEMO_PASSWORD, build_demo
+
+    logins = build_demo()
+    click.echo("Demo logins (password for all: %s) -- demo data, not for real use:" % DEMO_PASSWORD)
+    for login in logins:
+        click.echo(f"  {login.username:<28} {login.full_name:<24} {login.roles} - {login.school}")
+    click.echo("  (every school has ht., pht., cntt., gvcn1-3. and gvbm1-2.<school code> accounts)")
+
+
+@click.command("create-district")
+@click.option("--code", required=True)
+@click.option("--name", required=True, help="e.g. Phòng Giáo dục và Đào tạo huyện Nhà Bè")
+@click.option("--city", required=True)
+def create_district(code: str, name: str, city: str) -> None:
+    """Create the district this deployment serves (production set-up)."""
+    district = District(code=code, name=name, city=city)
+    db.session.add(district)
+    db.session.flush()
+    audit.record("district.created", actor=None, school_id=None, obj=district, summary=name)
+    db.session.commit()
+    click.echo(f"District {name} created.")
+
+
+@click.command("create-admin")
+@click.option("--username", required=True)
+@click.option("--full-name", required=True)
+@click.password_option()
+def create_admin(username: str, full_name: str, password: str) -> None:
+    """Create a district admin account (production set-up)."""
+    problems = password_problems(password, username=username)
+    if problems:
+        raise click.ClickException(" ".join(problems))
+    district = db.session.scalar(db.select(District).order_by(District.id))
+    if district is None:
+        raise click.ClickException("Create the district first: flask create-district")
+    user = User(district_id=district.id, username=username.strip().lower(), full_name=full_name,
+                password_hash=hash_password(password), district_role=Role.DISTRICT_ADMIN)
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.created", actor=None, school_id=None, obj=user, summary=full_name,
+                 changes={"username": user.username, "district_role": Role.DISTRICT_ADMIN.value})
+    db.session.commit()
+    click.echo(f"District admin {user.username} created.")

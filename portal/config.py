@@ -1,0 +1,139 @@
+"""Every setting of the portal, declared once with its default, read from the environment.
+
+A setting's environment variable has the same name as its key. A bad value stops the start-up
+with a message that names the variable, so a typo never turns into a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(RuntimeError):
+    """A setting has a value the portal cannot use."""
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a whole number above 0")
+    return value
+
+
+def _timezone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown time zone") from exc
+    return raw
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def _database_url(raw: str) -> str:
+    # Accept the short PostgreSQL spelling and point it at psycopg 3, the driver we ship.
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    if raw and not raw.startswith(("sqlite:", "postgresql+psycopg://")):
+        raise ValueError("expected a sqlite: or postgresql:// URL")
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", "", _database_url,
+            "SQLAlchemy URL; empty means SQLite in the instance folder"),
+    Setting("REDIS_URL", "", str,
+            "Redis for the RQ job queues; empty means jobs run in-process without Redis"),
+    Setting("SECRET_KEY", "", str,
+            "signs sessions and CSRF tokens; empty means one generated into the instance folder"),
+    Setting("SESSION_COOKIE_SECURE", "auto", str,
+            "send cookies over HTTPS only: true, false, or auto (true whenever DATABASE_URL is set)"),
+    Setting("SESSION_HOURS", "12", _positive_int, "how long a login lasts"),
+    Setting("PASSWORD_HASH_METHOD", "scrypt", str,
+            "werkzeug password hash method (scrypt by default)"),
+    Setting("PASSWORD_MIN_LENGTH", "8", _positive_int, "shortest password accepted"),
+    Setting("LOGIN_MAX_FAILURES_PER_ACCOUNT", "5", _positive_int,
+            "failed logins on one account within the window before it is throttled"),
+    Setting("LOGIN_MAX_FAILURES_PER_ADDRESS", "20", _positive_int,
+            "failed logins from one address within the window before it is throttled"),
+    Setting("LOGIN_THROTTLE_MINUTES", "15", _positive_int, "the throttling window, in minutes"),
+    Setting("DEFAULT_LOCALE", "vi", _one_of("vi", "en"), "interface language for new visitors"),
+    Setting("TIMEZONE", "Asia/Ho_Chi_Minh", _timezone, "time zone in which times are shown"),
+    Setting("JOB_QUEUE", "portal", str, "name of the RQ queue the portal's jobs go to"),
+    Setting("JOB_TIMEOUT_SECONDS", "1800", _positive_int, "longest a single job may run"),
+    Setting("STORAGE_BACKEND", "local", _one_of("local", "database"),
+            "where files live: the instance folder, or the database every machine shares"),
+    Setting("MAX_UPLOAD_MB", "20", _positive_int, "largest upload accepted"),
+)
+
+
+def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Parse every declared setting from `environ`; `overrides` (tests) win and are taken as given."""
+    overrides = dict(overrides or {})
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.key in overrides:
+            values[setting.key] = overrides.pop(setting.key)
+            continue
+        raw = environ.get(setting.key, setting.default)
+        try:
+            values[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.key}={raw!r} is not valid: {exc} ({setting.help})") from exc
+    values.update(overrides)  # extra Flask keys such as TESTING
+    return values
+
+
+def resolve_secret_key(instance_path: Path, configured: str) -> str:
+    """The configured key, or one generated once into the instance folder and kept there."""
+    if configured:
+        return configured
+    path = instance_path / "secret_key"
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def cookie_secure(value: Any, database_url: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value == "auto":
+        return bool(database_url)
+    try:
+        return _boolean(value)
+    except ValueError as exc:
+        raise ConfigError(f"SESSION_COOKIE_SECURE={value!r} is not valid: expected true, false or auto") from exc

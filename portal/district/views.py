@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from flask import Flask, abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from portal.district import services
+from portal.district.forms import SchoolAdminForm, SchoolForm
+from portal.extensions import db
+from portal.school import services as staff_services
+from tenants.access import can, district_blueprint, require
+from tenants.models import School
+from tenants.roles import Permission, Role
+from tenants.scoping import school_scope
+
+bp = district_blueprint("district", __name__)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _school_or_404(code: str) -> School:
+    school = services.get_school(code)
+    if school is None:
+        abort(404)
+    return school
+
+
+@bp.route("/")
+@require(Permission.VIEW_DISTRICT)
+def schools() -> str:
+    return render_template("district/schools.html", district=services.get_district(),
+                           overview=services.school_overview())
+
+
+@bp.route("/schools/new", methods=["GET", "POST"])
+@require(Permission.MANAGE_SCHOOLS)
+def school_new() -> str | Response:
+    form = SchoolForm()
+    if form.validate_on_submit():
+        try:
+            school = services.create_school(services.get_district(), code=form.code.data, name=form.name.data,
+                                            moet_code=form.moet_code.data, commune=form.commune.data,
+                                            address=form.address.data, actor=current_user)
+        except services.SchoolError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            flash(f"{school.name}: OK", "success")
+            return redirect(url_for("district.school_detail", code=school.code))
+    return render_template("district/school_form.html", form=form)
+
+
+@bp.route("/schools/<code>", methods=["GET", "POST"])
+@require(Permission.VIEW_DISTRICT)
+def school_detail(code: str) -> str:
+    school = _school_or_404(code)
+    form = SchoolAdminForm()
+    if form.validate_on_submit():
+        if not can(Permission.MANAGE_SCHOOLS):
+            abort(403)
+        with school_scope(school.id):
+            try:
+                account = staff_services.create_staff(
+                    school, username=form.username.data, full_name=form.full_name.data, email=form.email.data,
+                    roles={Role(form.role.data)}, actor=current_user, may_assign_management=True)
+            except staff_services.StaffError as exc:
+                db.session.rollback()
+                flash(str(exc), "danger")
+            else:
+                db.session.commit()
+                return render_template("school/staff_password.html", user=account.user, school=school,
+                                       password=account.temporary_password, created=True)
+    with school_scope(school.id):
+        members = staff_services.list_staff(school)
+        return render_template("district/school_detail.html", school=school, members=members, form=form)
+

@@ -1,0 +1,64 @@
+"""Language and time: Vietnamese first, English second; dates dd/mm/yyyy; times shown in the
+configured zone (Asia/Ho_Chi_Minh) and stored in UTC.
+
+The Vietnamese wording is the source text of every message; `portal/translations/en` translates it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, has_request_context, session
+from flask_login import current_user
+
+from flask_babel import get_locale
+
+from portal.extensions import babel
+
+LOCALES = ("vi", "en")
+
+
+def select_locale() -> str:
+    if not has_request_context():
+        return current_app.config["DEFAULT_LOCALE"]
+    if current_user.is_authenticated and current_user.locale in LOCALES:
+        return current_user.locale
+    chosen = session.get("locale")
+    if chosen in LOCALES:
+        return chosen
+    return current_app.config["DEFAULT_LOCALE"]
+
+
+def local_zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["TIMEZONE"])
+
+
+def format_date(value: date | datetime | None) -> str:
+    """dd/mm/yyyy; a datetime is first moved to the local zone."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(local_zone()).date()
+    return value.strftime("%d/%m/%Y")
+
+
+def format_datetime(value: datetime | None) -> str:
+    """dd/mm/yyyy HH:MM in the local zone."""
+    if value is None:
+        return ""
+    return value.astimezone(local_zone()).strftime("%d/%m/%Y %H:%M")
+
+
+def parse_date(text: str) -> date:
+    """A date typed as dd/mm/yyyy (also d/m/yyyy, with - or . between); ValueError otherwise."""
+    cleaned = text.strip().replace("-", "/").replace(".", "/")
+    return datetime.strptime(cleaned, "%d/%m/%Y").date()
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"],
+                   default_translation_directories="translations")
+    app.jinja_env.filters["date_vn"] = format_date
+    app.jinja_env.filters["datetime_vn"] = format_datetime
+    app.jinja_env.globals.update(LOCALES=LOCALES, get_locale=lambda: str(get_locale()))

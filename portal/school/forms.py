@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import EmailField, HiddenField, SelectMultipleField, StringField, widgets
+from wtforms.validators import DataRequired, Length, Optional
+
+from tenants.roles import SCHOOL_ROLES
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+def _role_choices() -> list[tuple[str, str]]:
+    return [(role.value, role.label) for role in SCHOOL_ROLES]
+
+
+class StaffEditForm(FlaskForm):
+    full_name = StringField(_l("Họ và tên"), validators=[DataRequired(), Length(max=200)])
+    email = EmailField(_l("Email"), validators=[Optional(), Length(max=200)])
+    roles = MultiCheckboxField(_l("Vai trò"), validators=[DataRequired(message=_l("Cần chọn ít nhất một vai trò."))])
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.roles.choices = _role_choices()
+
+
+class StaffCreateForm(StaffEditForm):
+    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80)])
+
+
+class StaffImportForm(FlaskForm):
+    file = FileField(_l("Tệp danh sách (.xlsx hoặc .csv)"), validators=[FileRequired()])
+
+
+class ConfirmImportForm(FlaskForm):
+    digest = HiddenField(validators=[DataRequired()])
+    filename = HiddenField(validators=[DataRequired()])
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: carries only the CSRF token."""

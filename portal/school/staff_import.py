@@ -1,0 +1,98 @@
+"""Reading a staff list from an Excel (.xlsx) or CSV file, matching columns by their header text."""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+import zipfile
+
+from flask_babel import gettext as _
+from openpyxl import load_workbook
+
+from portal.school.services import ImportRow, StaffError, nfc
+from tenants.roles import Role, parse_role
+
+# Header texts accepted for each column (compared without accents' case or spacing differences).
+COLUMNS = {
+    "username": ("tên đăng nhập", "tài khoản", "username"),
+    "full_name": ("họ và tên", "họ tên", "full name", "name"),
+    "email": ("email", "thư điện tử"),
+    "roles": ("vai trò", "vai trò (cách nhau bởi dấu phẩy)", "roles", "role"),
+}
+REQUIRED = ("username", "full_name", "roles")
+MAX_ROWS = 2000
+
+
+def _key(text: object) -> str:
+    return " ".join(unicodedata.normalize("NFC", str(text or "")).split()).casefold()
+
+
+def read_table(filename: str, data: bytes) -> list[list[str]]:
+    """The rows of the first sheet (xlsx) or of the CSV file, as text."""
+    if filename.lower().endswith(".xlsx"):
+        try:
+            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+            raise StaffError(_("Không đọc được tệp Excel. Hãy lưu lại dưới dạng .xlsx rồi thử lại.")) from exc
+        sheet = workbook.worksheets[0]
+        rows = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        workbook.close()
+        return rows
+    if filename.lower().endswith(".csv"):
+        for encoding in ("utf-8-sig", "cp1258"):
+            try:
+                text = data.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            raise StaffError(_("Không đọc được tệp CSV: hãy lưu với bảng mã UTF-8."))
+        dialect = csv.excel
+        try:
+            dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        except csv.Error:
+            pass
+        return [row for row in csv.reader(io.StringIO(text), dialect)]
+    raise StaffError(_("Chỉ nhận tệp .xlsx hoặc .csv."))
+
+
+def parse_staff_file(filename: str, data: bytes) -> list[ImportRow]:
+    """Import rows with their line numbers; a row's problems of form are already filled in."""
+    table = [row for row in read_table(filename, data)]
+    header_index = next((i for i, row in enumerate(table) if any(_key(c) in COLUMNS["username"] for c in row)),
+                        None)
+    if header_index is None:
+        raise StaffError(_("Không tìm thấy dòng tiêu đề (cần các cột: Tên đăng nhập, Họ và tên, Vai trò)."))
+    header = [_key(c) for c in table[header_index]]
+    positions: dict[str, int] = {}
+    for name, accepted in COLUMNS.items():
+        for i, text in enumerate(header):
+            if text in accepted:
+                positions[name] = i
+                break
+    missing = [name for name in REQUIRED if name not in positions]
+    if missing:
+        labels = {"username": _("Tên đăng nhập"), "full_name": _("Họ và tên"), "roles": _("Vai trò")}
+        raise StaffError(_("Thiếu cột: %(c)s.", c=", ".join(labels[m] for m in missing)))
+    rows = []
+    for offset, raw in enumerate(table[header_index + 1 :], start=header_index + 2):
+        cells = {name: nfc(raw[i]) if i < len(raw) else "" for name, i in positions.items()}
+        if not any(cells.values()):
+            continue
+        row = ImportRow(line=offset, username=cells["username"], full_name=cells["full_name"],
+                        email=cells.get("email", ""))
+        for part in cells["roles"].replace(";", ",").split(","):
+            if not part.strip():
+                continue
+            role = parse_role(part)
+            if role is None:
+                row.problems.append(_("Vai trò không rõ: %(r)s.", r=part.strip()))
+            else:
+                row.roles.add(Role(role))
+        rows.append(row)
+    if not rows:
+        raise StaffError(_("Tệp không có dòng dữ liệu nào."))
+    if len(rows) > MAX_ROWS:
+        raise StaffError(_("Tệp có quá nhiều dòng (tối đa %(n)d).", n=MAX_ROWS))
+    return rows

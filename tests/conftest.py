@@ -1,0 +1,225 @@
+"""Fixtures: one app and one migrated database per run, tables emptied between tests.
+
+By default the suite runs on the embedded stack (SQLite file, jobs in-process). With
+TEST_DATABASE_URL (a PostgreSQL superuser URL) and TEST_REDIS_URL it runs on the production stack:
+a fresh database owned by an ordinary role (so row-level security applies to the app, as it must in
+production) and real RQ queues worked by `python worker.py` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal.app import PROJECT_ROOT, create_app
+from portal.extensions import db
+from tenants.models import District, Membership, MembershipRole, School, User
+from tenants.roles import Role
+from tenants.scoping import all_schools
+
+PASSWORD = "Matkhau2025"
+FAST_HASH = "pbkdf2:sha256:1000"  # the real default (scrypt) is slow on purpose; tests check it apart
+PG_APP_ROLE = "hocba_test_app"
+PG_DATABASE = "hocba_test"
+
+
+def _postgres_url(admin_url: str) -> str:
+    """Create a fresh test database owned by an ordinary (non-superuser) role; return its URL."""
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+        exists = conn.scalar(sa.text("select 1 from pg_roles where rolname = :r"), {"r": PG_APP_ROLE})
+        if not exists:
+            conn.execute(sa.text(f"CREATE ROLE {PG_APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
+        conn.execute(sa.text(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_APP_ROLE}"))
+    admin.dispose()
+    parts = sa.engine.make_url(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    return str(parts.set(username=PG_APP_ROLE, password=None, database=PG_DATABASE).render_as_string(
+        hide_password=False))
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    instance = tmp_path_factory.mktemp("instance")
+    admin_url = os.environ.get("TEST_DATABASE_URL", "")
+    database_url = _postgres_url(admin_url) if admin_url else f"sqlite:///{instance / 'test.sqlite'}"
+    return {
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": os.environ.get("TEST_REDIS_URL", ""),
+        "JOB_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
+        "SECRET_KEY": "test-secret-key",
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+    }
+
+
+@pytest.fixture(scope="session")
+def app(settings: dict[str, object]) -> Iterator[Flask]:
+    overrides = {k: v for k, v in settings.items() if k != "INSTANCE_PATH"}
+    overrides.update(TESTING=True, SESSION_COOKIE_SECURE=False)
+    application = create_app(overrides, instance_path=str(settings["INSTANCE_PATH"]))
+    from flask_migrate import upgrade
+
+    with application.app_context():
+        upgrade(directory=str(PROJECT_ROOT / "migrations"))
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application: Flask = request.getfixturevalue("app")
+    with application.app_context():
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[Flask]:
+    """An app context for code that talks to the database directly.
+
+    Not for tests that also send requests: requests would share this context's `g` and session.
+    Those open `with app.app_context():` around their own database reads instead.
+    """
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def no_csrf(app: Flask) -> Iterator[None]:
+    """For tests about something else than CSRF (which has its own tests)."""
+    app.config["WTF_CSRF_ENABLED"] = False
+    yield
+    app.config["WTF_CSRF_ENABLED"] = True
+
+
+class Factory:
+    """Builds what a test needs, committed, so that requests and workers see it."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._count = 0
+
+    def _next(self) -> int:
+        self._count += 1
+        return self._count
+
+    def district(self) -> District:
+        with self.app.app_context():
+            district = db.session.scalar(sa.select(District))
+            if district is None:
+                district = District(code="nhabe", name="Phòng Giáo dục và Đào tạo huyện Nhà Bè",
+                                    city="Thành phố Hồ Chí Minh")
+                db.session.add(district)
+                db.session.commit()
+            db.session.refresh(district)
+            db.session.expunge(district)
+            return district
+
+    def school(self, code: str | None = None, name: str | None = None) -> School:
+        district = self.district()
+        n = self._next()
+        with self.app.app_context():
+            school = School(district_id=district.id, code=code or f"truong{n}",
+                            name=name or f"Trường Tiểu học Số {n}", commune="Thị trấn Nhà Bè")
+            db.session.add(school)
+            db.session.commit()
+            db.session.refresh(school)
+            db.session.expunge(school)
+            return school
+
+    def user(self, school: School | None = None, *roles: Role, username: str | None = None,
+             full_name: str | None = None, district_role: Role | None = None, active: bool = True) -> User:
+        from portal.auth.services import hash_password
+
+        district = self.district()
+        n = self._next()
+        with self.app.app_context(), all_schools():
+            user = User(district_id=district.id, username=username or f"user{n}",
+                        full_name=full_name or f"Nguyễn Văn Số {n}", password_hash=hash_password(PASSWORD),
+                        district_role=district_role, active=active)
+            db.session.add(user)
+            db.session.flush()
+            if school is not None:
+                db.session.add(Membership(school_id=school.id, user_id=user.id, roles=[
+                    MembershipRole(school_id=school.id, role=role) for role in roles]))
+            db.session.commit()
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+
+@pytest.fixture
+def make(app: Flask) -> Factory:
+    return Factory(app)
+
+
+def csrf_token(client: FlaskClient, url: str) -> str:
+    """The CSRF token of the form on the page at `url`."""
+    page = client.get(url).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+        r'name="csrf_token" value="([^"]+)"', page)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def login(client: FlaskClient, user: User | str, password: str = PASSWORD) -> None:
+    """Sign in through the real login form (with its CSRF token)."""
+    username = user if isinstance(user, str) else user.username
+    token = csrf_token(client, "/login")
+    response = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    assert response.status_code == 302 and "/login" not in response.location, "login failed"
+
+
+@pytest.fixture
+def log_in():
+    return login
+
+
+def finish_jobs(app: Flask, run_ids: list[str], timeout: float = 60) -> None:
+    """Let the queue work the given jobs: a real `worker.py --burst` on Redis, else the job thread."""
+    from portal.jobs import JobRun
+
+    if app.config["REDIS_URL"]:
+        env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+                   REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
+                   SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
+                   SESSION_COOKIE_SECURE="false")
+        subprocess.run([sys.executable, str(Path(PROJECT_ROOT) / "worker.py"), "--burst"], env=env,
+                       check=True, timeout=timeout, capture_output=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            runs = [db.session.get(JobRun, run_id) for run_id in run_ids]
+            if all(run is not None and run.done for run in runs):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"jobs {run_ids} did not finish within {timeout} s")
