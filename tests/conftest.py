@@ -31,7 +31,8 @@ from tenants.scoping import all_schools
 PASSWORD = "Matkhau2025"
 FAST_HASH = "pbkdf2:sha256:1000"  # the real default (scrypt) is slow on purpose; tests check it apart
 PG_APP_ROLE = "hocba_test_app"
-PG_DATABASE = "hocba_test"
+# One database per test run, so that several runs on one machine never disturb each other.
+PG_DATABASE = f"hocba_test_{os.getpid()}"
 
 
 def _postgres_url(admin_url: str) -> str:
@@ -77,6 +78,16 @@ def app(settings: dict[str, object]) -> Iterator[Flask]:
     yield application
     with application.app_context():
         db.engine.dispose()
+    if settings["DATABASE_URL"].startswith("postgresql"):
+        _drop_postgres(os.environ["TEST_DATABASE_URL"])
+
+
+def _drop_postgres(admin_url: str) -> None:
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture(autouse=True)

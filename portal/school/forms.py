@@ -4,7 +4,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import EmailField, HiddenField, SelectMultipleField, StringField, widgets
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, StopValidation
 
 from tenants.roles import SCHOOL_ROLES
 
@@ -18,18 +18,29 @@ def _role_choices() -> list[tuple[str, str]]:
     return [(role.value, role.label) for role in SCHOOL_ROLES]
 
 
+def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
+    # Not DataRequired: that renders `required` on every checkbox, and the browser would then
+    # insist that all of them be ticked.
+    if not field.data:
+        raise StopValidation(str(_l("Cần chọn ít nhất một vai trò.")))
+
+
+class _UsernameFirst(FlaskForm):
+    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80)])
+
+
 class StaffEditForm(FlaskForm):
     full_name = StringField(_l("Họ và tên"), validators=[DataRequired(), Length(max=200)])
     email = EmailField(_l("Email"), validators=[Optional(), Length(max=200)])
-    roles = MultiCheckboxField(_l("Vai trò"), validators=[DataRequired(message=_l("Cần chọn ít nhất một vai trò."))])
+    roles = MultiCheckboxField(_l("Vai trò"), validators=[_at_least_one])
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.roles.choices = _role_choices()
 
 
-class StaffCreateForm(StaffEditForm):
-    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80)])
+class StaffCreateForm(_UsernameFirst, StaffEditForm):
+    """The edit form plus the username, which is shown first (fields keep their declaration order)."""
 
 
 class StaffImportForm(FlaskForm):

@@ -1,0 +1,103 @@
+"""Real-browser tests: Playwright driving Debian's Chromium against the portal on a local port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from werkzeug.serving import make_server
+
+from portal.extensions import db
+from tenants.models import Membership, User
+from tenants.roles import Role
+from tenants.scoping import all_schools
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("PORTAL_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required here (PORTAL_REQUIRE_BROWSER) but was not found")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def live_url(app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_principal_logs_in_and_manages_staff(browser, live_url, make, app):
+    school = make.school("lequangdinh", "Trường Tiểu học Lê Quang Định")
+    make.user(school, Role.PRINCIPAL, username="ht.lqd", full_name="Võ Thị Lài")
+    make.user(school, Role.SUBJECT_TEACHER, username="gv.cu", full_name="Trần Văn Cũ")
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+
+    page.goto(f"{live_url}/login")
+    assert page.locator("h1").inner_text() == "Đăng nhập"
+    page.fill("#username", "ht.lqd")
+    page.fill("#password", PASSWORD)
+    page.click("main button.primary")
+    page.wait_for_url(f"{live_url}/s/lequangdinh/")
+    assert "Trường Tiểu học Lê Quang Định" in page.inner_text("h1")
+
+    # Create a homeroom teacher who also teaches a subject.
+    page.click("text=Cán bộ, giáo viên")
+    page.click("text=Thêm tài khoản")
+    page.fill("#username", "gvcn.moi")
+    page.fill("#full_name", "Nguyễn Thị Ánh Tuyết")
+    page.check("input[value=homeroom_teacher]")
+    page.check("input[value=subject_teacher]")
+    page.click("main button.primary")
+    temporary = page.inner_text("#temporary-password")
+    assert len(temporary) == 10
+
+    # Deactivate the old subject teacher, confirming the browser's dialog.
+    page.click("text=Về danh sách")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tr[data-username='gv.cu'] button", has_text="Khóa").click()
+    page.wait_for_selector("tr[data-username='gv.cu'].inactive")
+    row = page.inner_text("tr[data-username='gvcn.moi']")
+    assert "Giáo viên chủ nhiệm" in row and "Giáo viên bộ môn" in row
+
+    with app.app_context(), all_schools():
+        created = db.session.scalar(sa.select(User).where(User.username == "gvcn.moi"))
+        assert created is not None and created.must_change_password
+        old = db.session.scalar(sa.select(Membership).join(User).where(User.username == "gv.cu"))
+        assert old is not None and not old.active
+
+    # The new teacher signs in with the temporary password and must choose her own first.
+    other = browser.new_context().new_page()
+    other.goto(f"{live_url}/login")
+    other.fill("#username", "gvcn.moi")
+    other.fill("#password", temporary)
+    other.click("main button.primary")
+    other.wait_for_url(f"{live_url}/account/password")
+    other.fill("#current", temporary)
+    other.fill("#new", "TuyetMoi2026")
+    other.fill("#confirm", "TuyetMoi2026")
+    other.click("main button.primary")
+    other.wait_for_url(f"{live_url}/s/lequangdinh/")
