@@ -25,10 +25,10 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     _configure(app, overrides)
 
     from portal import cli, extensions, i18n, jobs, jobs_views, storage
-    from portal.trail import views as trail_views
     from portal.auth import views as auth_views
     from portal.district import views as district_views
     from portal.school import views as school_views
+    from portal.trail import views as trail_views
     from tenants import access
 
     extensions.db.init_app(app)

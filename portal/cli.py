@@ -24,7 +24,7 @@ def demo() -> None:
     from portal.demo import DEMO_PASSWORD, build_demo
 
     logins = build_demo()
-    click.echo("Demo logins (password for all: %s) -- demo data, not for real use:" % DEMO_PASSWORD)
+    click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}) -- demo data, not for real use:")
     for login in logins:
         click.echo(f"  {login.username:<28} {login.full_name:<24} {login.roles} - {login.school}")
     click.echo("  (every school has ht., pht., cntt., gvcn1-3. and gvbm1-2.<school code> accounts)")

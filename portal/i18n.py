@@ -10,9 +10,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, has_request_context, session
-from flask_login import current_user
-
 from flask_babel import get_locale
+from flask_login import current_user
 
 from portal.extensions import babel
 

@@ -41,14 +41,15 @@ class Scope:
     all_schools: bool = False
 
 
-_scope: ContextVar[Scope] = ContextVar("tenant_scope", default=Scope())
+_NO_SCOPE = Scope()
+_scope: ContextVar[Scope] = ContextVar("tenant_scope", default=_NO_SCOPE)
 
 
 class TenantScoped:
     """Mixin for every tenant-owned model: a non-null, indexed `school_id`."""
 
     @declared_attr
-    def school_id(cls) -> Mapped[int]:  # noqa: N805 - declared_attr receives the class
+    def school_id(cls) -> Mapped[int]:
         return mapped_column(sa.ForeignKey("schools.id", ondelete="RESTRICT"), index=True, nullable=False)
 
 

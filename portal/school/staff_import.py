@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import unicodedata
@@ -48,11 +49,9 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
                 continue
         else:
             raise StaffError(_("Không đọc được tệp CSV: hãy lưu với bảng mã UTF-8."))
-        dialect = csv.excel
-        try:
+        dialect: type[csv.Dialect] = csv.excel
+        with contextlib.suppress(csv.Error):  # one column, or nothing to sniff: plain commas then
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        except csv.Error:
-            pass
         return [row for row in csv.reader(io.StringIO(text), dialect)]
     raise StaffError(_("Chỉ nhận tệp .xlsx hoặc .csv."))
 
