@@ -20,7 +20,8 @@ class SchoolAdminForm(FlaskForm):
     """An account that runs a school: its principal or its IT staff member."""
 
     role = RadioField(_l("Vai trò"), default=Role.PRINCIPAL.value, validators=[DataRequired()])
-    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80)])
+    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80, message=_l(
+        "Tên đăng nhập chỉ gồm chữ không dấu, số, dấu chấm, gạch ngang; 3-80 ký tự."))])
     full_name = StringField(_l("Họ và tên"), validators=[DataRequired(), Length(max=200)])
     email = EmailField(_l("Email"), validators=[Optional(), Length(max=200)])
 

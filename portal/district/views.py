@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import Flask, abort, flash, redirect, render_template, url_for
+from flask import Flask, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -58,9 +58,9 @@ def school_new() -> str | Response:
 def school_detail(code: str) -> str:
     school = _school_or_404(code)
     form = SchoolAdminForm()
+    if request.method == "POST" and not can(Permission.MANAGE_SCHOOLS):
+        abort(403)  # before validation: a refused user learns nothing from the form's errors
     if form.validate_on_submit():
-        if not can(Permission.MANAGE_SCHOOLS):
-            abort(403)
         with school_scope(school.id):
             try:
                 account = staff_services.create_staff(

@@ -26,7 +26,8 @@ def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
 
 
 class _UsernameFirst(FlaskForm):
-    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80)])
+    username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80, message=_l(
+        "Tên đăng nhập chỉ gồm chữ không dấu, số, dấu chấm, gạch ngang; 3-80 ký tự."))])
 
 
 class StaffEditForm(FlaskForm):

@@ -191,6 +191,6 @@ def import_staff(school: School, rows: list[ImportRow], *, actor: User, may_assi
                                            may_assign_management=may_assign_management))
     audit.record("staff.imported", actor=actor, school_id=school.id, object_type="School",
                  object_id=school.id, summary=_("%(n)d tài khoản", n=len(rows)),
-                 changes={"usernames": [row.username for row in rows]})
+                 changes={"usernames": [account.user.username for account in result.created]})
     return result
 

@@ -6,7 +6,6 @@ import contextlib
 import csv
 import io
 import unicodedata
-import zipfile
 
 from flask_babel import gettext as _
 from openpyxl import load_workbook
@@ -29,17 +28,22 @@ def _key(text: object) -> str:
     return " ".join(unicodedata.normalize("NFC", str(text or "")).split()).casefold()
 
 
+def _read_xlsx(data: bytes) -> list[list[str]]:
+    workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        sheet = workbook.worksheets[0]
+        return [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    finally:
+        workbook.close()
+
+
 def read_table(filename: str, data: bytes) -> list[list[str]]:
     """The rows of the first sheet (xlsx) or of the CSV file, as text."""
     if filename.lower().endswith(".xlsx"):
         try:
-            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+            return _read_xlsx(data)
+        except Exception as exc:  # a damaged file fails anywhere in openpyxl (zip, XML, lazily read sheet)
             raise StaffError(_("Không đọc được tệp Excel. Hãy lưu lại dưới dạng .xlsx rồi thử lại.")) from exc
-        sheet = workbook.worksheets[0]
-        rows = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
-        workbook.close()
-        return rows
     if filename.lower().endswith(".csv"):
         for encoding in ("utf-8-sig", "cp1258"):
             try:

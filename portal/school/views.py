@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import Flask, abort, flash, g, redirect, render_template, url_for
+from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -68,9 +68,9 @@ def staff_new() -> str:
 def staff_edit(user_id: int) -> str | Response:
     membership = _member_or_404(user_id)
     form = StaffEditForm(obj=membership.user, data={"roles": [r.value for r in membership.role_set]})
+    if request.method == "POST" and not can(Permission.MANAGE_STAFF):
+        abort(403)  # before validation: a refused user learns nothing from the form's errors
     if form.validate_on_submit():
-        if not can(Permission.MANAGE_STAFF):
-            abort(403)
         try:
             services.update_staff(g.school, membership, full_name=form.full_name.data, email=form.email.data,
                                   roles={Role(r) for r in form.roles.data}, actor=current_user,
