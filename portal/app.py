@@ -28,6 +28,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     from portal.auth import views as auth_views
     from portal.district import views as district_views
     from portal.school import views as school_views
+    from portal.schoolyear import views as schoolyear_views
     from portal.trail import views as trail_views
     from tenants import access
 
@@ -41,6 +42,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     auth_views.init_app(app)
     district_views.init_app(app)
     school_views.init_app(app)
+    schoolyear_views.init_app(app)
     trail_views.init_app(app)
     jobs_views.init_app(app)
     cli.init_app(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 from portal import audit
 from portal.auth.services import hash_password, password_problems
@@ -19,6 +20,7 @@ def init_app(app: Flask) -> None:
 
 
 @click.command("demo")
+@with_appcontext
 def demo() -> None:
     """Create the demo district of Nhà Bè (safe to run again) and print its logins."""
     from portal.demo import DEMO_PASSWORD, build_demo
@@ -31,6 +33,7 @@ def demo() -> None:
 
 
 @click.command("create-district")
+@with_appcontext
 @click.option("--code", required=True)
 @click.option("--name", required=True, help="e.g. Phòng Giáo dục và Đào tạo huyện Nhà Bè")
 @click.option("--city", required=True)
@@ -45,6 +48,7 @@ def create_district(code: str, name: str, city: str) -> None:
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.option("--username", required=True)
 @click.option("--full-name", required=True)
 @click.password_option()

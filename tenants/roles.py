@@ -40,6 +40,15 @@ class Permission(StrEnum):
     MANAGE_STAFF = "school.manage_staff"
     ASSIGN_MANAGEMENT_ROLES = "school.assign_management_roles"
     VIEW_SCHOOL_AUDIT = "school.view_audit"
+    MANAGE_SCHOOL_YEAR = "assessment.manage_year"
+    VIEW_PUPILS = "assessment.view_pupils"
+    MANAGE_PUPILS = "assessment.manage_pupils"
+    VIEW_PERSONAL_ID = "assessment.view_personal_id"
+    ENTER_RATINGS = "assessment.enter_ratings"
+    VIEW_ALL_RATINGS = "assessment.view_all_ratings"
+    CONFIRM_RESULTS = "assessment.confirm_results"
+    DECIDE_PROMOTION = "assessment.decide_promotion"
+    VIEW_REVIEW_PROGRESS = "assessment.view_review_progress"
 
     @property
     def label(self) -> str:
@@ -65,6 +74,15 @@ PERMISSION_LABELS = {
     Permission.MANAGE_STAFF: N_("Tạo tài khoản, phân quyền, khóa, đặt lại mật khẩu, nhập danh sách"),
     Permission.ASSIGN_MANAGEMENT_ROLES: N_("Giao vai trò Hiệu trưởng, Phó hiệu trưởng, Nhân viên CNTT"),
     Permission.VIEW_SCHOOL_AUDIT: N_("Xem và xuất nhật ký hoạt động của trường"),
+    Permission.MANAGE_SCHOOL_YEAR: N_("Thiết lập năm học, kì đánh giá, lớp, phân công giáo viên"),
+    Permission.VIEW_PUPILS: N_("Xem danh sách học sinh"),
+    Permission.MANAGE_PUPILS: N_("Nhập học sinh từ CSDL ngành, sửa thông tin nhân thân"),
+    Permission.VIEW_PERSONAL_ID: N_("Xem số định danh cá nhân của học sinh"),
+    Permission.ENTER_RATINGS: N_("Nhập đánh giá (lớp chủ nhiệm, môn được phân công)"),
+    Permission.VIEW_ALL_RATINGS: N_("Xem đánh giá của mọi lớp"),
+    Permission.CONFIRM_RESULTS: N_("Xác nhận kết quả cuối năm, khen thưởng, rà soát (lớp chủ nhiệm)"),
+    Permission.DECIDE_PROMOTION: N_("Quyết định lên lớp cho học sinh chưa hoàn thành"),
+    Permission.VIEW_REVIEW_PROGRESS: N_("Theo dõi tiến độ rà soát của các lớp"),
 }
 
 DISTRICT_ROLES = frozenset({Role.DISTRICT_ADMIN, Role.DISTRICT_OFFICER})
@@ -77,12 +95,21 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.DISTRICT_ADMIN: frozenset({P.VIEW_DISTRICT, P.MANAGE_SCHOOLS, P.VIEW_DISTRICT_AUDIT}),
     Role.DISTRICT_OFFICER: frozenset({P.VIEW_DISTRICT, P.VIEW_DISTRICT_AUDIT}),
     Role.PRINCIPAL: frozenset(
-        {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.ASSIGN_MANAGEMENT_ROLES, P.VIEW_SCHOOL_AUDIT}
+        {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.ASSIGN_MANAGEMENT_ROLES, P.VIEW_SCHOOL_AUDIT,
+         P.MANAGE_SCHOOL_YEAR, P.VIEW_PUPILS, P.MANAGE_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS,
+         P.DECIDE_PROMOTION, P.VIEW_REVIEW_PROGRESS}
     ),
-    Role.VICE_PRINCIPAL: frozenset({P.VIEW_SCHOOL, P.VIEW_STAFF}),
-    Role.SCHOOL_IT: frozenset({P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF}),
-    Role.HOMEROOM_TEACHER: frozenset({P.VIEW_SCHOOL}),
-    Role.SUBJECT_TEACHER: frozenset({P.VIEW_SCHOOL}),
+    Role.VICE_PRINCIPAL: frozenset(
+        {P.VIEW_SCHOOL, P.VIEW_STAFF, P.VIEW_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS, P.VIEW_REVIEW_PROGRESS}
+    ),
+    Role.SCHOOL_IT: frozenset(
+        {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.MANAGE_SCHOOL_YEAR, P.VIEW_PUPILS, P.MANAGE_PUPILS,
+         P.VIEW_PERSONAL_ID, P.VIEW_REVIEW_PROGRESS}
+    ),
+    # Teachers act on their own class and their assigned subjects only: object-level checks
+    # in portal/assessment/access.py narrow these permissions down to those.
+    Role.HOMEROOM_TEACHER: frozenset({P.VIEW_SCHOOL, P.VIEW_PUPILS, P.ENTER_RATINGS, P.CONFIRM_RESULTS}),
+    Role.SUBJECT_TEACHER: frozenset({P.VIEW_SCHOOL, P.VIEW_PUPILS, P.ENTER_RATINGS}),
 }
 
 

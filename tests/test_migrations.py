@@ -23,3 +23,21 @@ def test_migrations_are_at_head(ctx):
     head = ScriptDirectory.from_config(config).get_current_head()
     with db.engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head
+
+
+def test_every_tenant_table_is_behind_row_level_security(ctx):
+    """A tenant-owned table added later without RLS in its migration fails here (PostgreSQL only)."""
+    import pytest
+    import sqlalchemy as sa
+
+    from tenants.scoping import TenantScoped
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row-level security exists only on PostgreSQL")
+    tenant_tables = {m.local_table.name for m in db.Model.registry.mappers if issubclass(m.class_, TenantScoped)}
+    with db.engine.connect() as connection:
+        rows = connection.execute(sa.text(
+            "select relname, relrowsecurity, relforcerowsecurity from pg_class where relname = any(:names)"),
+            {"names": sorted(tenant_tables)}).all()
+    protected = {name for name, enabled, forced in rows if enabled and forced}
+    assert tenant_tables and tenant_tables == protected, sorted(tenant_tables - protected)
