@@ -27,6 +27,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     from portal import cli, extensions, i18n, jobs, jobs_views, storage
     from portal.auth import views as auth_views
     from portal.district import views as district_views
+    from portal.grading import views as grading_views
+    from portal.pupils import views as pupils_views
+    from portal.results import views as results_views
     from portal.school import views as school_views
     from portal.schoolyear import views as schoolyear_views
     from portal.trail import views as trail_views
@@ -43,6 +46,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     district_views.init_app(app)
     school_views.init_app(app)
     schoolyear_views.init_app(app)
+    grading_views.init_app(app)
+    pupils_views.init_app(app)
+    results_views.init_app(app)
     trail_views.init_app(app)
     jobs_views.init_app(app)
     cli.init_app(app)

@@ -25,11 +25,18 @@ def demo() -> None:
     """Create the demo district of Nhà Bè (safe to run again) and print its logins."""
     from portal.demo import DEMO_PASSWORD, build_demo
 
-    logins = build_demo()
+    created: dict[str, int] = {}
+    logins = build_demo(created=created)
     click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}) -- demo data, not for real use:")
     for login in logins:
         click.echo(f"  {login.username:<28} {login.full_name:<24} {login.roles} - {login.school}")
-    click.echo("  (every school has ht., pht., cntt., gvcn1-3. and gvbm1-2.<school code> accounts)")
+    click.echo("  (every school has ht., pht., cntt., gvcn1-5. and gvbm1-2.<school code> accounts)")
+    ratings = created.get("subject_ratings", 0) + created.get("trait_ratings", 0)
+    if created.get("schools"):
+        click.echo(f"School year 2024-2025: {created['pupils']:,} pupils in {created['classes']} classes, "
+                   f"{ratings:,} ratings created at {created['schools']} schools.")
+    else:
+        click.echo("School year 2024-2025: already there at every school, nothing created.")
 
 
 @click.command("create-district")

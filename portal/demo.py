@@ -1,9 +1,11 @@
-"""The demo district: Nhà Bè with twelve primary schools and their staff. Safe to build twice."""
+"""The demo district: Nhà Bè with twelve primary schools, their staff and (`demo_assessment`) the
+school year 2024-2025 with pupils and ratings. Safe to build twice."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import date
 
 import sqlalchemy as sa
 
@@ -46,6 +48,8 @@ STAFF = [
     ("gvcn1", {Role.HOMEROOM_TEACHER}),
     ("gvcn2", {Role.HOMEROOM_TEACHER}),
     ("gvcn3", {Role.HOMEROOM_TEACHER, Role.SUBJECT_TEACHER}),
+    ("gvcn4", {Role.HOMEROOM_TEACHER}),
+    ("gvcn5", {Role.HOMEROOM_TEACHER}),
     ("gvbm1", {Role.SUBJECT_TEACHER}),
     ("gvbm2", {Role.SUBJECT_TEACHER}),
 ]
@@ -64,8 +68,14 @@ def _names() -> itertools.cycle[str]:
     return itertools.cycle(combos[i * 37 % len(combos)] for i in range(len(combos)))
 
 
-def build_demo() -> list[DemoLogin]:
-    """Create (or complete) the demo district; returns the logins to print."""
+def build_demo(today: date | None = None, *, created: dict[str, int] | None = None) -> list[DemoLogin]:
+    """Create (or complete) the demo district; returns the logins to print.
+
+    The assessment data is built as of `today` (default: the real today); what it added is put into
+    `created` when given (pupils, classes, ratings...).
+    """
+    from portal.demo_assessment import build_assessment_demo  # it builds on this module's schools and staff
+
     password_hash = hash_password(DEMO_PASSWORD)  # one hash for every demo account keeps this fast
     names = _names()
     logins: list[DemoLogin] = []
@@ -93,6 +103,9 @@ def build_demo() -> list[DemoLogin]:
                 if code == "lequangdinh" or prefix == "ht":
                     logins.append(DemoLogin(user.username, user.full_name,
                                             ", ".join(r.label for r in sorted(roles)), school.name))
+        assessment = build_assessment_demo(today or date.today())
+        if created is not None:
+            created.update(assessment)
         audit.record("demo.built", actor=None, school_id=None, obj=district, summary=district.name,
                      changes={"schools": len(SCHOOLS)})
         db.session.commit()

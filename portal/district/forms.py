@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import EmailField, RadioField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
+from portal.forms import PortalForm
 from tenants.roles import Role
 
 
-class SchoolForm(FlaskForm):
+class SchoolForm(PortalForm):
     name = StringField(_l("Tên trường"), validators=[DataRequired(), Length(max=200)])
     code = StringField(_l("Mã trường (dùng trong địa chỉ trang)"), validators=[DataRequired(), Length(max=63)])
     moet_code = StringField(_l("Mã trường trên CSDL ngành"), validators=[Optional(), Length(max=32)])
@@ -16,7 +16,7 @@ class SchoolForm(FlaskForm):
     address = StringField(_l("Địa chỉ"), validators=[Optional(), Length(max=300)])
 
 
-class SchoolAdminForm(FlaskForm):
+class SchoolAdminForm(PortalForm):
     """An account that runs a school: its principal or its IT staff member."""
 
     role = RadioField(_l("Vai trò"), default=Role.PRINCIPAL.value, validators=[DataRequired()])

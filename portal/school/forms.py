@@ -6,6 +6,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import EmailField, HiddenField, SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Length, Optional, StopValidation
 
+from portal.forms import PortalForm
 from tenants.roles import SCHOOL_ROLES
 
 
@@ -25,12 +26,12 @@ def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
         raise StopValidation(str(_l("Cần chọn ít nhất một vai trò.")))
 
 
-class _UsernameFirst(FlaskForm):
+class _UsernameFirst(PortalForm):
     username = StringField(_l("Tên đăng nhập"), validators=[DataRequired(), Length(min=3, max=80, message=_l(
         "Tên đăng nhập chỉ gồm chữ không dấu, số, dấu chấm, gạch ngang; 3-80 ký tự."))])
 
 
-class StaffEditForm(FlaskForm):
+class StaffEditForm(PortalForm):
     full_name = StringField(_l("Họ và tên"), validators=[DataRequired(), Length(max=200)])
     email = EmailField(_l("Email"), validators=[Optional(), Length(max=200)])
     roles = MultiCheckboxField(_l("Vai trò"), validators=[_at_least_one])
@@ -44,14 +45,14 @@ class StaffCreateForm(_UsernameFirst, StaffEditForm):
     """The edit form plus the username, which is shown first (fields keep their declaration order)."""
 
 
-class StaffImportForm(FlaskForm):
+class StaffImportForm(PortalForm):
     file = FileField(_l("Tệp danh sách (.xlsx hoặc .csv)"), validators=[FileRequired()])
 
 
-class ConfirmImportForm(FlaskForm):
+class ConfirmImportForm(PortalForm):
     digest = HiddenField(validators=[DataRequired()])
     filename = HiddenField(validators=[DataRequired()])
 
 
-class ActionForm(FlaskForm):
+class ActionForm(PortalForm):
     """A button that changes something: carries only the CSRF token."""

@@ -7,6 +7,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import TextInput
 
+from portal.forms import PortalForm
+
 
 class VnDateField(DateField):
     """A date typed as dd/mm/yyyy in a plain text box (a browser's date picker follows its own locale)."""
@@ -21,7 +23,7 @@ class VnDateField(DateField):
         super().__init__(*args, render_kw=render_kw, **kwargs)  # type: ignore[arg-type]
 
 
-class YearForm(FlaskForm):
+class YearForm(PortalForm):
     name = StringField(_l("Năm học"), validators=[DataRequired(), Length(max=9)],
                        render_kw={"placeholder": "2025-2026"})
     starts_on = VnDateField(_l("Ngày bắt đầu"), validators=[DataRequired()])
@@ -29,7 +31,7 @@ class YearForm(FlaskForm):
     copy_from = SelectField(_l("Danh mục môn học, phẩm chất, năng lực"), coerce=int, default=0)
 
 
-class ClassesForm(FlaskForm):
+class ClassesForm(PortalForm):
     names = TextAreaField(_l("Tên các lớp (cách nhau bởi dấu cách)"), validators=[DataRequired()],
                           render_kw={"placeholder": "1A 1B 1C 2A 2B"})
 
@@ -37,7 +39,7 @@ class ClassesForm(FlaskForm):
 def windows_form(periods: list) -> type[FlaskForm]:
     """A form with an opening and a closing date for each period."""
 
-    class WindowsForm(FlaskForm):
+    class WindowsForm(PortalForm):
         pass
 
     for period in periods:
@@ -50,7 +52,7 @@ def assignment_form(subjects: list, teacher_choices: list[tuple[int, str]],
                     homeroom_choices: list[tuple[int, str]]) -> type[FlaskForm]:
     """The class's GVCN and one GVBM per subject; 0 means nobody."""
 
-    class AssignmentForm(FlaskForm):
+    class AssignmentForm(PortalForm):
         homeroom = SelectField(_l("Giáo viên chủ nhiệm"), coerce=int, choices=_choices(homeroom_choices))
 
     for subject in subjects:

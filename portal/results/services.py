@@ -1,0 +1,506 @@
+"""Year-end results of one class (Điều 9): computed from the CN ratings, confirmed or set by the GVCN,
+with the year-end titles and ad-hoc awards, completion, the principal's promotion decision for pupils
+who do not complete, and the review marks.
+
+The result is recomputed on every read and never rewritten behind the GVCN's back: what she confirmed
+is stored with the computed result of that moment, so a later rating change shows as a stale row
+that she confirms again.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from portal import audit
+from portal.assessment import review
+from portal.assessment.classification import (
+    Classification,
+    Outcome,
+    SubjectResult,
+    Thresholds,
+    TraitResult,
+    YearEndInput,
+    classify,
+    completion_text,
+    eligible_award,
+)
+from portal.assessment.models import (
+    Award,
+    Enrolment,
+    EnrolmentStatus,
+    Period,
+    Pupil,
+    SchoolClass,
+    SchoolYear,
+    Subject,
+    SubjectGrade,
+    SubjectRating,
+    Trait,
+    TraitKind,
+    TraitRating,
+    YearResult,
+)
+from portal.extensions import db, utcnow
+from tenants.models import School, User
+from tenants.roles import N_
+
+YEAR_END_PERIOD = "CN"
+# Pupils who moved away or left have no result in this class; those who moved in have.
+ACTIVE_STATUSES = (EnrolmentStatus.STUDYING, EnrolmentStatus.TRANSFERRED_IN)
+EXCELLENT_TITLE: str = eligible_award(Outcome.EXCELLENT)  # type: ignore[assignment]
+EXEMPLARY_TITLE: str = eligible_award(Outcome.GOOD)  # type: ignore[assignment]
+YEAR_END_TITLES = (EXCELLENT_TITLE, EXEMPLARY_TITLE)
+OUTCOME_LABELS = {
+    Outcome.EXCELLENT: N_("Hoàn thành xuất sắc"),
+    Outcome.GOOD: N_("Hoàn thành tốt"),
+    Outcome.COMPLETED: N_("Hoàn thành"),
+    Outcome.NOT_COMPLETED: N_("Chưa hoàn thành"),
+}
+MAX_AWARD_TITLE = 300
+
+
+class ResultsError(ValueError):
+    """A year-end change that cannot be made now; the message is for the user."""
+
+
+def outcome_label(value: str | Outcome | None) -> str:
+    """The Vietnamese name of a stored or computed outcome, translated; "" for none."""
+    return _(OUTCOME_LABELS[Outcome(value)]) if value else ""
+
+
+@dataclass
+class PupilResult:
+    """One pupil's year end: the result computed now, what is stored, and the awards."""
+
+    enrolment: Enrolment
+    pupil: Pupil
+    computed: Classification
+    stored: YearResult | None
+    awards: list[Award] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The confirmed (or, for a personal plan, set) result."""
+        return Outcome(self.stored.outcome) if self.stored and self.stored.outcome else None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def stale(self) -> bool:
+        """The ratings changed since the confirmation: the stored computed result is no longer today's."""
+        if not self.confirmed:
+            return False
+        assert self.stored is not None
+        now = self.computed.outcome.value if self.computed.outcome else None
+        return (self.stored.computed_outcome, list(self.stored.reasons or [])) != (now, list(self.computed.reasons))
+
+    @property
+    def mismatch(self) -> bool:
+        """The confirmed result differs from the one computed now (a set-by-hand result never does)."""
+        return self.confirmed and not self.pupil.personal_plan and self.outcome is not self.computed.outcome
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """A computed result the GVCN has not confirmed yet, or must confirm again."""
+        return (not self.pupil.personal_plan and self.computed.outcome is not None
+                and (not self.confirmed or self.stale))
+
+    @property
+    def reviewed(self) -> bool:
+        return self.stored is not None and self.stored.results_reviewed_at is not None
+
+    @property
+    def titles(self) -> list[Award]:
+        return [a for a in self.awards if _is_year_end_title(a)]
+
+    @property
+    def adhoc_awards(self) -> list[Award]:
+        return sorted((a for a in self.awards if not _is_year_end_title(a)), key=lambda a: (a.awarded_on, a.id))
+
+    @property
+    def exemplary(self) -> bool:
+        return any(a.title == EXEMPLARY_TITLE for a in self.titles)
+
+    @property
+    def not_completed(self) -> bool:
+        """Confirmed as Chưa hoàn thành, and still so: help, a supplementary assessment and a decision follow."""
+        return self.outcome is Outcome.NOT_COMPLETED and not self.mismatch
+
+    @property
+    def may_be_exemplary(self) -> bool:
+        """Confirmed as Hoàn thành tốt: the class may recognise the pupil as Học sinh Tiêu biểu."""
+        return self.outcome is Outcome.GOOD and not self.mismatch
+
+    @property
+    def awaiting_decision(self) -> bool:
+        """Chưa hoàn thành with no decision of the principal yet (signing waits for it, not on it)."""
+        return self.outcome is Outcome.NOT_COMPLETED and self.stored is not None and self.stored.promoted is None
+
+
+def _is_year_end_title(award: Award) -> bool:
+    # Year-end titles carry no date (they are given with the result); ad-hoc awards always have one.
+    return award.awarded_on is None and award.title in YEAR_END_TITLES
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+def get_class(school: School, class_id: int) -> SchoolClass | None:
+    return db.session.scalar(sa.select(SchoolClass).where(SchoolClass.id == class_id,
+                                                          SchoolClass.school_id == school.id))
+
+
+def get_period(school_class: SchoolClass, period_id: int) -> Period | None:
+    """A period of the class's school year."""
+    return db.session.scalar(sa.select(Period).where(Period.id == period_id,
+                                                     Period.school_year_id == school_class.school_year_id))
+
+
+def year_end_period(year: SchoolYear) -> Period | None:
+    return next((p for p in year.periods if p.code == YEAR_END_PERIOD), None)
+
+
+def visible_classes(school: School, today: date) -> tuple[SchoolYear | None, list[SchoolClass]]:
+    """The current school year (the one containing `today`, else the latest) and its classes."""
+    years = list(db.session.scalars(sa.select(SchoolYear).where(SchoolYear.school_id == school.id)
+                                    .order_by(SchoolYear.starts_on.desc())))
+    year = next((y for y in years if y.starts_on <= today <= y.ends_on), years[0] if years else None)
+    return year, list(year.classes) if year else []
+
+
+def thresholds_of(year: SchoolYear) -> Thresholds:
+    try:
+        return Thresholds(year.excellent_min_score, year.good_min_score, year.completed_min_score)
+    except ValueError as exc:
+        raise ResultsError(_("Ngưỡng điểm của năm học %(y)s không hợp lệ: %(e)s", y=year.name, e=exc)) from exc
+
+
+def class_results(school_class: SchoolClass) -> list[PupilResult]:
+    """Every active pupil of the class with the result computed now, in class-list order."""
+    return _load(school_class, pupil_id=None)
+
+
+def pupil_result(school_class: SchoolClass, pupil_id: int) -> PupilResult | None:
+    """One pupil of the class (None when the pupil is not an active member of it)."""
+    found = _load(school_class, pupil_id=pupil_id)
+    return found[0] if found else None
+
+
+def _load(school_class: SchoolClass, pupil_id: int | None) -> list[PupilResult]:
+    # A fixed handful of queries whatever the class size: enrolments, catalogue, ratings, results, awards.
+    year = school_class.school_year
+    query = (sa.select(Enrolment, Pupil).join(Pupil, Pupil.id == Enrolment.pupil_id)
+             .where(Enrolment.class_id == school_class.id, Enrolment.status.in_(ACTIVE_STATUSES)))
+    if pupil_id is not None:
+        query = query.where(Enrolment.pupil_id == pupil_id)
+    pairs = db.session.execute(query).all()
+    if not pairs:
+        return []
+    ids = [e.id for e, _p in pairs]
+    subjects, traits = class_catalogue(school_class)
+    period = year_end_period(year)
+    subject_ratings = _rows_by_enrolment(SubjectRating, ids, period)
+    trait_ratings = _rows_by_enrolment(TraitRating, ids, period)
+    stored = {r.enrolment_id: r for r in db.session.scalars(sa.select(YearResult)
+                                                            .where(YearResult.enrolment_id.in_(ids)))}
+    awards: dict[int, list[Award]] = defaultdict(list)
+    for award in db.session.scalars(sa.select(Award).where(Award.enrolment_id.in_(ids)).order_by(Award.id)):
+        awards[award.enrolment_id].append(award)
+    thresholds = thresholds_of(year)
+    results = []
+    for enrolment, pupil in pairs:
+        data = year_end_input(pupil, subjects, traits, subject_ratings[enrolment.id], trait_ratings[enrolment.id])
+        results.append(PupilResult(enrolment, pupil, classify(data, thresholds), stored.get(enrolment.id),
+                                   awards[enrolment.id]))
+    return sorted(results, key=lambda r: pupil_sort_key(r.pupil))
+
+
+def class_catalogue(school_class: SchoolClass) -> tuple[list[tuple[Subject, SubjectGrade]], list[Trait]]:
+    """The subjects taught in the class's grade (with their grade settings) and the traits rated in it."""
+    subjects = db.session.execute(
+        sa.select(Subject, SubjectGrade).join(SubjectGrade, SubjectGrade.subject_id == Subject.id)
+        .where(Subject.school_year_id == school_class.school_year_id, SubjectGrade.grade == school_class.grade)
+        .order_by(Subject.position)).all()
+    traits = db.session.scalars(
+        sa.select(Trait).where(Trait.school_year_id == school_class.school_year_id,
+                               Trait.from_grade <= school_class.grade).order_by(Trait.position)).all()
+    return list(subjects), list(traits)
+
+
+def _rows_by_enrolment(model: Any, ids: list[int], period: Period | None) -> dict[int, dict[int, Any]]:
+    """{enrolment_id: {subject or trait id: rating}} of the year-end period."""
+    found: dict[int, dict[int, Any]] = defaultdict(dict)
+    if period is None:
+        return found
+    key = "subject_id" if model is SubjectRating else "trait_id"
+    for row in db.session.scalars(sa.select(model).where(model.enrolment_id.in_(ids), model.period_id == period.id)):
+        found[row.enrolment_id][getattr(row, key)] = row
+    return found
+
+
+def year_end_input(pupil: Pupil, subjects: Iterable[tuple[Subject, SubjectGrade]], traits: Iterable[Trait],
+                   subject_ratings: dict[int, SubjectRating], trait_ratings: dict[int, TraitRating]) -> YearEndInput:
+    """What Điều 9 looks at for one pupil: the CN levels and, where the subject is tested at CN, scores."""
+    subject_results = []
+    for subject, spec in subjects:
+        rating = subject_ratings.get(subject.id)
+        level = rating.level if rating else None
+        tested = spec.is_tested(YEAR_END_PERIOD)
+        score = rating.score if rating and tested else None
+        if spec.optional and level is None and score is None:
+            continue  # an optional subject the pupil does not take: it counts only when rated
+        subject_results.append(SubjectResult(subject.code, subject.name, level, score, score_required=tested))
+    trait_results = [
+        TraitResult(t.code, t.name, "quality" if t.kind is TraitKind.QUALITY else "competency",
+                    trait_ratings[t.id].level if t.id in trait_ratings else None)
+        for t in traits
+    ]
+    return YearEndInput(tuple(subject_results), tuple(trait_results), personal_plan=pupil.personal_plan)
+
+
+def pupil_sort_key(pupil: Pupil) -> tuple[str, str, int]:
+    """Class-list order: by given name (the last word), then the whole name, as Vietnamese lists are."""
+    plain = _plain(pupil.full_name)
+    return (plain.split()[-1] if plain.split() else "", plain, pupil.id)
+
+
+def _plain(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def people_names(user_ids: Iterable[int | None]) -> dict[int, str]:
+    """Full names of the given users, in one query (who confirmed, who decided)."""
+    wanted = {i for i in user_ids if i}
+    if not wanted:
+        return {}
+    return dict(db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(wanted))).all())
+
+
+# --- the GVCN's result -------------------------------------------------------------------------------
+
+
+def confirm_result(school: School, school_class: SchoolClass, entry: PupilResult, *, actor: User) -> bool:
+    """Store the computed result as the pupil's result; False when it was already confirmed as is."""
+    if entry.pupil.personal_plan:
+        raise ResultsError(_("%(n)s học theo kế hoạch giáo dục cá nhân: hãy chọn kết quả cho học sinh.",
+                             n=entry.pupil.full_name))
+    outcome = entry.computed.outcome
+    if outcome is None:
+        raise ResultsError(_("Chưa thể xác nhận kết quả của %(n)s: %(m)s.", n=entry.pupil.full_name,
+                             m="; ".join(entry.computed.missing)))
+    return _store_outcome(school, school_class, entry, outcome, actor=actor, action="results.confirmed")
+
+
+def confirm_all(school: School, school_class: SchoolClass, *, actor: User) -> int:
+    """Confirm every computed result not yet (or no longer) confirmed; returns how many changed."""
+    return sum(confirm_result(school, school_class, entry, actor=actor)
+               for entry in class_results(school_class) if entry.needs_confirmation)
+
+
+def set_result(school: School, school_class: SchoolClass, entry: PupilResult, outcome: Outcome, *,
+               actor: User) -> bool:
+    """The GVCN's own result for a pupil with a personal education plan (the software proposes none)."""
+    if not entry.pupil.personal_plan:
+        raise ResultsError(_("Kết quả của %(n)s được tính từ đánh giá cuối năm: hãy xác nhận kết quả tính được.",
+                             n=entry.pupil.full_name))
+    return _store_outcome(school, school_class, entry, Outcome(outcome), actor=actor, action="results.set")
+
+
+def _store_outcome(school: School, school_class: SchoolClass, entry: PupilResult, outcome: Outcome, *,
+                   actor: User, action: str) -> bool:
+    if entry.stored is None:
+        # `_load` read every stored row already: none means none, no need to look again.
+        entry.stored = YearResult(school_id=school.id, enrolment_id=entry.enrolment.id, reasons=[],
+                                  supplementary_note="")
+        db.session.add(entry.stored)
+    result = entry.stored
+    before = _snapshot(result)
+    after = dict(before, outcome=outcome.value, completion=completion_text(outcome, school_class.grade),
+                 computed_outcome=entry.computed.outcome.value if entry.computed.outcome else None,
+                 reasons=list(entry.computed.reasons))
+    if outcome is not Outcome.NOT_COMPLETED:
+        # Help, a supplementary assessment and a promotion decision concern only Chưa hoàn thành.
+        after.update(supplementary_note="", promoted=None)
+    changes = audit.diff(before, after)
+    if not changes:
+        return False
+    for name, value in after.items():
+        setattr(result, name, value)
+    result.confirmed_by_id, result.confirmed_at = actor.id, utcnow()
+    if "promoted" in changes:
+        result.decided_by_id = result.decided_at = None
+    audit.record(action, actor=actor, school_id=school.id, obj=entry.enrolment, summary=entry.pupil.full_name,
+                 changes=changes)
+    _sync_titles(school, entry, outcome, actor=actor)
+    _clear_review(entry, actor=actor, reason=action)
+    return True
+
+
+def _snapshot(result: YearResult) -> dict[str, Any]:
+    return {"outcome": result.outcome, "computed_outcome": result.computed_outcome,
+            "reasons": list(result.reasons or []), "completion": result.completion,
+            "supplementary_note": result.supplementary_note or "", "promoted": result.promoted}
+
+
+def _sync_titles(school: School, entry: PupilResult, outcome: Outcome, *, actor: User) -> None:
+    """Học sinh Xuất sắc follows Hoàn thành xuất sắc; Học sinh Tiêu biểu stays only with Hoàn thành tốt."""
+    wanted_excellent = outcome is Outcome.EXCELLENT
+    has_excellent = any(a.title == EXCELLENT_TITLE for a in entry.titles)
+    if wanted_excellent and not has_excellent:
+        _add_title(school, entry, EXCELLENT_TITLE, actor=actor)
+    for award in entry.titles:
+        keep = (award.title == EXCELLENT_TITLE and wanted_excellent) or (
+            award.title == EXEMPLARY_TITLE and outcome is Outcome.GOOD)
+        if not keep:
+            _remove_award(school, entry, award, actor=actor, reason=outcome.value)
+
+
+def _add_title(school: School, entry: PupilResult, title: str, *, actor: User) -> Award:
+    award = Award(school_id=school.id, enrolment_id=entry.enrolment.id, title=title, awarded_on=None)
+    db.session.add(award)
+    db.session.flush()
+    entry.awards.append(award)
+    audit.record("award.added", actor=actor, school_id=school.id, obj=award,
+                 summary=f"{entry.pupil.full_name}: {title}", changes={"title": [None, title]})
+    return award
+
+
+def _remove_award(school: School, entry: PupilResult, award: Award, *, actor: User, reason: str = "") -> None:
+    entry.awards.remove(award)
+    audit.record("award.removed", actor=actor, school_id=school.id, obj=award,
+                 summary=f"{entry.pupil.full_name}: {award.title}",
+                 changes={"title": [award.title, None], "awarded_on": [award.awarded_on, None],
+                          **({"reason": reason} if reason else {})})
+    db.session.delete(award)
+
+
+def _clear_review(entry: PupilResult, *, actor: User, reason: str) -> None:
+    if entry.reviewed:
+        review.clear_results_review([entry.enrolment.id], actor=actor, reason=reason)
+
+
+# --- awards ------------------------------------------------------------------------------------------
+
+
+def set_exemplary(school: School, school_class: SchoolClass, entry: PupilResult, recognised: bool, *,
+                  actor: User) -> bool:
+    """The class recognises (or no longer recognises) a Hoàn thành tốt pupil as Học sinh Tiêu biểu."""
+    if recognised == entry.exemplary:
+        return False
+    if recognised and not entry.may_be_exemplary:
+        raise ResultsError(_("Danh hiệu Học sinh Tiêu biểu chỉ dành cho học sinh có kết quả Hoàn thành tốt "
+                             "đã được xác nhận."))
+    if recognised:
+        _add_title(school, entry, EXEMPLARY_TITLE, actor=actor)
+    else:
+        _remove_award(school, entry, next(a for a in entry.titles if a.title == EXEMPLARY_TITLE), actor=actor)
+    _clear_review(entry, actor=actor, reason="award")
+    return True
+
+
+def add_award(school: School, school_class: SchoolClass, entry: PupilResult, awarded_on: date, title: str, *,
+              actor: User) -> Award:
+    """An ad-hoc award during the school year (khen thưởng đột xuất)."""
+    title = " ".join(title.split())
+    if not title:
+        raise ResultsError(_("Cần nhập nội dung khen thưởng."))
+    if len(title) > MAX_AWARD_TITLE:
+        raise ResultsError(_("Nội dung khen thưởng dài quá %(n)d ký tự.", n=MAX_AWARD_TITLE))
+    year = school_class.school_year
+    if not year.starts_on <= awarded_on <= year.ends_on:
+        raise ResultsError(_("Ngày khen thưởng phải trong năm học %(y)s.", y=year.name))
+    award = Award(school_id=school.id, enrolment_id=entry.enrolment.id, title=title, awarded_on=awarded_on)
+    db.session.add(award)
+    db.session.flush()
+    entry.awards.append(award)
+    audit.record("award.added", actor=actor, school_id=school.id, obj=award,
+                 summary=f"{entry.pupil.full_name}: {title}",
+                 changes={"title": [None, title], "awarded_on": [None, awarded_on]})
+    _clear_review(entry, actor=actor, reason="award")
+    return award
+
+
+def find_award(entries: Iterable[PupilResult], award_id: int) -> tuple[PupilResult, Award] | None:
+    """The award with that id among the class's pupils, with its pupil."""
+    return next(((e, a) for e in entries for a in e.awards if a.id == award_id), None)
+
+
+def remove_award(school: School, school_class: SchoolClass, entry: PupilResult, award: Award, *,
+                 actor: User) -> None:
+    """Withdraw an ad-hoc award (year-end titles follow the result and the class's recognition)."""
+    if _is_year_end_title(award):
+        raise ResultsError(_("Danh hiệu cuối năm đi theo kết quả cuối năm, không xóa riêng được."))
+    _remove_award(school, entry, award, actor=actor)
+    _clear_review(entry, actor=actor, reason="award")
+
+
+# --- pupils who do not complete ----------------------------------------------------------------------
+
+
+def _require_not_completed(entry: PupilResult) -> YearResult:
+    if not entry.not_completed or entry.stored is None:
+        raise ResultsError(_("Chỉ dùng cho học sinh có kết quả Chưa hoàn thành đã được xác nhận."))
+    return entry.stored
+
+
+def set_supplementary_note(school: School, school_class: SchoolClass, entry: PupilResult, note: str, *,
+                           actor: User) -> bool:
+    """The GVCN's supplementary assessment (đánh giá bổ sung) of a pupil who did not complete."""
+    result = _require_not_completed(entry)
+    note = note.strip()
+    changes = audit.diff({"supplementary_note": result.supplementary_note or ""}, {"supplementary_note": note})
+    if not changes:
+        return False
+    result.supplementary_note = note
+    audit.record("results.supplementary_note_set", actor=actor, school_id=school.id, obj=entry.enrolment,
+                 summary=entry.pupil.full_name, changes=changes)
+    _clear_review(entry, actor=actor, reason="results.supplementary_note_set")
+    return True
+
+
+def decide_promotion(school: School, school_class: SchoolClass, entry: PupilResult, promoted: bool, *,
+                     actor: User) -> bool:
+    """The principal's decision after the supplementary assessment: được lên lớp, or not."""
+    result = _require_not_completed(entry)
+    if not (result.supplementary_note or "").strip():
+        raise ResultsError(_("Cần có kết quả đánh giá bổ sung của giáo viên chủ nhiệm trước khi quyết định."))
+    changes = audit.diff({"promoted": result.promoted}, {"promoted": promoted})
+    if not changes:
+        return False
+    result.promoted, result.decided_by_id, result.decided_at = promoted, actor.id, utcnow()
+    audit.record("results.promotion_decided", actor=actor, school_id=school.id, obj=entry.enrolment,
+                 summary=entry.pupil.full_name, changes=changes)
+    return True
+
+
+def promotion_label(promoted: bool | None) -> str:
+    if promoted is None:
+        return ""
+    return _("Được lên lớp") if promoted else _("Chưa được lên lớp")
+
+
+# --- review ------------------------------------------------------------------------------------------
+
+
+def mark_reviewed(school: School, school_class: SchoolClass, entry: PupilResult, *, actor: User) -> bool:
+    """The GVCN has checked the pupil's year results; only a confirmed, current result can be."""
+    if not entry.confirmed:
+        raise ResultsError(_("Cần xác nhận kết quả của %(n)s trước khi đánh dấu đã rà soát.", n=entry.pupil.full_name))
+    if entry.mismatch:
+        raise ResultsError(_("Kết quả đã xác nhận của %(n)s không còn khớp với đánh giá: hãy xác nhận lại trước.",
+                             n=entry.pupil.full_name))
+    if entry.reviewed:
+        return False
+    review.mark_results_reviewed(entry.enrolment, actor=actor)
+    return True

@@ -1,0 +1,274 @@
+"""Year-end results of a class (the GVCN acts, management reads), and the class summary of any period."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+
+from portal.assessment.access import can_assess_class, can_view_class
+from portal.assessment.classification import Outcome
+from portal.assessment.models import Period, SchoolClass
+from portal.extensions import db
+from portal.results import services, summary
+from portal.results.forms import ActionForm, AwardForm, ExemplaryForm, OutcomeForm, PromotionForm, SupplementaryForm
+from portal.results.services import PupilResult
+from tenants.access import can, current_permissions, require, school_blueprint
+from tenants.roles import Permission
+
+bp = school_blueprint("results", __name__)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.jinja_env.globals.update(outcome_label=services.outcome_label, promotion_label=services.promotion_label)
+
+
+@bp.errorhandler(services.ResultsError)
+def _cannot_compute(error: services.ResultsError) -> tuple[str, int]:
+    # Reading a class can fail only on the year's own settings (its score thresholds): say so plainly.
+    db.session.rollback()
+    return render_template("error.html", code=409, message=str(error)), 409
+
+
+# --- who may do what (object-level, failing closed) --------------------------------------------------
+
+
+def _class_or_404(class_id: int) -> SchoolClass:
+    school_class = services.get_class(g.school, class_id)
+    if school_class is None:
+        abort(404)
+    return school_class
+
+
+def _may_act(school_class: SchoolClass) -> bool:
+    return can_assess_class(current_user.id, current_permissions(), school_class)
+
+
+def _may_read_results(school_class: SchoolClass) -> bool:
+    return _may_act(school_class) or can(Permission.VIEW_ALL_RATINGS) or can(Permission.DECIDE_PROMOTION)
+
+
+def _readable_class(class_id: int) -> SchoolClass:
+    school_class = _class_or_404(class_id)
+    if not _may_read_results(school_class):
+        abort(403)
+    return school_class
+
+
+def _pupil_or_404(school_class: SchoolClass, pupil_id: int) -> PupilResult:
+    entry = services.pupil_result(school_class, pupil_id)
+    if entry is None:
+        abort(404)
+    return entry
+
+
+def _back(school_class: SchoolClass, pupil_id: int | None = None) -> Response:
+    if pupil_id is not None and request.form.get("back") == "pupil":
+        return redirect(url_for("results.pupil", class_id=school_class.id, pupil_id=pupil_id))
+    anchor = f"#pupil-{pupil_id}" if pupil_id is not None else ""
+    return redirect(url_for("results.year_end", class_id=school_class.id) + anchor)
+
+
+def _gvcn_action(form_class: type[FlaskForm], change: Callable[[SchoolClass, PupilResult, Any], object],
+                 class_id: int, pupil_id: int, done: str) -> Response:
+    """The shape of every GVCN action on one pupil: authorise, validate, change, commit, go back."""
+    school_class = _class_or_404(class_id)
+    if not _may_act(school_class):
+        abort(403)  # before validation: a refused user learns nothing from the form's errors
+    entry = _pupil_or_404(school_class, pupil_id)
+    return _apply(form_class, change, school_class, entry, done)
+
+
+def _apply(form_class: type[FlaskForm], change: Callable[[SchoolClass, PupilResult, Any], object],
+           school_class: SchoolClass, entry: PupilResult, done: str) -> Response:
+    form = form_class()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(str(error), "danger")
+        return _back(school_class, entry.pupil.id)
+    try:
+        changed = change(school_class, entry, form)
+    except services.ResultsError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        db.session.commit()
+        if changed is not False:  # False: nothing to change (None: a change that returns nothing)
+            flash(done, "success")
+    return _back(school_class, entry.pupil.id)
+
+
+# --- pages -------------------------------------------------------------------------------------------
+
+
+@bp.route("/results")
+@require(Permission.VIEW_SCHOOL)
+def classes() -> str:
+    year, all_classes = services.visible_classes(g.school, date.today())
+    permissions = current_permissions()
+    rows = [(c, _may_read_results(c)) for c in all_classes if can_view_class(current_user.id, permissions, c)
+            or _may_read_results(c)]
+    return render_template("results/classes.html", year=year, rows=rows)
+
+
+@bp.route("/results/classes/<int:class_id>")
+@require(Permission.VIEW_SCHOOL)
+def year_end(class_id: int) -> str:
+    school_class = _readable_class(class_id)
+    entries = services.class_results(school_class)
+    return render_template("results/class.html", school_class=school_class, entries=entries,
+                           may_act=_may_act(school_class), form=ActionForm(),
+                           year_end_period=services.year_end_period(school_class.school_year))
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>")
+@require(Permission.VIEW_SCHOOL)
+def pupil(class_id: int, pupil_id: int) -> str:
+    school_class = _readable_class(class_id)
+    entry = _pupil_or_404(school_class, pupil_id)
+    stored = entry.stored
+    names = services.people_names([stored.confirmed_by_id, stored.decided_by_id] if stored else [])
+    return render_template(
+        "results/pupil.html", school_class=school_class, entry=entry, names=names, Outcome=Outcome,
+        may_act=_may_act(school_class), may_decide=can(Permission.DECIDE_PROMOTION),
+        form=ActionForm(back="pupil"), outcome_form=OutcomeForm(back="pupil", outcome=stored.outcome if stored else ""),
+        exemplary_form=ExemplaryForm(back="pupil", recognised=entry.exemplary),
+        award_form=AwardForm(back="pupil"),
+        supplementary_form=SupplementaryForm(back="pupil", note=stored.supplementary_note if stored else ""),
+        promotion_form=PromotionForm(back="pupil", promoted=_promoted_choice(stored.promoted if stored else None)))
+
+
+def _promoted_choice(promoted: bool | None) -> str | None:
+    return None if promoted is None else ("1" if promoted else "0")
+
+
+# --- the GVCN's actions ------------------------------------------------------------------------------
+
+
+@bp.route("/results/classes/<int:class_id>/confirm", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def confirm_all(class_id: int) -> Response:
+    school_class = _class_or_404(class_id)
+    if not _may_act(school_class):
+        abort(403)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    count = services.confirm_all(g.school, school_class, actor=current_user)
+    db.session.commit()
+    flash(_("Đã xác nhận kết quả của %(n)d học sinh.", n=count), "success")
+    return _back(school_class)
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/confirm", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def confirm(class_id: int, pupil_id: int) -> Response:
+    return _gvcn_action(ActionForm, lambda c, e, f: services.confirm_result(g.school, c, e, actor=current_user),
+                        class_id, pupil_id, _("Đã xác nhận kết quả."))
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/outcome", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def set_outcome(class_id: int, pupil_id: int) -> Response:
+    return _gvcn_action(
+        OutcomeForm, lambda c, e, f: services.set_result(g.school, c, e, Outcome(f.outcome.data), actor=current_user),
+        class_id, pupil_id, _("Đã lưu kết quả."))
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/exemplary", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def set_exemplary(class_id: int, pupil_id: int) -> Response:
+    return _gvcn_action(
+        ExemplaryForm,
+        lambda c, e, f: services.set_exemplary(g.school, c, e, bool(f.recognised.data), actor=current_user),
+        class_id, pupil_id, _("Đã lưu danh hiệu."))
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/awards", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def add_award(class_id: int, pupil_id: int) -> Response:
+    return _gvcn_action(
+        AwardForm,
+        lambda c, e, f: services.add_award(g.school, c, e, f.awarded_on.data, f.title.data, actor=current_user),
+        class_id, pupil_id, _("Đã thêm khen thưởng."))
+
+
+@bp.route("/results/classes/<int:class_id>/awards/<int:award_id>/delete", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def delete_award(class_id: int, award_id: int) -> Response:
+    school_class = _class_or_404(class_id)
+    if not _may_act(school_class):
+        abort(403)
+    found = services.find_award(services.class_results(school_class), award_id)
+    if found is None:
+        abort(404)
+    entry, award = found
+    return _apply(ActionForm, lambda c, e, f: services.remove_award(g.school, c, e, award, actor=current_user),
+                  school_class, entry, _("Đã xóa khen thưởng."))
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/supplementary", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def set_supplementary(class_id: int, pupil_id: int) -> Response:
+    return _gvcn_action(
+        SupplementaryForm,
+        lambda c, e, f: services.set_supplementary_note(g.school, c, e, f.note.data, actor=current_user),
+        class_id, pupil_id, _("Đã lưu kết quả đánh giá bổ sung."))
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/review", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def mark_reviewed(class_id: int, pupil_id: int) -> Response:
+    return _gvcn_action(ActionForm, lambda c, e, f: services.mark_reviewed(g.school, c, e, actor=current_user),
+                        class_id, pupil_id, _("Đã đánh dấu đã rà soát."))
+
+
+# --- the principal's decision ------------------------------------------------------------------------
+
+
+@bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/promotion", methods=["POST"])
+@require(Permission.DECIDE_PROMOTION)
+def decide_promotion(class_id: int, pupil_id: int) -> Response:
+    school_class = _class_or_404(class_id)
+    entry = _pupil_or_404(school_class, pupil_id)
+    return _apply(
+        PromotionForm,
+        lambda c, e, f: services.decide_promotion(g.school, c, e, f.promoted.data == "1", actor=current_user),
+        school_class, entry, _("Đã lưu quyết định lên lớp."))
+
+
+# --- the class summary -------------------------------------------------------------------------------
+
+
+def _summary_or_404(class_id: int, period_id: int) -> summary.ClassSummary:
+    school_class = _class_or_404(class_id)
+    if not can_view_class(current_user.id, current_permissions(), school_class):
+        abort(403)
+    period: Period | None = services.get_period(school_class, period_id)
+    if period is None:
+        abort(404)
+    return summary.build_class_summary(school_class, period)
+
+
+@bp.route("/results/classes/<int:class_id>/summary/<int:period_id>")
+@require(Permission.VIEW_SCHOOL)
+def class_summary(class_id: int, period_id: int) -> str:
+    built = _summary_or_404(class_id, period_id)
+    return render_template("results/summary.html", summary=built, tables=summary.summary_tables(built),
+                           title=summary.summary_title())
+
+
+@bp.route("/results/classes/<int:class_id>/summary/<int:period_id>.xlsx")
+@require(Permission.VIEW_SCHOOL)
+def class_summary_xlsx(class_id: int, period_id: int) -> Response:
+    built = _summary_or_404(class_id, period_id)
+    content = summary.summary_workbook(built, g.school.name)
+    filename = f"tong-hop-{built.school_class.name}-{built.period.code}.xlsx".lower()
+    return Response(content, mimetype=summary.XLSX_MIMETYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
