@@ -28,6 +28,8 @@ from tenants.models import District, Membership, MembershipRole, School, User
 from tenants.roles import Role
 from tenants.scoping import all_schools
 
+pytest_plugins = ["tests.browser"]  # the `browser` and `live_url` fixtures
+
 PASSWORD = "Matkhau2025"
 FAST_HASH = "pbkdf2:sha256:1000"  # the real default (scrypt) is slow on purpose; tests check it apart
 PG_APP_ROLE = "hocba_test_app"
