@@ -121,6 +121,21 @@ def ctx(app: Flask) -> Iterator[Flask]:
         db.session.remove()
 
 
+# The principal's school (two grade-5 classes, identity review marks) and one ordinary school.
+FAST_SCHOOLS = ("lequangdinh", "hiepphuoc")
+
+
+@pytest.fixture
+def two_schools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_demo() with the assessment data of FAST_SCHOOLS only (the whole district is a slow test)."""
+    from portal import demo_assessment
+
+    whole = demo_assessment.build_assessment_demo
+    # build_demo imports the function when it runs, so it picks this one up.
+    monkeypatch.setattr(demo_assessment, "build_assessment_demo",
+                        lambda today: whole(today, schools=FAST_SCHOOLS))
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()

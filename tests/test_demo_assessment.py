@@ -30,20 +30,10 @@ from portal.demo_assessment import ENTRY_WINDOWS, TAUGHT_OPTIONAL, YEAR_NAME
 from portal.extensions import db
 from tenants.models import School, User
 from tenants.scoping import all_schools
+from tests.conftest import FAST_SCHOOLS
 
 COUNTED = (SchoolYear, Period, Subject, SubjectGrade, Trait, SchoolClass, TeachingAssignment, Pupil, Enrolment,
            SubjectRating, TraitRating, PeriodNote, YearResult, Award, User)
-# The principal's school (two grade-5 classes, identity review marks) and one ordinary school.
-FAST_SCHOOLS = ("lequangdinh", "hiepphuoc")
-
-
-@pytest.fixture
-def two_schools(monkeypatch: pytest.MonkeyPatch) -> None:
-    """build_demo() with the assessment data of FAST_SCHOOLS only (the whole district is the slow test)."""
-    whole = demo_assessment.build_assessment_demo
-    # build_demo imports the function when it runs, so it picks this one up.
-    monkeypatch.setattr(demo_assessment, "build_assessment_demo",
-                        lambda today: whole(today, schools=FAST_SCHOOLS))
 
 
 def _counts() -> dict[str, int]:

@@ -258,7 +258,7 @@ def _demo_counts() -> tuple[int, ...]:
                      for model in (School, User, Membership, MembershipRole))
 
 
-def test_demo_district_is_built_once_however_often_it_runs(app, client):
+def test_demo_district_is_built_once_however_often_it_runs(app, client, two_schools):
     with app.app_context():
         logins = build_demo()
         counts = _demo_counts()
@@ -282,7 +282,7 @@ def test_demo_district_is_built_once_however_often_it_runs(app, client):
     assert "Trường Tiểu học Lê Quang Định" in home and "Võ Thị Lài" in home
 
 
-def test_flask_demo_command_prints_the_logins(app):
+def test_flask_demo_command_prints_the_logins(app, two_schools):
     # `flask demo` pushes the app context itself (FlaskGroup); invoking `app.cli` directly does not.
     with app.app_context():
         result = app.test_cli_runner().invoke(args=["demo"])
