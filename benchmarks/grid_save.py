@@ -20,17 +20,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-import sqlalchemy as sa  # noqa: E402 - after the project is put on the path
 from flask import Flask  # noqa: E402
 
+from benchmarks.common import postgres_database  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.assessment.catalogue import build_year  # noqa: E402
 from portal.assessment.models import Enrolment, Pupil, SchoolClass, TeachingAssignment  # noqa: E402
@@ -41,7 +40,6 @@ from tenants.roles import Role  # noqa: E402
 from tenants.scoping import all_schools, school_scope  # noqa: E402
 
 TARGET_MS = 150
-BENCH_ROLE = "hocba_bench_app"
 GIVEN_NAMES = ["An", "Bình", "Châu", "Dũng", "Đạt", "Giang", "Hân", "Khoa", "Linh", "Minh", "Nam", "Phúc",
                "Quân", "Sơn", "Tâm", "Uyên", "Vy", "Yến"]
 
@@ -55,7 +53,7 @@ def main() -> None:
         bench("SQLite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", folder, args.runs, args.pupils)
         admin_url = os.environ.get("BENCH_DATABASE_URL", "")
         if admin_url:
-            with postgres_database(admin_url) as url:
+            with postgres_database(admin_url, "grid") as url:
                 bench("PostgreSQL", url, folder, args.runs, args.pupils)
         else:
             print("PostgreSQL: skipped (set BENCH_DATABASE_URL to run it)")
@@ -157,34 +155,6 @@ def report(label: str, measure: Callable[[], float], runs: int, *, target: bool 
     p95 = statistics.quantiles(timings, n=20)[-1] if len(timings) >= 2 else timings[0]
     verdict = (" OK" if p95 <= TARGET_MS else f" OVER the {TARGET_MS} ms target") if target else ""
     print(f"{label:<34} median {median:7.2f} ms   p95 {p95:7.2f} ms{verdict}")
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A throwaway database on the server of `admin_url`; yields the URL the portal should use."""
-    admin_url = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = f"hocba_bench_grid_{os.getpid()}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    parts = sa.engine.make_url(admin_url)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        owner = None
-        try:
-            if not conn.scalar(sa.text("select 1 from pg_roles where rolname = :r"), {"r": BENCH_ROLE}):
-                conn.execute(sa.text(f"CREATE ROLE {BENCH_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
-            owner = BENCH_ROLE
-        except sa.exc.DBAPIError:
-            print("PostgreSQL: cannot create an ordinary role; running as the given user (RLS may be bypassed)")
-        conn.execute(sa.text(f"CREATE DATABASE {name}" + (f" OWNER {owner}" if owner else "")))
-    url = parts.set(database=name)
-    if owner:
-        url = url.set(username=owner, password=None)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""What the benchmark scripts share: a throwaway PostgreSQL database owned by an ordinary role."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+# An ordinary role, so that row-level security applies as it does in production.
+BENCH_ROLE = "hocba_bench_app"
+
+
+@contextmanager
+def postgres_database(admin_url: str, label: str) -> Iterator[str]:
+    """A throwaway database on the server of `admin_url`; yields the URL the portal should use."""
+    admin_url = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"hocba_bench_{label}_{os.getpid()}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    parts = sa.engine.make_url(admin_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        owner = None
+        try:
+            if not conn.scalar(sa.text("select 1 from pg_roles where rolname = :r"), {"r": BENCH_ROLE}):
+                conn.execute(sa.text(f"CREATE ROLE {BENCH_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
+            owner = BENCH_ROLE
+        except sa.exc.DBAPIError:
+            print("PostgreSQL: cannot create an ordinary role; running as the given user (RLS may be bypassed)")
+        conn.execute(sa.text(f"CREATE DATABASE {name}" + (f" OWNER {owner}" if owner else "")))
+    url = parts.set(database=name)
+    if owner:
+        url = url.set(username=owner, password=None)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
