@@ -49,6 +49,21 @@ class Permission(StrEnum):
     CONFIRM_RESULTS = "assessment.confirm_results"
     DECIDE_PROMOTION = "assessment.decide_promotion"
     VIEW_REVIEW_PROGRESS = "assessment.view_review_progress"
+    VIEW_RECORDS = "records.view"
+    GENERATE_RECORDS = "records.generate"
+    SIGN_AS_HOMEROOM = "signing.sign_homeroom"
+    SIGN_AS_PRINCIPAL = "signing.sign_principal"
+    APPLY_SEAL = "signing.apply_seal"
+    MANAGE_SEAL = "signing.manage_seal"
+    CANCEL_RECORDS = "records.cancel_correct"
+    MANAGE_FAMILY_ACCESS = "records.family_access"
+    EXCHANGE_RECORDS = "exchange.upload"
+    TRANSFER_PUPILS = "exchange.transfer"
+    VIEW_SCHOOL_PROGRESS = "compliance.view_school"
+    SUBMIT_EVIDENCE = "compliance.submit_evidence"
+    MANAGE_TRAINING = "compliance.manage_training"
+    MANAGE_PLAN = "district.manage_plan"
+    DISTRICT_EXCHANGE = "district.exchange"
 
     @property
     def label(self) -> str:
@@ -83,6 +98,21 @@ PERMISSION_LABELS = {
     Permission.CONFIRM_RESULTS: N_("Xác nhận kết quả cuối năm, khen thưởng, rà soát (lớp chủ nhiệm)"),
     Permission.DECIDE_PROMOTION: N_("Quyết định lên lớp cho học sinh chưa hoàn thành"),
     Permission.VIEW_REVIEW_PROGRESS: N_("Theo dõi tiến độ rà soát của các lớp"),
+    Permission.VIEW_RECORDS: N_("Xem học bạ số (lớp chủ nhiệm hoặc cả trường)"),
+    Permission.GENERATE_RECORDS: N_("Tạo bản học bạ số để rà soát và ký (lớp chủ nhiệm hoặc cả trường)"),
+    Permission.SIGN_AS_HOMEROOM: N_("Ký số học bạ với tư cách giáo viên chủ nhiệm (lớp chủ nhiệm)"),
+    Permission.SIGN_AS_PRINCIPAL: N_("Ký số học bạ với tư cách Hiệu trưởng, trả lại để sửa"),
+    Permission.APPLY_SEAL: N_("Ký số bằng chứng thư số của trường (đóng dấu số) để ban hành"),
+    Permission.MANAGE_SEAL: N_("Đăng kí chứng thư số (con dấu số) của trường"),
+    Permission.CANCEL_RECORDS: N_("Hủy bỏ, điều chỉnh học bạ số đã ban hành"),
+    Permission.MANAGE_FAMILY_ACCESS: N_("Cấp, đổi, thu hồi mã tra cứu học bạ cho gia đình"),
+    Permission.EXCHANGE_RECORDS: N_("Gửi học bạ số lên hệ thống Thành phố, nhận học bạ trả về"),
+    Permission.TRANSFER_PUPILS: N_("Chuyển trường, tiếp nhận học sinh chuyển đến"),
+    Permission.VIEW_SCHOOL_PROGRESS: N_("Xem tiến độ triển khai học bạ số của trường"),
+    Permission.SUBMIT_EVIDENCE: N_("Nộp minh chứng (quyết định, biên bản) cho các mốc kế hoạch"),
+    Permission.MANAGE_TRAINING: N_("Ghi nhận các buổi tập huấn cán bộ, giáo viên"),
+    Permission.MANAGE_PLAN: N_("Lập kế hoạch, duyệt minh chứng, nhắc việc các trường"),
+    Permission.DISTRICT_EXCHANGE: N_("Gửi học bạ số của các trường lên Thành phố, lập gói nộp Bộ"),
 }
 
 DISTRICT_ROLES = frozenset({Role.DISTRICT_ADMIN, Role.DISTRICT_OFFICER})
@@ -92,23 +122,30 @@ MANAGEMENT_ROLES = frozenset({Role.PRINCIPAL, Role.VICE_PRINCIPAL, Role.SCHOOL_I
 
 P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.DISTRICT_ADMIN: frozenset({P.VIEW_DISTRICT, P.MANAGE_SCHOOLS, P.VIEW_DISTRICT_AUDIT}),
+    Role.DISTRICT_ADMIN: frozenset({P.VIEW_DISTRICT, P.MANAGE_SCHOOLS, P.VIEW_DISTRICT_AUDIT, P.MANAGE_PLAN,
+                                    P.DISTRICT_EXCHANGE}),
     Role.DISTRICT_OFFICER: frozenset({P.VIEW_DISTRICT, P.VIEW_DISTRICT_AUDIT}),
     Role.PRINCIPAL: frozenset(
         {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.ASSIGN_MANAGEMENT_ROLES, P.VIEW_SCHOOL_AUDIT,
          P.MANAGE_SCHOOL_YEAR, P.VIEW_PUPILS, P.MANAGE_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS,
-         P.DECIDE_PROMOTION, P.VIEW_REVIEW_PROGRESS}
+         P.DECIDE_PROMOTION, P.VIEW_REVIEW_PROGRESS, P.VIEW_RECORDS, P.GENERATE_RECORDS, P.SIGN_AS_PRINCIPAL,
+         P.APPLY_SEAL, P.MANAGE_SEAL, P.CANCEL_RECORDS, P.MANAGE_FAMILY_ACCESS, P.EXCHANGE_RECORDS,
+         P.TRANSFER_PUPILS, P.VIEW_SCHOOL_PROGRESS, P.SUBMIT_EVIDENCE, P.MANAGE_TRAINING}
     ),
     Role.VICE_PRINCIPAL: frozenset(
-        {P.VIEW_SCHOOL, P.VIEW_STAFF, P.VIEW_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS, P.VIEW_REVIEW_PROGRESS}
+        {P.VIEW_SCHOOL, P.VIEW_STAFF, P.VIEW_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS, P.VIEW_REVIEW_PROGRESS,
+         P.VIEW_RECORDS, P.VIEW_SCHOOL_PROGRESS, P.MANAGE_TRAINING}
     ),
     Role.SCHOOL_IT: frozenset(
         {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.MANAGE_SCHOOL_YEAR, P.VIEW_PUPILS, P.MANAGE_PUPILS,
-         P.VIEW_PERSONAL_ID, P.VIEW_REVIEW_PROGRESS}
+         P.VIEW_PERSONAL_ID, P.VIEW_REVIEW_PROGRESS, P.VIEW_RECORDS, P.MANAGE_SEAL, P.MANAGE_FAMILY_ACCESS,
+         P.EXCHANGE_RECORDS, P.TRANSFER_PUPILS, P.VIEW_SCHOOL_PROGRESS, P.SUBMIT_EVIDENCE, P.MANAGE_TRAINING}
     ),
     # Teachers act on their own class and their assigned subjects only: object-level checks
     # in portal/assessment/access.py narrow these permissions down to those.
-    Role.HOMEROOM_TEACHER: frozenset({P.VIEW_SCHOOL, P.VIEW_PUPILS, P.ENTER_RATINGS, P.CONFIRM_RESULTS}),
+    Role.HOMEROOM_TEACHER: frozenset({P.VIEW_SCHOOL, P.VIEW_PUPILS, P.ENTER_RATINGS, P.CONFIRM_RESULTS,
+                                      P.VIEW_RECORDS, P.GENERATE_RECORDS, P.SIGN_AS_HOMEROOM,
+                                      P.MANAGE_FAMILY_ACCESS}),
     Role.SUBJECT_TEACHER: frozenset({P.VIEW_SCHOOL, P.VIEW_PUPILS, P.ENTER_RATINGS}),
 }
 

@@ -1,0 +1,26 @@
+"""records
+
+Revision ID: 0003
+Revises: 0002
+
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+from tenants import rls  # noqa: F401
+
+TENANT_TABLES: tuple[str, ...] = ()
+
+# revision identifiers, used by Alembic.
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass

@@ -1,0 +1,26 @@
+"""signing
+
+Revision ID: 0005
+Revises: 0004
+
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+from tenants import rls  # noqa: F401
+
+TENANT_TABLES: tuple[str, ...] = ()
+
+# revision identifiers, used by Alembic.
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass

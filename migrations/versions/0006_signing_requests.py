@@ -1,0 +1,26 @@
+"""signing_requests
+
+Revision ID: 0006
+Revises: 0005
+
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+from tenants import rls  # noqa: F401
+
+TENANT_TABLES: tuple[str, ...] = ()
+
+# revision identifiers, used by Alembic.
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass

@@ -1,0 +1,26 @@
+"""verification
+
+Revision ID: 0008
+Revises: 0007
+
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+from tenants import rls  # noqa: F401
+
+TENANT_TABLES: tuple[str, ...] = ()
+
+# revision identifiers, used by Alembic.
+revision = '0008'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass

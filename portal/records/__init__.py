@@ -1,0 +1,1 @@
+"""Record versions (học bạ số): immutable snapshots, their XML/JSON forms, the PDF, bulk generation."""
