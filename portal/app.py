@@ -23,16 +23,28 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
         static_folder=str(PROJECT_ROOT / "static"),
     )
     _configure(app, overrides)
+    if app.config["PROXY_HOPS"]:
+        # Behind a reverse proxy: the client's address (per-address limits, the trail) comes from X-Forwarded-For.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     from portal import cli, extensions, i18n, jobs, jobs_views, storage
     from portal.auth import views as auth_views
+    from portal.compliance import views as compliance_views
     from portal.district import views as district_views
     from portal.grading import views as grading_views
+    from portal.interop import views as interop_views
     from portal.pupils import views as pupils_views
+    from portal.records import views as records_views
     from portal.results import views as results_views
     from portal.school import views as school_views
     from portal.schoolyear import views as schoolyear_views
+    from portal.signing import agent_api as signing_agent_api
+    from portal.signing import views as signing_views
     from portal.trail import views as trail_views
+    from portal.verify import views as verify_views
     from tenants import access
 
     extensions.db.init_app(app)
@@ -49,7 +61,13 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     grading_views.init_app(app)
     pupils_views.init_app(app)
     results_views.init_app(app)
+    records_views.init_app(app)
     trail_views.init_app(app)
+    compliance_views.init_app(app)
+    signing_agent_api.init_app(app)
+    signing_views.init_app(app)
+    interop_views.init_app(app)
+    verify_views.init_app(app)
     jobs_views.init_app(app)
     cli.init_app(app)
     _register_error_pages(app)

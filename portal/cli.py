@@ -37,6 +37,18 @@ def demo() -> None:
                    f"{ratings:,} ratings created at {created['schools']} schools.")
     else:
         click.echo("School year 2024-2025: already there at every school, nothing created.")
+    from portal.signing.demo import build_signing_demo
+
+    certificates = build_signing_demo(DEMO_PASSWORD)
+    click.echo(f"Demo certificates (KHÔNG DÙNG THẬT - demo CA in the instance folder, not for real use): "
+               f"{certificates['person_certificates']} personal, {certificates['seal_certificates']} school seals "
+               f"created; .p12 passphrase: {DEMO_PASSWORD}.")
+    from portal.records.demo import build_records_demo
+
+    records = build_records_demo("lequangdinh")
+    if records:
+        click.echo(f"Học bạ số of class {records.pop('class')} at lequangdinh: "
+                   + ", ".join(f"{n} {status}" for status, n in sorted(records.items())))
 
 
 @click.command("create-district")

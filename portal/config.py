@@ -35,6 +35,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("expected a number above 0")
+    return value
+
+
 def _timezone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -95,6 +102,61 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STORAGE_BACKEND", "local", _one_of("local", "database"),
             "where files live: the instance folder, or the database every machine shares"),
     Setting("MAX_UPLOAD_MB", "20", _positive_int, "largest upload accepted"),
+    Setting("TRUST_ROOTS", "", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip()),
+            "root certificates (PEM or DER files, comma-separated) that signatures must chain to: the national "
+            "root and the government CA root in production; empty means the demo CA in the instance folder"),
+    Setting("TIMESTAMP_URL", "", str,
+            "RFC 3161 timestamp authority added to every signature; empty means no timestamp"),
+    Setting("AGENT_TOKEN_HOURS", "12", _positive_int,
+            "how long the signing agent's sign-in (bearer token) lasts"),
+    Setting("CSC_BASE_URL", "", lambda raw: raw.rstrip("/"),
+            "remote signing service (Cloud Signature Consortium API), e.g. https://csc.example.vn; empty: none"),
+    Setting("CSC_CLIENT_ID", "", str, "the portal's OAuth2 client id at the remote signing service"),
+    Setting("CSC_CLIENT_SECRET", "", str, "the portal's OAuth2 client secret at the remote signing service"),
+    Setting("CSC_HTTP_TIMEOUT_SECONDS", "20", _positive_int,
+            "longest wait for one answer of the remote signing service"),
+    Setting("CSC_APPROVAL_TIMEOUT_SECONDS", "300", _positive_int,
+            "how long a remote signing batch waits for the signer's approval on the phone"),
+    Setting("CSC_POLL_SECONDS", "2", _positive_int,
+            "first interval between checks for the phone approval (it doubles up to 30 s)"),
+    Setting("PROXY_HOPS", "0", int,
+            "reverse proxies in front of the portal whose X-Forwarded-* headers are trusted (0: none)"),
+    Setting("PUBLIC_URL", "http://127.0.0.1:5000", lambda raw: raw.rstrip("/"),
+            "address the public reaches the portal at: printed in every record's QR code"),
+    Setting("CITY_URL", "http://127.0.0.1:5100", lambda raw: raw.rstrip("/"),
+            "the city system's API (contract v1, docs/city-contract.md); the demo's stand-in by default"),
+    Setting("CITY_API_KEY", "demo-district-key-nhabe", str,
+            "the district's API key at the city system (sent as X-District-Key); the default is the demo's"),
+    Setting("CITY_TIMEOUT_SECONDS", "20", _positive_float,
+            "longest wait for one answer of the city system before the upload is retried later"),
+    Setting("CITY_MAX_ATTEMPTS", "8", _positive_int,
+            "attempts per record before an upload is shown as stuck for someone to look at"),
+    Setting("CITY_RETRY_SECONDS", "30", _positive_float,
+            "wait before the second attempt; it doubles with every attempt after that"),
+    Setting("CITY_RETRY_MAX_SECONDS", "1800", _positive_float, "longest wait between two attempts"),
+    Setting("CITY_STUCK_MINUTES", "60", _positive_int,
+            "an upload still waiting or sent after this long with no answer is shown as stuck"),
+    Setting("CITY_JOB_MAX_WAIT_SECONDS", "900", _positive_int,
+            "how long one upload job keeps retrying before it ends and leaves the rest for the next run"),
+    Setting("CITY_TRUST_ROOTS", "", str,
+            "root certificates (PEM files, comma-separated) that returned records must chain to; "
+            "empty: the signing package's configured roots"),
+    Setting("VERIFY_WINDOW_MINUTES", "10", _positive_int,
+            "the window, in minutes, over which public verification requests are counted per address"),
+    Setting("VERIFY_LOOKUPS_PER_ADDRESS", "60", _positive_int,
+            "verification-code lookups (page and API) one address may make within the window"),
+    Setting("VERIFY_UPLOADS_PER_ADDRESS", "20", _positive_int,
+            "uploaded files one address may have checked within the window"),
+    Setting("VERIFY_MAX_UPLOAD_MB", "10", _positive_int,
+            "largest PDF accepted for verification by upload"),
+    Setting("FAMILY_WINDOW_MINUTES", "15", _positive_int,
+            "the window, in minutes, over which wrong family access codes are counted per address"),
+    Setting("FAMILY_FAILURES_PER_ADDRESS", "10", _positive_int,
+            "wrong family access codes one address may type within the window before it is refused"),
+    Setting("FAMILY_SESSION_MINUTES", "30", _positive_int,
+            "how long a family stays signed in with an access code"),
+    Setting("LOOKUP_LOG_DAYS", "90", _positive_int,
+            "how long the public lookup log (hashed addresses, outcomes) is kept; `flask verify purge-log`"),
 )
 
 

@@ -74,6 +74,7 @@ def build_demo(today: date | None = None, *, created: dict[str, int] | None = No
     The assessment data is built as of `today` (default: the real today); what it added is put into
     `created` when given (pupils, classes, ratings...).
     """
+    from portal.compliance.demo import build_compliance_demo
     from portal.demo_assessment import build_assessment_demo  # it builds on this module's schools and staff
 
     password_hash = hash_password(DEMO_PASSWORD)  # one hash for every demo account keeps this fast
@@ -106,6 +107,9 @@ def build_demo(today: date | None = None, *, created: dict[str, int] | None = No
         assessment = build_assessment_demo(today or date.today())
         if created is not None:
             created.update(assessment)
+        created_compliance = build_compliance_demo(district, today or date.today())
+        if created is not None:
+            created.update(created_compliance)
         audit.record("demo.built", actor=None, school_id=None, obj=district, summary=district.name,
                      changes={"schools": len(SCHOOLS)})
         db.session.commit()

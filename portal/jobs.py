@@ -221,3 +221,23 @@ class ThreadWorker(SimpleWorker):
 
 def init_app(app: Flask) -> None:
     app.extensions["portal_jobs"] = QueueBackend(app)
+
+
+# --- secrets a job needs but no row may keep (a passphrase typed for one batch) ------------------------------
+
+SECRET_TTL_SECONDS = 900
+
+
+def stash_secret(run_id: str, value: str, ttl: int = SECRET_TTL_SECONDS) -> None:
+    """Hand a secret to a job through the queue's Redis, never the database; it expires on its own."""
+    current_app.extensions["portal_jobs"].connection.set(f"portal:secret:{run_id}", value, ex=ttl)
+
+
+def job_secret(run_id: str) -> str | None:
+    """The secret stashed for this job, while it lasts (a job run again soon after a crash finds it too)."""
+    value = current_app.extensions["portal_jobs"].connection.get(f"portal:secret:{run_id}")
+    return value.decode() if value is not None else None
+
+
+def drop_secret(run_id: str) -> None:
+    current_app.extensions["portal_jobs"].connection.delete(f"portal:secret:{run_id}")

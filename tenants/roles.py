@@ -50,6 +50,7 @@ class Permission(StrEnum):
     DECIDE_PROMOTION = "assessment.decide_promotion"
     VIEW_REVIEW_PROGRESS = "assessment.view_review_progress"
     VIEW_RECORDS = "records.view"
+    VIEW_ALL_RECORDS = "records.view_all"
     GENERATE_RECORDS = "records.generate"
     SIGN_AS_HOMEROOM = "signing.sign_homeroom"
     SIGN_AS_PRINCIPAL = "signing.sign_principal"
@@ -98,8 +99,9 @@ PERMISSION_LABELS = {
     Permission.CONFIRM_RESULTS: N_("Xác nhận kết quả cuối năm, khen thưởng, rà soát (lớp chủ nhiệm)"),
     Permission.DECIDE_PROMOTION: N_("Quyết định lên lớp cho học sinh chưa hoàn thành"),
     Permission.VIEW_REVIEW_PROGRESS: N_("Theo dõi tiến độ rà soát của các lớp"),
-    Permission.VIEW_RECORDS: N_("Xem học bạ số (lớp chủ nhiệm hoặc cả trường)"),
-    Permission.GENERATE_RECORDS: N_("Tạo bản học bạ số để rà soát và ký (lớp chủ nhiệm hoặc cả trường)"),
+    Permission.VIEW_RECORDS: N_("Xem học bạ số của lớp chủ nhiệm"),
+    Permission.VIEW_ALL_RECORDS: N_("Xem học bạ số của mọi lớp"),
+    Permission.GENERATE_RECORDS: N_("Tạo bản học bạ số để rà soát và ký (lớp được xem)"),
     Permission.SIGN_AS_HOMEROOM: N_("Ký số học bạ với tư cách giáo viên chủ nhiệm (lớp chủ nhiệm)"),
     Permission.SIGN_AS_PRINCIPAL: N_("Ký số học bạ với tư cách Hiệu trưởng, trả lại để sửa"),
     Permission.APPLY_SEAL: N_("Ký số bằng chứng thư số của trường (đóng dấu số) để ban hành"),
@@ -128,18 +130,19 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.PRINCIPAL: frozenset(
         {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.ASSIGN_MANAGEMENT_ROLES, P.VIEW_SCHOOL_AUDIT,
          P.MANAGE_SCHOOL_YEAR, P.VIEW_PUPILS, P.MANAGE_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS,
-         P.DECIDE_PROMOTION, P.VIEW_REVIEW_PROGRESS, P.VIEW_RECORDS, P.GENERATE_RECORDS, P.SIGN_AS_PRINCIPAL,
-         P.APPLY_SEAL, P.MANAGE_SEAL, P.CANCEL_RECORDS, P.MANAGE_FAMILY_ACCESS, P.EXCHANGE_RECORDS,
+         P.DECIDE_PROMOTION, P.VIEW_REVIEW_PROGRESS, P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.GENERATE_RECORDS,
+         P.SIGN_AS_PRINCIPAL, P.APPLY_SEAL, P.MANAGE_SEAL, P.CANCEL_RECORDS, P.MANAGE_FAMILY_ACCESS, P.EXCHANGE_RECORDS,
          P.TRANSFER_PUPILS, P.VIEW_SCHOOL_PROGRESS, P.SUBMIT_EVIDENCE, P.MANAGE_TRAINING}
     ),
     Role.VICE_PRINCIPAL: frozenset(
         {P.VIEW_SCHOOL, P.VIEW_STAFF, P.VIEW_PUPILS, P.VIEW_PERSONAL_ID, P.VIEW_ALL_RATINGS, P.VIEW_REVIEW_PROGRESS,
-         P.VIEW_RECORDS, P.VIEW_SCHOOL_PROGRESS, P.MANAGE_TRAINING}
+         P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.VIEW_SCHOOL_PROGRESS, P.MANAGE_TRAINING}
     ),
     Role.SCHOOL_IT: frozenset(
         {P.VIEW_SCHOOL, P.VIEW_STAFF, P.MANAGE_STAFF, P.MANAGE_SCHOOL_YEAR, P.VIEW_PUPILS, P.MANAGE_PUPILS,
-         P.VIEW_PERSONAL_ID, P.VIEW_REVIEW_PROGRESS, P.VIEW_RECORDS, P.MANAGE_SEAL, P.MANAGE_FAMILY_ACCESS,
-         P.EXCHANGE_RECORDS, P.TRANSFER_PUPILS, P.VIEW_SCHOOL_PROGRESS, P.SUBMIT_EVIDENCE, P.MANAGE_TRAINING}
+         P.VIEW_PERSONAL_ID, P.VIEW_REVIEW_PROGRESS, P.VIEW_RECORDS, P.VIEW_ALL_RECORDS, P.MANAGE_SEAL,
+         P.MANAGE_FAMILY_ACCESS, P.EXCHANGE_RECORDS, P.TRANSFER_PUPILS, P.VIEW_SCHOOL_PROGRESS, P.SUBMIT_EVIDENCE,
+         P.MANAGE_TRAINING}
     ),
     # Teachers act on their own class and their assigned subjects only: object-level checks
     # in portal/assessment/access.py narrow these permissions down to those.

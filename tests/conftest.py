@@ -103,7 +103,12 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]
         with db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                # TRUNCATE costs per table (~6 ms each): empty only the tables the test wrote to.
+                conn.execute(sa.text("SELECT set_config('app.all_schools', 'on', true)"))
+                probe = " UNION ALL ".join(f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM {t})" for t in tables)
+                written = list(conn.scalars(sa.text(probe)))
+                if written:
+                    conn.execute(sa.text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
             else:
                 for table in tables:
                     conn.execute(sa.text(f"DELETE FROM {table}"))

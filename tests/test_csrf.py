@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing import BuildError, Rule
 
 from portal.assessment.models import Award
+from portal.compliance.models import EvidenceStatus, Scope
 from portal.extensions import csrf, db
 from portal.i18n import LOCALES
 from portal.jobs import JobRun
@@ -24,9 +25,16 @@ from tenants.models import Membership, School, User
 from tenants.roles import SCHOOL_ROLES, Role
 from tenants.scoping import all_schools, school_scope
 from tests.assessment_factory import make_class, make_year
+from tests.city_helpers import exchange_objects
+from tests.compliance_factory import make_evidence, make_milestone, make_training
 from tests.conftest import PASSWORD, Factory, csrf_token, finish_jobs, login
+from tests.records_factory import insert_version
 
 SCHOOL = "lqd"
+# POST routes without a CSRF token on purpose: used by other systems, with no cookie and no session.
+CSRF_EXEMPT = {"/api/verify/file",
+               # the signing agent's bearer-token API: tests/test_signing_agent.py shows a cookie alone fails
+               "/api/agent/session", "/api/agent/signatures"}
 # What a careless or forged form would send: enough for most forms to pass validation with a token.
 FORM_DATA = {"username": "csrf.moi", "full_name": "Giả Mạo", "email": "", "roles": Role.PRINCIPAL.value,
              "role": Role.PRINCIPAL.value, "code": "csrfmoi", "name": "Trường Giả Mạo", "commune": "",
@@ -64,7 +72,12 @@ def full_world(app: Flask, world: World) -> World:
         db.session.commit()
         award_id = award.id
     values = {"year_id": year_id, "class_id": setup.class_id, "pupil_id": setup.pupil_ids[0], "award_id": award_id,
-              "period_id": setup.period_ids["CN"], "subject_id": setup.subject_ids["toan"]}
+              "period_id": setup.period_ids["CN"], "subject_id": setup.subject_ids["toan"],
+              "version_id": insert_version(app, school, setup), "grade": 5}
+    milestone_id = make_milestone(app, measure="evidence", scope=Scope.STAFF, deadline=date(2025, 3, 28))
+    values.update(milestone_id=milestone_id, training_id=make_training(app, school, date(2025, 4, 20), [actor.id]),
+                  evidence_id=make_evidence(app, school, milestone_id, EvidenceStatus.SUBMITTED, date(2025, 3, 20)))
+    values.update(exchange_objects(app, Factory(app), school, values["version_id"]))  # upload, received, transfer
     return World(school, actor, world.target, {**world.url_values, **values})
 
 
@@ -107,6 +120,9 @@ def test_every_post_route_refuses_a_request_without_token(app, client, full_worl
     adapter = app.url_map.bind("localhost")
     covered, problems = [], []
     for rule in post_rules(app):
+        if rule.rule in CSRF_EXEMPT:
+            covered.append(rule.rule)
+            continue
         missing = sorted(set(rule.arguments) - set(world.url_values))
         if missing:
             problems.append(f"{rule.rule}: the walk has no value for {missing}")
@@ -132,6 +148,10 @@ def test_every_post_route_refuses_a_request_without_token(app, client, full_worl
     assert {"/login", "/logout", "/language/<locale>", "/s/<school_code>/staff/new",
             "/s/<school_code>/staff/<int:user_id>/active/<int:active>", "/district/schools/new"} <= set(covered)
     assert signed_in(client), "the POST to /logout without a token signed the user out"
+    # Exactly the routes listed above go without the check.
+    views = {r.rule: app.view_functions[r.endpoint] for r in post_rules(app)}
+    exempt = {rule for rule, view in views.items() if f"{view.__module__}.{view.__name__}" in csrf._exempt_views}
+    assert exempt == CSRF_EXEMPT
 
 
 def test_the_walk_builds_urls_of_real_objects(app, client, full_world):
@@ -152,9 +172,9 @@ def test_the_walk_builds_urls_of_real_objects(app, client, full_world):
         url = adapter.build(rule.endpoint, {a: world.url_values[a] for a in rule.arguments})
         assert client.get(url).status_code not in {404, 500}, url
         used |= rule.arguments
-    # Only in POST URLs: the award (its deletion below), `active`, and the locale (one of the two offered).
+    # Only in POST URLs: the award (its deletion below), `active`, the locale (one of the two offered), a grade.
     assert world.url_values["locale"] in LOCALES
-    assert used | fake | {"active", "award_id", "locale"} >= set(world.url_values)
+    assert used | fake | {"active", "award_id", "locale", "grade"} >= set(world.url_values)
     # The award is real too: deleting it with a token finds it and removes it.
     url = adapter.build("results.delete_award", {a: world.url_values[a] for a in
                                                  ["school_code", "class_id", "award_id"]}, method="POST")

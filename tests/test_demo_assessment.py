@@ -28,6 +28,7 @@ from portal.assessment.models import (
 from portal.demo import SCHOOLS, build_demo
 from portal.demo_assessment import ENTRY_WINDOWS, TAUGHT_OPTIONAL, YEAR_NAME
 from portal.extensions import db
+from portal.records.models import RecordVersion
 from tenants.models import School, User
 from tenants.scoping import all_schools
 from tests.conftest import FAST_SCHOOLS
@@ -182,7 +183,15 @@ def test_the_demo_year_is_built_once_and_follows_the_rules(app, two_schools):
             f"at 2 schools.") in result.output
     assert "gvcn5.lequangdinh" in result.output and "gvcn4.hiepphuoc" not in result.output
     assert again["schools"] == 0 and set(again.values()) == {0}  # the second run creates nothing
-    assert counts["year_results"] == counts["awards"] == 0  # the teachers confirm results in the demo
+    # The teachers confirm results themselves in the demo, except in the one grade-5 class whose records
+    # the demo signs and issues, so that the signing pages have something to show.
+    with app.app_context(), all_schools():
+        confirmed_classes = set(db.session.scalars(sa.select(Enrolment.class_id).join(
+            YearResult, YearResult.enrolment_id == Enrolment.id)))
+        issued = db.session.execute(sa.select(RecordVersion.class_id, RecordVersion.status)).all()
+    assert len(confirmed_classes) == 1 and {class_id for class_id, _s in issued} == confirmed_classes
+    assert {status for _c, status in issued} == {"issued", "signed_principal", "signed_homeroom"}
+    assert "Học bạ số of class 5A at lequangdinh" in result.output
     assert tallies["subject"]["C"] > 0 and tallies["trait"]["C"] > 0
 
 

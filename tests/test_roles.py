@@ -157,6 +157,21 @@ def _export_queued(of_school: bool) -> Callable[[Flask, Round], bool]:
     return check
 
 
+def _training_recorded(app: Flask, r: Round) -> bool:
+    from portal.compliance.models import TrainingSession
+
+    with app.app_context(), all_schools():
+        return db.session.scalar(sa.select(TrainingSession.id).where(TrainingSession.topic == f"Tập huấn {r.tag}")
+                                 ) is not None
+
+
+def _milestone_added(app: Flask, r: Round) -> bool:
+    from portal.compliance.models import Milestone
+
+    with app.app_context():
+        return db.session.scalar(sa.select(Milestone.id).where(Milestone.title == f"Mốc {r.tag}")) is not None
+
+
 # --- the table: each protected action and the permissions it needs ---------------------------------
 
 @dataclass(frozen=True)
@@ -204,6 +219,21 @@ ACTIONS: tuple[Action, ...] = (
            "/s/{school}/audit", 200),
     Action("export school audit", "school_trail.school_export", _needs(P.VIEW_SCHOOL_AUDIT), "POST",
            "/s/{school}/audit/export", 302, {}, _export_queued(of_school=True)),
+    Action("view records", "records.index", _needs(P.VIEW_RECORDS), "GET", "/s/{school}/records/", 200),
+    Action("generate a grade's records", "records.generate_grade", _needs(P.GENERATE_RECORDS, P.VIEW_ALL_RECORDS),
+           "POST", "/s/{school}/records/grades/5/generate", 302),
+    Action("view school's roll-out progress", "compliance.progress", _needs(P.VIEW_SCHOOL_PROGRESS), "GET",
+           "/s/{school}/compliance/", 200),
+    Action("open training sessions", "compliance.training", _needs(P.MANAGE_TRAINING), "GET",
+           "/s/{school}/compliance/training", 200),
+    Action("record a training session", "compliance.training", _needs(P.MANAGE_TRAINING), "POST",
+           "/s/{school}/compliance/training", 302,
+           {"held_on": "20/04/2025", "topic": "Tập huấn {tag}", "trainer": "Phòng GD&ĐT"}, _training_recorded),
+    Action("district compliance board", "compliance_board.board", _needs(P.VIEW_DISTRICT), "GET",
+           "/district/compliance/", 200),
+    Action("add a plan milestone", "compliance_board.plan", _needs(P.VIEW_DISTRICT, P.MANAGE_PLAN), "POST",
+           "/district/compliance/plan", 302, {"phase": "1", "title": "Mốc {tag}", "deadline": "28/03/2025",
+                                              "scope": "staff", "measure": "evidence"}, _milestone_added),
     Action("district school list", "district.schools", _needs(P.VIEW_DISTRICT), "GET", "/district/", 200),
     # Every district page needs VIEW_DISTRICT first: the district blueprint admits no one else.
     Action("open new school form", "district.school_new", _needs(P.VIEW_DISTRICT, P.MANAGE_SCHOOLS), "GET",
@@ -221,6 +251,29 @@ ACTIONS: tuple[Action, ...] = (
     Action("export district audit", "district_trail.district_export",
            _needs(P.VIEW_DISTRICT, P.VIEW_DISTRICT_AUDIT), "POST", "/district/audit/export", 302, {},
            _export_queued(of_school=False)),
+    Action("view own certificates", "signing.mine", _needs(P.VIEW_SCHOOL), "GET", "/s/{school}/certificates", 200),
+    Action("open certificate registration", "signing.register", _needs(P.VIEW_SCHOOL), "GET",
+           "/s/{school}/certificates/new", 200),
+    Action("view staff certificates", "signing.staff", _needs(P.VIEW_STAFF), "GET", "/s/{school}/certificates/staff",
+           200),
+    Action("open seal registration", "signing.seal", _needs(P.MANAGE_SEAL), "GET", "/s/{school}/certificates/seal",
+           200),
+    # Object-level narrowing (a GVCN: their own class) is tested in test_verify_family; the list opens for all.
+    Action("open family access codes", "family_access.staff_index", _needs(P.MANAGE_FAMILY_ACCESS), "GET",
+           "/s/{school}/family-access/", 200),
+    Action("view city uploads", "interop.index", _needs(P.EXCHANGE_RECORDS), "GET", "/s/{school}/exchange", 200),
+    Action("view received records", "interop.received_list", _needs(P.EXCHANGE_RECORDS), "GET",
+           "/s/{school}/exchange/received", 200),
+    Action("view transfers", "interop.transfers_page", _needs(P.TRANSFER_PUPILS), "GET",
+           "/s/{school}/exchange/transfers", 200),
+    # An incomplete release re-shows its form (200) to those who may release, and 403 to everyone else.
+    Action("release a pupil", "interop.release", _needs(P.TRANSFER_PUPILS), "POST",
+           "/s/{school}/exchange/transfers/release", 200, {"reason": ""}),
+    Action("district exchange page", "district_interop.district_index", _needs(P.VIEW_DISTRICT), "GET",
+           "/district/exchange/", 200),
+    # Without a school year the bundle form sends back to the page (302); the refusal comes first.
+    Action("district ministry bundle", "district_interop.district_bundle", _needs(P.VIEW_DISTRICT, P.DISTRICT_EXCHANGE),
+           "POST", "/district/exchange/bundle", 302, {}),
 )
 
 

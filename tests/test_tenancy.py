@@ -26,6 +26,7 @@ from werkzeug.routing import Rule
 from portal import audit
 from portal.assessment.models import Award
 from portal.audit import AppendOnly, AuditEntry
+from portal.compliance.models import EvidenceStatus, Milestone, Scope
 from portal.extensions import db
 from portal.jobs import JobRun, JobState
 from portal.storage import storage
@@ -33,13 +34,16 @@ from tenants.models import Membership, School, User
 from tenants.roles import SCHOOL_ROLES, Role
 from tenants.scoping import TenantRequired, TenantScoped, WrongTenant, all_schools, school_scope
 from tests.assessment_factory import make_class, make_year
+from tests.city_helpers import exchange_objects
+from tests.compliance_factory import make_evidence, make_milestone, make_training
 from tests.conftest import Factory, login
+from tests.records_factory import insert_version
 
 SCHOOL_PREFIX = "/s/<school_code>"
 DISTRICT_PREFIX = "/district"
 WALKED_METHODS = ("GET", "POST")
 # URL parameters that name no object: held at one valid value in every request, never varied.
-PLAIN_PARAMS: dict[str, object] = {"active": 1}
+PLAIN_PARAMS: dict[str, object] = {"active": 1, "grade": 5}
 # Floors for the walkers, so that a broken rule filter cannot make them walk nothing and pass.
 MIN_SCHOOL_REQUESTS = 50  # (rule, method) pairs under /s/<school_code>
 MIN_SCHOOL_OBJECT_REQUESTS = 30  # of which name at least one object
@@ -84,7 +88,10 @@ def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_own
         db.session.add(award)
         db.session.commit()
         award_id = award.id
+    milestone_id = _plan_milestone(app)
+    version_id = insert_version(app, school, setup)
     return Tenant(school, {
+        **exchange_objects(app, make, school, version_id),  # upload_id, received_id, transfer_id
         "user_id": staff.id,
         # The run's owner is the walker in both schools: job pages also 404 for a run of someone else,
         # and the school check must be what refuses school B's run, not the owner check.
@@ -95,7 +102,17 @@ def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_own
         "subject_id": setup.subject_ids["toan"],
         "pupil_id": setup.pupil_ids[0],
         "award_id": award_id,
+        "version_id": version_id,
+        "evidence_id": make_evidence(app, school, milestone_id, EvidenceStatus.SUBMITTED, date(2025, 3, 20)),
+        "training_id": make_training(app, school, date(2025, 4, 20), [staff.id]),
     })
+
+
+def _plan_milestone(app: Flask) -> int:
+    """The district's one plan line the schools send evidence for (made once, shared by both schools)."""
+    with app.app_context():
+        existing = db.session.scalar(sa.select(Milestone.id))
+    return existing or make_milestone(app, measure="evidence", scope=Scope.STAFF, deadline=date(2025, 3, 28))
 
 
 @pytest.fixture
@@ -191,7 +208,8 @@ def test_district_pages_refuse_school_staff(app: Flask, make: Factory, no_csrf: 
     school_a, school_b = make.school(), make.school()
     principal = make.user(school_a, *SCHOOL_ROLES)
     officer = make.user(None, district_role=Role.DISTRICT_OFFICER)
-    params = {"run_id": _job_run(app, None, principal.id), "code": school_a.code}
+    params = {"run_id": _job_run(app, None, principal.id), "code": school_a.code, "milestone_id": 1,
+              "evidence_id": 1}
     rules = _rules(app, DISTRICT_PREFIX)
     unmapped = _unmapped(rules, set(params))
     assert not unmapped, ("district routes with a URL parameter the walker cannot fill; add it to `params` in "

@@ -26,6 +26,10 @@
     if (state.state === "finished" && state.result && state.result.digest) {
       job.querySelector(".job-download").hidden = false;
     }
+    // A job with a per-item result list: the page lists them once the job is done.
+    if (state.done && state.result && state.result.items && !job.querySelector(".job-items")) {
+      window.location.reload();
+    }
   }
   function poll() {
     fetch(job.getAttribute("data-status-url"), { credentials: "same-origin" })

@@ -1,0 +1,750 @@
+"""The official printable PDF of a record version (mẫu học bạ) and its HTML preview, from the content dict alone.
+
+    render_pdf(content, xml=...)   the PDF: identity page, study history, one page per school year, footers,
+                                   QR codes, three empty signature fields, the XML attached
+    render_html(content)           the same content and page structure as an HTML fragment, for the preview
+    signature_boxes(pdf)           where the signature fields are: {field: (page index, (x0, y0, x1, y1))}
+    signature_areas(content)       the printed blank boxes those fields sit in, on the last year page
+    use_section_store(store)       share laid-out sections between processes (FileSectionStore, or your own)
+
+How it is made fast (see benchmarks/record_render.py for the figures):
+
+- Each section (identity page, study history, each school year) is laid out by xhtml2pdf on its own and
+  the resulting pages are cached under a hash of exactly what that section prints (plus a fingerprint of
+  the templates, fonts and this module), in memory (an LRU per process) and, when a store is set with
+  `use_section_store`, in a store shared by the workers. A year page issued last year does not change, so a
+  new version of a record, or a re-run of a class's generation, lays out only the sections that changed.
+- The Helvetica that ReportLab names on every page (never drawn with) is removed once per laid-out section,
+  so the document carries only the embedded serif.
+- Nothing that varies per version is laid out: the footer (school, pupil, code, version, "Trang x/y") and
+  the QR codes are drawn afterwards on one ReportLab overlay and merged page by page with pypdf. This
+  replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole document.
+- The Jinja environment (compiled templates), the fonts and the xhtml2pdf resource policy are set up once
+  per process.
+
+The output is deterministic for the same content: ReportLab's invariant mode fixes dates and ids inside
+each section, and the document's dates and /ID are derived from the content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import threading
+import unicodedata
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import jinja2
+import segno
+from markupsafe import Markup
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import (
+    ArrayObject,
+    BooleanObject,
+    ByteStringObject,
+    DictionaryObject,
+    FloatObject,
+    NameObject,
+    NumberObject,
+    StreamObject,
+    TextStringObject,
+)
+from reportlab import rl_config
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
+
+from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
+from portal.records.content import SIGNATURE_FIELDS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_DIR = PROJECT_ROOT / "templates"
+FONT_DIR = PROJECT_ROOT / "static" / "fonts"
+FONT_FILES = {"regular": "LiberationSerif-Regular.ttf", "bold": "LiberationSerif-Bold.ttf",
+              "italic": "LiberationSerif-Italic.ttf"}
+XML_ATTACHMENT_NAME = "hocba.xml"
+
+PAGE_WIDTH, PAGE_HEIGHT = A4
+# Page margins in points; the bottom one keeps the footer zone free, the identity page's also the QR zone.
+MARGINS = {"top": 42.5, "right": 42.5, "bottom": 68.0, "left": 70.9}
+IDENTITY_BOTTOM_MARGIN = 196.0
+CONTENT_WIDTH = PAGE_WIDTH - MARGINS["left"] - MARGINS["right"]
+FOOTER_TOP = 54.0  # the footer's rule; nothing of the body goes below MARGINS["bottom"]
+# The blank space left for signing in each signature box, and the signature fields placed in it.
+SIGNATURE_BLANK = 132.0
+FIELD_WIDTH, FIELD_HEIGHT = 180.0, 60.0
+_BOX_INSET = 8.0  # horizontal room between a box and its column's edge
+# What _find_signature_boxes follows in a content stream: graphics state saves/restores, translations (the
+# only transformations xhtml2pdf uses around text) and the start of a text block in the hints' colour.
+_NUMBER = rb"-?[\d.]+"
+_STREAM_TOKENS = re.compile(
+    rb"(?m)^(?:(?P<push>q)|(?P<pop>Q))$"
+    rb"|^1 0 0 1 (?P<e>" + _NUMBER + rb") (?P<f>" + _NUMBER + rb") cm"
+    rb"|BT 1 0 0 1 (?P<tx>" + _NUMBER + rb") (?P<ty>" + _NUMBER + rb") Tm (?:(?P<dx>" + _NUMBER + rb") 0 Td )?"
+    + _NUMBER + rb" TL \.003922 \.007843 \.011765 rg")
+
+PRODUCER = "Cổng Học bạ số"
+CACHE_LIMIT_BYTES = 32 * 1024 * 1024  # of PDF bytes; the parsed objects kept with them take a few times more
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in points, origin bottom left
+
+
+# --------------------------------------------------------------------------- public interface
+
+
+def render_pdf(content: dict[str, Any], *, xml: bytes | None = None) -> bytes:
+    """The record version's PDF; with `xml`, that XML rides along as the attached file hocba.xml."""
+    content = nfc(content)
+    if not content.get("years"):
+        raise ValueError("a record version has at least one school year page")
+    doc = _document(content)
+    sections = [_render_section(section) for section in _sections(doc)]
+    writer = PdfWriter()
+    with _reader_lock:  # cached readers resolve objects lazily from one stream: one copier at a time
+        for rendered in sections:
+            for page in rendered.reader.pages:
+                writer.add_page(page)
+    last_year = sections[-1]
+    last_page = len(writer.pages) - 1
+    _stamp(writer, doc)
+    boxes = {field: (last_page, box) for field, box in last_year.boxes.items()}
+    _add_signature_fields(writer, _field_rects(boxes))
+    if xml is not None:
+        _attach_xml(writer, xml, content["record"]["created_at"])
+    _set_metadata(writer, doc, content)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def render_html(content: dict[str, Any]) -> str:
+    """The preview: the same sections and content as the PDF, as an HTML fragment (Markup: safe to embed)."""
+    content = nfc(content)
+    doc = _document(content)
+    qr = segno.make(doc["record"]["verify_url"], error="m")
+    svg = qr.svg_inline(scale=4, border=2, dark="#000", light="#fff", title=doc["record"]["code_words"])
+    return Markup(_environment().get_template("records/document.html").render(
+        mode="screen", doc=doc, sections=_sections(doc), qr_svg=svg, font_url=_font_url()))
+
+
+def document_html(content: dict[str, Any]) -> str:
+    """The whole record as one xhtml2pdf document, footer frame with <pdf:pagecount>, QR as an image.
+
+    What a plain single-pass render would lay out: the benchmark's baseline, not used to issue records.
+    """
+    doc = _document(nfc(content))
+    qr = segno.make(doc["record"]["verify_url"], error="m").png_data_uri(scale=6, border=2)
+    return _environment().get_template("records/document.html").render(
+        mode="stock", doc=doc, sections=_sections(doc), qr_png=qr, font_dir=FONT_DIR.as_posix(), margins=MARGINS)
+
+
+def signature_boxes(pdf: bytes) -> dict[str, tuple[int, Box]]:
+    """Each signature field's page (0-based) and rectangle (x0, y0, x1, y1 in points) in `pdf`."""
+    reader = PdfReader(io.BytesIO(pdf))
+    page_of = {page.indirect_reference.idnum: index for index, page in enumerate(reader.pages)}
+    found: dict[str, tuple[int, Box]] = {}
+    for ref in reader.trailer["/Root"].get("/AcroForm", {}).get("/Fields", []):
+        field = ref.get_object()
+        if field.get("/FT") != "/Sig":
+            continue
+        x0, y0, x1, y1 = (float(v) for v in field["/Rect"])
+        found[str(field["/T"])] = (page_of[field.raw_get("/P").idnum], (x0, y0, x1, y1))
+    return found
+
+
+def signature_areas(content: dict[str, Any]) -> dict[str, Box]:
+    """The blank boxes of the last year page's signature block, by field (the seal shares the Hiệu trưởng's)."""
+    doc = _document(nfc(content))
+    boxes = _render_section(_sections(doc)[-1]).boxes
+    return {"gvcn": boxes["gvcn"], "hieu_truong": boxes["hieu_truong"], "con_dau": boxes["hieu_truong"]}
+
+
+def format_code(code: str) -> str:
+    """The verification code as people type it: groups of four, HB7Q2M4K9XTR -> HB7Q-2M4K-9XTR."""
+    return "-".join(code[i:i + 4] for i in range(0, len(code), 4))
+
+
+def nfc(value: Any) -> Any:
+    """`value` with every string in it NFC-normalised (dicts and lists copied)."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {nfc(k): nfc(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [nfc(v) for v in value]
+    return value
+
+
+class SectionStore(Protocol):
+    """A second-level cache of laid-out sections shared between processes (keys are hex digests)."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def put(self, key: str, data: bytes) -> None: ...
+
+
+class FileSectionStore:
+    """Laid-out sections as files in a folder (e.g. under the instance folder), one per key."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return (self.folder / key[:2] / f"{key}.pdf").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.folder / key[:2] / f"{key}.pdf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary.write_bytes(data)
+        temporary.replace(path)  # atomic: a concurrent reader sees the whole file or none
+
+
+def use_section_store(store: SectionStore | None) -> None:
+    """Share laid-out sections between processes and runs (a year page issued last year is laid out once)."""
+    _store[0] = store
+
+
+def clear_cache() -> None:
+    """Forget every cached section (tests and benchmarks measure the cold path with it)."""
+    with _cache_lock:
+        _cache.clear()
+        _cache_size[0] = 0
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def date_vn(iso: str | None) -> str:
+    """2025-05-28 -> 28/05/2025; None -> ""."""
+    if not iso:
+        return ""
+    day = date.fromisoformat(iso[:10])
+    return f"{day.day:02d}/{day.month:02d}/{day.year}"
+
+
+def date_line(place: str | None, iso: str | None) -> str:
+    """'Nhà Bè, ngày 28 tháng 5 năm 2025': days below 10 and months 1-2 take a leading zero (Nghị định 30)."""
+    prefix = f"{place}, " if place else ""
+    if not iso:
+        return f"{prefix}ngày ..... tháng ..... năm ......."
+    day = date.fromisoformat(iso[:10])
+    month = f"{day.month:02d}" if day.month < 3 else str(day.month)
+    return f"{prefix}ngày {day.day:02d} tháng {month} năm {day.year}"
+
+
+def _number_vn(value: float | int | None, unit: str) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.1f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    return f"{text.replace('.', ',')} {unit}"
+
+
+def _subject_level(code: str | None) -> str:
+    return SubjectLevel(code).label if code else ""
+
+
+def _trait_level(code: str | None) -> str:
+    return TraitLevel(code).label if code else ""
+
+
+def _promoted(value: bool | None) -> str:
+    return {True: "Được lên lớp", False: "Chưa được lên lớp"}.get(value, "") if value is not None else ""
+
+
+# --------------------------------------------------------------------------- the view of the content
+
+
+def _document(content: dict[str, Any]) -> dict[str, Any]:
+    """Everything the templates and the footer print, as display strings."""
+    record, school, pupil = content["record"], content["school"], content["pupil"]
+    history = content.get("history") or []
+    code_words = format_code(record["code"])
+    identity_place = school.get("district") or ""
+    first_enrolment = next((row.get("enrolled_on") for row in history if row.get("enrolled_on")), None)
+    return {
+        "title": f"Học bạ số – {pupil['full_name']} – {record['code']} v{record['number']}",
+        "record": {"code": record["code"], "code_words": code_words, "number": record["number"],
+                   "replaces": format_code(record["replaces"]) if record.get("replaces") else "",
+                   "verify_url": record["verify_url"], "created_on": date_vn(record.get("created_at"))},
+        "school": {
+            "name": school["name"],
+            "principal": school.get("principal") or "",
+            "authority": f"PHÒNG GD&ĐT {(school.get('district') or '').upper()}".strip(),
+            "rows": [("Trường", school["name"]), ("Xã/Phường", school.get("commune") or ""),
+                     ("Quận/Huyện", school.get("district") or ""), ("Tỉnh/Thành phố", school.get("city") or "")],
+        },
+        "pupil": {
+            "full_name": pupil["full_name"],
+            "register_number": pupil.get("register_number") or "",
+            "rows": _pupil_rows(pupil),
+        },
+        "identity_date_line": date_line(_place_of(identity_place), first_enrolment),
+        "history": [{"school_year": row["school_year"], "class_name": row["class_name"],
+                     "school_name": row["school_name"], "enrolled_on": date_vn(row.get("enrolled_on")),
+                     "confirmed_by": row.get("confirmed_by") or ""} for row in history],
+        "years": [_year(page) for page in content["years"]],
+        "sig_blank_pt": SIGNATURE_BLANK,
+        "qr_caption": _qr_caption(record, code_words),
+        "footer_left": f"{school['name']} · Học sinh: {pupil['full_name']}",
+        "footer_right": f"Mã hồ sơ: {code_words} · Bản số {record['number']}",
+    }
+
+
+def _qr_caption(record: dict[str, Any], code_words: str) -> list[str]:
+    """The lines printed beside the identity page's QR code (heading first)."""
+    version = f"Bản số {record['number']}, lập ngày {date_vn(record.get('created_at'))}"
+    if record.get("replaces"):
+        version += f", thay thế bản {format_code(record['replaces'])}"
+    return [f"Mã tra cứu: {code_words}", "Quét mã QR hoặc nhập mã tra cứu tại:", record["verify_url"], version]
+
+
+def _place_of(district: str) -> str:
+    """'Huyện Nhà Bè' -> 'Nhà Bè': the place name of a date line."""
+    for prefix in ("Huyện ", "Quận ", "Thị xã ", "Thành phố "):
+        if district.startswith(prefix):
+            return district[len(prefix):]
+    return district
+
+
+def _pupil_rows(pupil: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("Họ và tên học sinh", pupil["full_name"]),
+        ("Mã học sinh", pupil.get("pupil_code") or ""),
+        ("Giới tính", pupil.get("gender") or ""),
+        ("Ngày sinh", date_vn(pupil.get("birth_date"))),
+        ("Dân tộc", pupil.get("ethnicity") or ""),
+        ("Quốc tịch", pupil.get("nationality") or ""),
+        ("Nơi sinh", pupil.get("birth_place") or ""),
+        ("Quê quán", pupil.get("hometown") or ""),
+        ("Nơi ở hiện nay", pupil.get("address") or ""),
+        ("Họ và tên cha", pupil.get("father_name") or ""),
+        ("Họ và tên mẹ", pupil.get("mother_name") or ""),
+        ("Người giám hộ", pupil.get("guardian_name") or ""),
+        ("Số đăng bộ", pupil.get("register_number") or ""),
+    ]
+    if pupil.get("personal_plan") or pupil.get("disability"):
+        rows.append(("Khuyết tật", pupil.get("disability") or ""))
+        rows.append(("Kế hoạch giáo dục cá nhân", "Có" if pupil.get("personal_plan") else "Không"))
+    return rows
+
+
+def _year(page: dict[str, Any]) -> dict[str, Any]:
+    def traits(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return [{"name": r["name"], "level": _trait_level(r.get("level")), "comment": r.get("comment") or ""}
+                for r in rows]
+
+    outcome = page.get("outcome")
+    return {
+        "school_year": page["school_year"], "class_name": page["class_name"],
+        "school_name": page.get("school_name") or "", "received": page.get("source") == "received",
+        "height": _number_vn(page.get("height_cm"), "cm"), "weight": _number_vn(page.get("weight_kg"), "kg"),
+        "absent_excused": str(page.get("absent_excused") or 0),
+        "absent_unexcused": str(page.get("absent_unexcused") or 0),
+        "subjects": [{"name": r["name"], "level": _subject_level(r.get("level")),
+                      "score": "" if r.get("score") is None else str(r["score"]), "comment": r.get("comment") or ""}
+                     for r in page["subjects"]],
+        "qualities": traits(page["qualities"]),
+        "general_competencies": traits(page["general_competencies"]),
+        "specific_competencies": traits(page["specific_competencies"]),
+        "outcome": Outcome(outcome).label if outcome else (page.get("outcome_label") or ""),
+        "awards": [{"title": a["title"], "date": date_vn(a.get("awarded_on"))} for a in page.get("awards") or []],
+        "completion": page.get("completion") or "",
+        "promoted": _promoted(page.get("promoted")),
+        "note": page.get("supplementary_note") or "",
+        "date_line": date_line(page.get("place"), page.get("dated_on")),
+        "homeroom_teacher": page.get("homeroom_teacher") or "",
+        "principal": page.get("principal") or "",
+    }
+
+
+def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document's sections, each with the slice of `doc` its template reads (the cache key)."""
+    pupil = {"full_name": doc["pupil"]["full_name"], "register_number": doc["pupil"]["register_number"]}
+    sections = [
+        {"kind": "identity", "title": "Thông tin học sinh", "bottom": IDENTITY_BOTTOM_MARGIN,
+         "doc": {key: doc[key] for key in ("school", "pupil", "identity_date_line")}
+         | {"record": {"replaces": doc["record"]["replaces"]}}},
+        {"kind": "history", "title": "Quá trình học tập", "bottom": MARGINS["bottom"],
+         "doc": {"pupil": pupil, "history": doc["history"]}},
+    ]
+    for year in doc["years"]:
+        sections.append({"kind": "year", "title": f"Năm học {year['school_year']}", "bottom": MARGINS["bottom"],
+                         "year": year, "doc": {"pupil": pupil, "sig_blank_pt": doc["sig_blank_pt"]}})
+    return sections
+
+
+# --------------------------------------------------------------------------- laying out sections (cached)
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    pdf: bytes
+    reader: PdfReader  # parsed once: pypdf keeps what it resolved, so later copies do not parse again
+    boxes: dict[str, Box]  # the signature block's blank boxes on the section's last page (year pages)
+
+
+_cache: OrderedDict[str, _Rendered] = OrderedDict()
+_cache_size = [0]
+_cache_lock = threading.Lock()
+_store: list[SectionStore | None] = [None]
+_reader_lock = threading.Lock()
+# xhtml2pdf and ReportLab keep module-level state (font registry, rl_config): one layout at a time per process.
+_layout_lock = threading.Lock()
+
+
+def _render_section(section: dict[str, Any]) -> _Rendered:
+    key = hashlib.sha256(_fingerprint().encode() + json.dumps(section, sort_keys=True, ensure_ascii=False,
+                                                              default=list).encode()).hexdigest()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    store = _store[0]
+    pdf = store.get(key) if store is not None else None
+    if pdf is None:
+        pdf = _layout(section)
+        if store is not None:
+            store.put(key, pdf)
+    reader = PdfReader(io.BytesIO(pdf))
+    _drop_unused_base_fonts(reader)
+    rendered = _Rendered(pdf, reader, _find_signature_boxes(reader) if section["kind"] == "year" else {})
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = rendered
+            _cache_size[0] += len(pdf)
+        while _cache_size[0] > CACHE_LIMIT_BYTES and len(_cache) > 1:
+            _, old = _cache.popitem(last=False)
+            _cache_size[0] -= len(old.pdf)
+    return rendered
+
+
+def _layout(section: dict[str, Any]) -> bytes:
+    from xhtml2pdf import pisa
+
+    html = _environment().get_template("records/document.html").render(
+        mode="pdf", doc=section["doc"], sections=[section], font_dir=FONT_DIR.as_posix(),
+        margins=MARGINS | {"bottom": section["bottom"]})
+    out = io.BytesIO()
+    with _layout_lock:
+        saved = rl_config.invariant, rl_config.useA85
+        rl_config.invariant = 1  # fixed dates and ids: the same section gives the same bytes
+        rl_config.useA85 = 0  # Flate alone: every later read of the section skips decoding ASCII85
+        try:
+            status = pisa.CreatePDF(html, dest=out, encoding="utf-8", resource_policy=_resource_policy())
+        finally:
+            rl_config.invariant, rl_config.useA85 = saved
+    if status.err:
+        raise RuntimeError(f"xhtml2pdf could not lay out the section {section['title']!r}")
+    return out.getvalue()
+
+
+def _drop_unused_base_fonts(reader: PdfReader) -> None:
+    """Remove the Helvetica that ReportLab selects (page start, each table) although no text is drawn in it.
+
+    ReportLab emits no-op text blocks such as `BT /F1 10 Tf 12 TL ET` in its default font, which lists an
+    unembedded base-14 font in the document. Those no-ops are cut out, then every base-14 font that no page
+    draws with is removed, so that `pdffonts` shows exactly the embedded serif.
+    """
+    base = set()
+    for page in reader.pages:
+        fonts = page["/Resources"].get("/Font")
+        for name, font in (fonts.get_object().items() if fonts is not None else ()):
+            if "/FontDescriptor" not in font.get_object() and "/DescendantFonts" not in font.get_object():
+                base.add(name)
+    if not base:
+        return
+    names = b"|".join(re.escape(name[1:].encode()) for name in sorted(base))
+    noop = re.compile(rb"BT /(?:" + names + rb") [\d.]+ Tf [\d.]+ TL ET")
+    used = re.compile(rb"/(" + names + rb")[\s/\[]")
+    still_used: set[bytes] = set()
+    for page in reader.pages:
+        stream = page.raw_get("/Contents").get_object()
+        data = stream.get_data()
+        trimmed = noop.sub(b"", data)
+        if trimmed != data:  # ReportLab's streams are ASCII85 + Flate, which pypdf cannot re-encode: use Flate alone
+            stream.pop("/DecodeParms", None)
+            stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+            stream._data = zlib.compress(trimmed)
+            stream.decoded_self = None
+        still_used.update(used.findall(trimmed))
+    for page in reader.pages:
+        fonts = page["/Resources"].get("/Font")
+        if fonts is None:
+            continue
+        fonts = fonts.get_object()
+        for name in base & set(fonts):
+            if name[1:].encode() not in still_used:
+                del fonts[name]
+
+
+def _find_signature_boxes(reader: PdfReader) -> dict[str, Box]:
+    """The blank boxes under the signature block's hint lines, on the section's last page.
+
+    The hints are printed in a colour of their own (`.hb-sign-hint`, #010203, black to the eye); their text
+    origin is found by following the page's q/Q/cm translations up to the text block in that colour: a
+    regular-expression pass over one content stream, far cheaper than extracting the page's text.
+    """
+    data = reader.pages[-1].get_contents().get_data()
+    offsets = [(0.0, 0.0)]
+    hints: list[tuple[float, float]] = []
+    for m in _STREAM_TOKENS.finditer(data):
+        if m["push"]:
+            offsets.append(offsets[-1])
+        elif m["pop"]:
+            offsets.pop()
+        elif m["e"] is not None:
+            x, y = offsets[-1]
+            offsets[-1] = (x + float(m["e"]), y + float(m["f"]))
+        else:
+            x, y = offsets[-1]
+            hints.append((x + float(m["tx"]) + float(m["dx"] or 0), y + float(m["ty"])))
+    if len(hints) != 2:
+        raise RuntimeError(f"the signature block's two hint lines were not found on the year page ({len(hints)})")
+    half = CONTENT_WIDTH / 2
+    boxes = {}
+    for field, (_, baseline) in zip(("gvcn", "hieu_truong"), sorted(hints), strict=True):
+        top = baseline - 5  # below the hint line's descenders
+        x0 = MARGINS["left"] + (field == "hieu_truong") * half + _BOX_INSET
+        # whole points, rounded inwards: the fields placed in them (at halves at most) stay exact in the file
+        boxes[field] = (math.ceil(x0), math.ceil(top - SIGNATURE_BLANK + 8), math.floor(x0 + half - 2 * _BOX_INSET),
+                        math.floor(top))
+    return boxes
+
+
+def _field_rects(boxes: dict[str, tuple[int, Box]]) -> dict[str, tuple[int, Box]]:
+    """The three fields: GVCN centred in its box; Hiệu trưởng at the top of its box, the seal under it."""
+    page, (gx0, gy0, gx1, gy1) = boxes["gvcn"]
+    _, (hx0, hy0, hx1, hy1) = boxes["hieu_truong"]
+    gx, gy = (gx0 + gx1 - FIELD_WIDTH) / 2, (gy0 + gy1 - FIELD_HEIGHT) / 2
+    hx = (hx0 + hx1 - FIELD_WIDTH) / 2
+    rects = {
+        "gvcn": (gx, gy, gx + FIELD_WIDTH, gy + FIELD_HEIGHT),
+        "hieu_truong": (hx, hy1 - FIELD_HEIGHT, hx + FIELD_WIDTH, hy1),
+        "con_dau": (hx, hy0, hx + FIELD_WIDTH, hy0 + FIELD_HEIGHT),
+    }
+    return {field: (page, rects[field]) for field in SIGNATURE_FIELDS}
+
+
+# --------------------------------------------------------------------------- after layout: footer, QR, fields
+
+
+def _stamp(writer: PdfWriter, doc: dict[str, Any]) -> None:
+    """Footer and page number on every page, the QR code on the first and last: one overlay, merged."""
+    total = len(writer.pages)
+    regular, bold = _overlay_fonts()
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=A4, invariant=1, pageCompression=1)
+    qr = segno.make(doc["record"]["verify_url"], error="m")
+    for number in range(1, total + 1):
+        qr_room = 0.0
+        if number == total:
+            qr_room = 50.0
+            _draw_qr(canvas, qr, PAGE_WIDTH - MARGINS["right"] - 44, 7, 44)
+        _draw_footer(canvas, doc, number, total, regular, bold, qr_room)
+        if number == 1:
+            _draw_identity_qr(canvas, doc, qr, regular, bold)
+        canvas.showPage()
+    canvas.save()
+    overlay = PdfReader(io.BytesIO(out.getvalue()))
+    _drop_unused_base_fonts(overlay)
+    # Each overlay page becomes a form XObject drawn after the page's own content: unlike pypdf's merge_page
+    # this never parses the (large) content streams of the laid-out pages.
+    before = writer._add_object(_stream(b"q\n"))
+    after = writer._add_object(_stream(b"\nQ\nq /HBStamp Do Q\n"))
+    for page, stamp in zip(writer.pages, overlay.pages, strict=True):
+        form = stamp.raw_get("/Contents").get_object().clone(writer)
+        form.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
+                     NameObject("/BBox"): ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
+                     NameObject("/Resources"): stamp["/Resources"].clone(writer)})
+        resources = DictionaryObject(page["/Resources"])
+        xobjects = DictionaryObject(resources.get("/XObject", DictionaryObject()))
+        xobjects[NameObject("/HBStamp")] = writer._add_object(form)
+        resources[NameObject("/XObject")] = xobjects
+        page[NameObject("/Resources")] = resources
+        contents = page.raw_get("/Contents")
+        own = list(contents.get_object()) if isinstance(contents.get_object(), ArrayObject) else [contents]
+        page[NameObject("/Contents")] = ArrayObject([before, *own, after])
+
+
+def _draw_footer(canvas: Canvas, doc: dict[str, Any], number: int, total: int, regular: str, bold: str,
+                 qr_room: float) -> None:
+    left, right = MARGINS["left"], PAGE_WIDTH - MARGINS["right"] - qr_room
+    canvas.setLineWidth(0.5)
+    canvas.line(MARGINS["left"], FOOTER_TOP, PAGE_WIDTH - MARGINS["right"], FOOTER_TOP)
+    page_text = f"Trang {number}/{total}"
+    canvas.setFont(bold, 9)
+    canvas.drawRightString(right, 30, page_text)
+    room = right - left
+    _fit_text(canvas, doc["footer_left"], left, 42, room, regular, 8.5)
+    _fit_text(canvas, doc["footer_right"], left, 30, room - pdfmetrics.stringWidth(page_text, bold, 9) - 12,
+              regular, 8.5)
+
+
+def _fit_text(canvas: Canvas, text: str, x: float, y: float, width: float, font: str, size: float) -> None:
+    """Draw `text` on one line, in a smaller size when it would not fit (never cut)."""
+    while size > 5 and pdfmetrics.stringWidth(text, font, size) > width:
+        size -= 0.25
+    canvas.setFont(font, size)
+    canvas.drawString(x, y, text)
+
+
+def _draw_identity_qr(canvas: Canvas, doc: dict[str, Any], qr: segno.QRCode, regular: str, bold: str) -> None:
+    size, x, y = 96.0, MARGINS["left"], 80.0
+    _draw_qr(canvas, qr, x, y, size)
+    text_x = x + size + 14
+    room = PAGE_WIDTH - MARGINS["right"] - text_x
+    heading, *lines = doc["qr_caption"]
+    _fit_text(canvas, heading, text_x, y + 66, room, bold, 12.5)
+    for offset, line in zip((48, 35, 17), lines, strict=True):
+        _fit_text(canvas, line, text_x, y + offset, room, regular, 10)
+
+
+def _draw_qr(canvas: Canvas, qr: segno.QRCode, x: float, y: float, size: float) -> None:
+    """The QR code as filled rectangles (one per run of dark modules), with a quiet zone of 2 modules."""
+    rows = [list(row) for row in qr.matrix]
+    module = size / (len(rows) + 4)
+    canvas.setFillColorRGB(1, 1, 1)
+    canvas.rect(x, y, size, size, stroke=0, fill=1)
+    canvas.setFillColorRGB(0, 0, 0)
+    path = canvas.beginPath()
+    for r, row in enumerate(rows):
+        top = y + size - (r + 2) * module
+        c = 0
+        while c < len(row):
+            if row[c]:
+                start = c
+                while c < len(row) and row[c]:
+                    c += 1
+                path.rect(x + (start + 2) * module, top - module, (c - start) * module, module)
+            else:
+                c += 1
+    canvas.drawPath(path, stroke=0, fill=1)
+
+
+def _add_signature_fields(writer: PdfWriter, fields: dict[str, tuple[int, Box]]) -> None:
+    """Empty, printable signature fields (widget merged into the field), for pyHanko to fill in order."""
+    refs = ArrayObject()
+    for name in SIGNATURE_FIELDS:
+        index, rect = fields[name]
+        page = writer.pages[index]
+        field = DictionaryObject({
+            NameObject("/FT"): NameObject("/Sig"),
+            NameObject("/T"): TextStringObject(name),
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Widget"),
+            NameObject("/F"): NumberObject(4),  # print
+            NameObject("/Rect"): ArrayObject(FloatObject(round(v, 2)) for v in rect),
+            NameObject("/P"): page.indirect_reference,
+        })
+        ref = writer._add_object(field)
+        annots = page.get("/Annots")
+        if annots is None:
+            page[NameObject("/Annots")] = annots = ArrayObject()
+        annots.get_object().append(ref)
+        refs.append(ref)
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/Fields"): refs})
+
+
+def _attach_xml(writer: PdfWriter, xml: bytes, created_at: str) -> None:
+    attachment = writer.add_attachment(XML_ATTACHMENT_NAME, xml)
+    attachment.subtype = NameObject("/application/xml")  # written as /application#2Fxml
+    attachment.associated_file_relationship = NameObject("/Alternative")
+    attachment.description = TextStringObject("Học bạ số dạng XML (cùng nội dung với bản PDF)")
+    moment = _moment(created_at)
+    attachment.creation_date = moment
+    attachment.modification_date = moment
+    attachment.size = NumberObject(len(xml))
+    attachment.checksum = ByteStringObject(hashlib.md5(xml).digest())
+    spec = attachment.pdf_object
+    spec[NameObject("/UF")] = TextStringObject(XML_ATTACHMENT_NAME)
+    writer._root_object[NameObject("/AF")] = ArrayObject([spec.indirect_reference])
+
+
+def _set_metadata(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any]) -> None:
+    moment = _moment(content["record"]["created_at"]).strftime("D:%Y%m%d%H%M%S+00'00'")
+    writer.metadata = {
+        "/Title": doc["title"],
+        "/Author": content["school"]["name"],
+        "/Subject": f"Học bạ số cấp tiểu học của học sinh {content['pupil']['full_name']}, "
+                    f"mã tra cứu {doc['record']['code_words']}, bản số {content['record']['number']}",
+        "/Keywords": f"học bạ số; {content['record']['code']}",
+        "/Creator": PRODUCER,
+        "/Producer": f"{PRODUCER} (xhtml2pdf, ReportLab, pypdf)",
+        "/CreationDate": moment,
+        "/ModDate": moment,
+    }
+    writer._root_object[NameObject("/Lang")] = TextStringObject("vi-VN")
+    writer._root_object[NameObject("/ViewerPreferences")] = DictionaryObject(
+        {NameObject("/DisplayDocTitle"): BooleanObject(True)})
+    # A stable /ID: the same content gives the same file (pypdf would otherwise draw a random one).
+    digest = hashlib.md5(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).digest()
+    writer._ID = ArrayObject([ByteStringObject(digest), ByteStringObject(digest)])
+
+
+def _stream(data: bytes) -> StreamObject:
+    stream = StreamObject()
+    stream.set_data(data)
+    return stream
+
+
+def _moment(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+# --------------------------------------------------------------------------- set up once per process
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
+                              auto_reload=False, undefined=jinja2.StrictUndefined)
+
+
+@cache
+def _fingerprint() -> str:
+    """Changes whenever anything that shapes a section's layout changes: templates, fonts, this module."""
+    digest = hashlib.sha256()
+    paths = sorted((TEMPLATE_DIR / "records").glob("*.html")) + [FONT_DIR / f for f in FONT_FILES.values()]
+    for path in [*paths, Path(__file__)]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def _resource_policy() -> Any:
+    from xhtml2pdf.config.resources import ResourceAccessPolicy
+
+    # xhtml2pdf confines reads to the document's folder; the fonts live in static/fonts.
+    return ResourceAccessPolicy(base_dir=str(FONT_DIR), extra_roots=[str(FONT_DIR)])
+
+
+@cache
+def _overlay_fonts() -> tuple[str, str]:
+    names = ("HocBaSerif", "HocBaSerif-Bold")
+    for name, file in zip(names, (FONT_FILES["regular"], FONT_FILES["bold"]), strict=True):
+        if name not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / file)))
+    return names
+
+
+def _font_url() -> str:
+    from flask import has_request_context, url_for
+
+    if has_request_context():
+        return url_for("static", filename="fonts/")
+    return "/static/fonts/"

@@ -1,0 +1,217 @@
+"""Build the content of a record version (the dict of `content.py`) from the assessment data.
+
+Read-only: a handful of queries per school year of the pupil. Values are NFC and dates ISO, so that
+the same data always give the same content (and the same hash).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.assessment.classification import Outcome
+from portal.assessment.models import (
+    Award,
+    Enrolment,
+    Period,
+    PeriodNote,
+    Pupil,
+    SchoolClass,
+    SchoolYear,
+    SubjectRating,
+    Trait,
+    TraitKind,
+    TraitRating,
+    YearResult,
+)
+from portal.extensions import db
+from portal.i18n import local_zone
+from portal.records.content import CONTENT_FORMAT
+from portal.results.services import YEAR_END_PERIOD, class_catalogue
+from tenants.models import Membership, MembershipRole, School, User
+from tenants.roles import Role
+
+TRAIT_GROUP = {TraitKind.QUALITY: "qualities", TraitKind.GENERAL: "general_competencies",
+               TraitKind.SPECIFIC: "specific_competencies"}
+
+
+def text(value: str | None) -> str | None:
+    """NFC, surrounding spaces removed; None for empty."""
+    if value is None:
+        return None
+    value = unicodedata.normalize("NFC", value).strip()
+    return value or None
+
+
+def iso(value: date | datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def principal_name(school: School) -> str | None:
+    """The full name of the school's active principal (the first, if the data hold several)."""
+    name = db.session.scalar(
+        sa.select(User.full_name).join(Membership, Membership.user_id == User.id)
+        .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+        .where(Membership.school_id == school.id, Membership.active, User.active,
+               MembershipRole.role == Role.PRINCIPAL).order_by(Membership.id).limit(1))
+    return text(name)
+
+
+def pupil_enrolments(pupil: Pupil, up_to: SchoolYear) -> list[Enrolment]:
+    """The pupil's enrolments in this school up to and including `up_to`, oldest first."""
+    rows = db.session.scalars(
+        sa.select(Enrolment).join(SchoolYear, SchoolYear.id == Enrolment.school_year_id)
+        .where(Enrolment.pupil_id == pupil.id, SchoolYear.starts_on <= up_to.starts_on)
+        .order_by(SchoolYear.starts_on))
+    return list(rows)
+
+
+def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dict[str, Any]) -> dict[str, Any]:
+    """The whole record of `pupil` up to `year`; `record` is the version's own part (code, number...)."""
+    principal = principal_name(school)
+    enrolments = pupil_enrolments(pupil, year)
+    district = school.district
+    return {
+        "format": CONTENT_FORMAT,
+        "record": record,
+        "school": {"name": text(school.name), "moet_code": text(school.moet_code), "commune": text(school.commune),
+                   "district": district_area(school), "city": text(district.city), "principal": principal},
+        "pupil": identity(pupil),
+        "history": [history_row(e, school, principal) for e in enrolments],
+        "years": [year_page(e, school, principal) for e in enrolments],
+    }
+
+
+def identity(pupil: Pupil) -> dict[str, Any]:
+    """The identity page; the personal ID number is not printed on the record."""
+    return {
+        "pupil_code": text(pupil.pupil_code),
+        "full_name": text(pupil.full_name),
+        "gender": text(pupil.gender),
+        "birth_date": iso(pupil.birth_date),
+        **{name: text(getattr(pupil, name)) for name in
+           ("ethnicity", "nationality", "birth_place", "hometown", "address", "father_name", "mother_name",
+            "guardian_name", "register_number")},
+        "personal_plan": bool(pupil.personal_plan),
+        "disability": text(pupil.disability),
+    }
+
+
+def history_row(enrolment: Enrolment, school: School, principal: str | None) -> dict[str, Any]:
+    school_class: SchoolClass = enrolment.school_class
+    return {"school_year": school_class.school_year.name, "class_name": text(school_class.name),
+            "school_name": text(school.name), "enrolled_on": iso(enrolment.enrolled_on), "confirmed_by": principal}
+
+
+def year_page(enrolment: Enrolment, school: School, principal: str | None) -> dict[str, Any]:
+    """One school-year page: measurements, the CN ratings, result, awards, completion."""
+    school_class: SchoolClass = enrolment.school_class
+    year: SchoolYear = school_class.school_year
+    period = db.session.scalar(sa.select(Period).where(Period.school_year_id == year.id,
+                                                       Period.code == YEAR_END_PERIOD))
+    result = db.session.scalar(sa.select(YearResult).where(YearResult.enrolment_id == enrolment.id))
+    page: dict[str, Any] = {
+        "school_year": year.name, "class_name": text(school_class.name), "grade": school_class.grade,
+        "school_name": text(school.name), "source": "this_school",
+        "homeroom_teacher": text(school_class.homeroom_teacher.full_name) if school_class.homeroom_teacher else None,
+        "principal": principal,
+        **measurements(enrolment, year),
+        "subjects": subject_rows(enrolment, school_class, period),
+        **trait_rows(enrolment, school_class, period),
+        **result_fields(result),
+        "awards": [{"title": text(a.title), "awarded_on": iso(a.awarded_on)} for a in db.session.scalars(
+            sa.select(Award).where(Award.enrolment_id == enrolment.id).order_by(Award.awarded_on, Award.id))],
+        "place": place_of(school),
+        "dated_on": iso(dated_on(result, year)),
+    }
+    return page
+
+
+def measurements(enrolment: Enrolment, year: SchoolYear) -> dict[str, Any]:
+    """Height and weight of the latest period that has them; absences summed over the year's periods."""
+    notes = db.session.execute(
+        sa.select(PeriodNote, Period.position).join(Period, Period.id == PeriodNote.period_id)
+        .where(PeriodNote.enrolment_id == enrolment.id).order_by(Period.position)).all()
+    height = next((n.height_cm for n, _p in reversed(notes) if n.height_cm), None)
+    weight = next((n.weight_kg for n, _p in reversed(notes) if n.weight_kg), None)
+    return {"height_cm": height, "weight_kg": weight,
+            "absent_excused": sum(n.absent_excused or 0 for n, _p in notes),
+            "absent_unexcused": sum(n.absent_unexcused or 0 for n, _p in notes)}
+
+
+def subject_rows(enrolment: Enrolment, school_class: SchoolClass, period: Period | None) -> list[dict[str, Any]]:
+    subjects, _traits = class_catalogue(school_class)
+    ratings = {} if period is None else {r.subject_id: r for r in db.session.scalars(
+        sa.select(SubjectRating).where(SubjectRating.enrolment_id == enrolment.id,
+                                       SubjectRating.period_id == period.id))}
+    rows = []
+    for subject, spec in subjects:
+        rating = ratings.get(subject.id)
+        if spec.optional and (rating is None or rating.level is None):
+            continue  # an optional subject the pupil does not take
+        rows.append({"code": subject.code, "name": text(subject.name),
+                     "level": rating.level if rating else None,
+                     "score": rating.score if rating and spec.is_tested(YEAR_END_PERIOD) else None,
+                     "comment": text(rating.comment) or "" if rating else ""})
+    return rows
+
+
+def trait_rows(enrolment: Enrolment, school_class: SchoolClass, period: Period | None) -> dict[str, Any]:
+    traits = db.session.scalars(sa.select(Trait).where(Trait.school_year_id == school_class.school_year_id,
+                                                       Trait.from_grade <= school_class.grade)
+                                .order_by(Trait.position))
+    ratings = {} if period is None else {r.trait_id: r for r in db.session.scalars(
+        sa.select(TraitRating).where(TraitRating.enrolment_id == enrolment.id, TraitRating.period_id == period.id))}
+    groups: dict[str, list[dict[str, Any]]] = {group: [] for group in TRAIT_GROUP.values()}
+    for trait in traits:
+        rating = ratings.get(trait.id)
+        groups[TRAIT_GROUP[trait.kind]].append({"code": trait.code, "name": text(trait.name),
+                                                "level": rating.level if rating else None,
+                                                "comment": text(rating.comment) or "" if rating else ""})
+    return groups
+
+
+def result_fields(result: YearResult | None) -> dict[str, Any]:
+    outcome = Outcome(result.outcome) if result and result.outcome else None
+    return {
+        "outcome": outcome.value if outcome else None,
+        "outcome_label": outcome.label if outcome else None,
+        "completion": text(result.completion) if result else None,
+        "promoted": result.promoted if result else None,
+        "supplementary_note": (text(result.supplementary_note) or "") if result else "",
+    }
+
+
+OFFICE_PREFIXES = ("Phòng Giáo dục và Đào tạo ", "Phòng GD&ĐT ", "Phòng GDĐT ")
+AREA_KINDS = ("huyện", "quận", "thị xã", "thành phố")
+
+
+def district_area(school: School) -> str | None:
+    """The district as an area ("Huyện Nhà Bè"), from the education office's name when that is what is stored."""
+    name = text(school.district.name) or ""
+    for prefix in OFFICE_PREFIXES:
+        if name.casefold().startswith(prefix.casefold()):
+            name = name[len(prefix):]
+    return text(name[:1].upper() + name[1:])
+
+
+def place_of(school: School) -> str | None:
+    """The place of the date line: the district's name without its kind ("Huyện Nhà Bè" -> "Nhà Bè"), but
+    a numbered district keeps it ("Quận 7")."""
+    area = district_area(school) or ""
+    for kind in AREA_KINDS:
+        rest = area[len(kind) + 1:]
+        if area.casefold().startswith(kind + " ") and not rest.isdigit():
+            return text(rest)
+    return text(area)
+
+
+def dated_on(result: YearResult | None, year: SchoolYear) -> date:
+    """The date of the year page: when the results were reviewed (else confirmed), else the year's end."""
+    for moment in (result.results_reviewed_at, result.confirmed_at) if result else ():
+        if moment:
+            return moment.astimezone(local_zone()).date()
+    return year.ends_on

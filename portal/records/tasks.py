@@ -1,0 +1,106 @@
+"""The bulk generation job: the drafts of a class or a grade, one pupil at a time, each committed alone."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from portal import jobs
+from portal.assessment.models import Pupil, SchoolClass
+from portal.extensions import db
+from portal.records import services, workflow
+from portal.records.models import RecordVersion
+from portal.records.services import GenerationOutcome
+from tenants.models import School, User
+
+log = logging.getLogger(__name__)
+
+
+@jobs.task("records.generate")
+def generate_records(run: jobs.JobRun, class_ids: list[int]) -> dict[str, Any]:
+    """Generate the drafts of every active pupil of the classes; a failure is listed and the batch goes on."""
+    school = db.session.get(School, run.school_id)
+    actor = db.session.get(User, run.created_by_id) if run.created_by_id else None
+    classes = list(db.session.scalars(sa.select(SchoolClass).where(SchoolClass.id.in_(class_ids))
+                                      .order_by(SchoolClass.name)))
+    work = [(c.id, p.id) for c in classes for p in services.class_pupils(c)]
+    items: list[dict[str, Any]] = []
+    for done, (class_id, pupil_id) in enumerate(work, start=1):
+        items.append(_one(school, class_id, pupil_id, actor))
+        run = db.session.get(jobs.JobRun, run.id)  # the commit above expired it
+        run.report(done, len(work), f"{done}/{len(work)}")
+    counts = Counter(item["outcome"] for item in items)
+    return {"items": items, "counts": [[GenerationOutcome(k).label, counts[k]] for k in GenerationOutcome if counts[k]],
+            "back": ["records.class_records", {"class_id": classes[0].id}] if len(classes) == 1
+            else ["records.index", {}]}
+
+
+def _one(school: School, class_id: int, pupil_id: int, actor: User | None) -> dict[str, Any]:
+    school_class = db.session.get(SchoolClass, class_id)
+    pupil = db.session.get(Pupil, pupil_id)
+    name = f"{pupil.full_name} ({school_class.name})"
+    try:
+        generated = services.generate_record(school, school_class, pupil, actor=actor)
+        db.session.commit()
+    except Exception as exc:  # one pupil's failure is reported and must not stop the class
+        db.session.rollback()
+        log.exception("generating the record of pupil %s failed", pupil_id)
+        return {"pupil_id": pupil_id, "name": name, "outcome": GenerationOutcome.FAILED.value,
+                "label": GenerationOutcome.FAILED.label, "reason": str(exc) or type(exc).__name__}
+    version = generated.version
+    return {"pupil_id": pupil_id, "name": name, "outcome": generated.outcome.value,
+            "label": generated.outcome.label, "reason": generated.reason,
+            "code": version.code if version else None,
+            "link": ["records.show", {"version_id": version.id}] if version else None}
+
+
+@jobs.task("records.sign")
+def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[str, Any]:
+    """One signing step for a batch of versions; resumable: versions already signed at this step are skipped."""
+    school = db.session.get(School, run.school_id)
+    signer = db.session.get(User, run.created_by_id)
+    run_id = run.id
+
+    def progress(done: int, total: int) -> None:
+        current = db.session.get(jobs.JobRun, run_id)
+        current.report(done, total, f"{done}/{total}")
+
+    try:
+        results = workflow.sign_batch(school, workflow.STEPS[step], version_ids, signer=signer,
+                                      passphrase=jobs.job_secret(run_id), progress=progress)
+    finally:
+        jobs.drop_secret(run_id)
+    names = dict(db.session.execute(sa.select(RecordVersion.id, RecordVersion.content)
+                                   .where(RecordVersion.id.in_([r.version_id for r in results]))).all())
+    items = [{"version_id": r.version_id, "outcome": r.outcome, "label": SIGN_LABELS[r.outcome](),
+              "reason": r.reason, "name": _name(names.get(r.version_id)),
+              "link": ["records.show", {"version_id": r.version_id}]} for r in results]
+    counts = Counter(r.outcome for r in results)
+    return {"items": items, "counts": [[SIGN_LABELS[k](), n] for k, n in counts.items()],
+            "back": ["records.index", {}]}
+
+
+def _name(content: dict[str, Any] | None) -> str:
+    if not content:
+        return "?"
+    return f"{content['pupil']['full_name']} ({content['years'][-1]['class_name']})"
+
+
+SIGN_LABELS = {
+    "signed": lambda: _("Đã ký"),
+    "already": lambda: _("Đã ký trước đó"),
+    "skipped": lambda: _("Bỏ qua"),
+    "failed": lambda: _("Không ký được"),
+    "waiting": lambda: _("Chờ xác nhận trên thiết bị ký"),
+}
+
+
+@jobs.task("records.finish_signature")
+def finish_signature(run: jobs.JobRun, request_id: int) -> dict[str, Any]:
+    """Put a signature that came back from a USB token or a remote service into its record."""
+    result = workflow.finish_external(request_id)
+    return {"version_id": result.version_id, "outcome": result.outcome, "reason": result.reason}

@@ -1,0 +1,41 @@
+"""Signing: the demo PKI (`pki`), the visible stamp (`stamp`), the signing engine (`engine`), validation
+(`validate`), and the pages where people register their certificates (`views`, `services`).
+
+The configuration the rest of the portal reads goes through the helpers below, so that the embedded
+default (the demo CA in the instance folder) is decided in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+from flask import Flask, current_app
+
+PKI_FOLDER = "pki"
+
+
+def pki_folder(app: Flask | None = None) -> Path:
+    """Where the demo CA lives: <instance>/pki."""
+    return Path((app or current_app).instance_path) / PKI_FOLDER
+
+
+def trust_root_paths(app: Flask | None = None) -> tuple[str, ...]:
+    """`TRUST_ROOTS`, or the demo root in the instance folder when none is configured."""
+    from portal.signing.pki import ROOT_FILE
+
+    app = app or current_app
+    configured = tuple(app.config.get("TRUST_ROOTS") or ())
+    return configured or (str(pki_folder(app) / ROOT_FILE),)
+
+
+def trust_roots(app: Flask | None = None) -> list[x509.Certificate]:
+    """The root certificates every signature must chain to (files that do not exist are skipped)."""
+    from portal.signing.pki import load_trust_roots
+
+    return load_trust_roots(trust_root_paths(app))
+
+
+def timestamp_url(app: Flask | None = None) -> str | None:
+    """The RFC 3161 timestamp authority to use, or None."""
+    return (app or current_app).config.get("TIMESTAMP_URL") or None

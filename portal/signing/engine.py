@@ -1,0 +1,526 @@
+"""The signing engine: one way to sign a record's pre-made signature field, whatever holds the key.
+
+Three kinds of key:
+
+1. on the server: `Pkcs12Key` (an encrypted .p12 and its passphrase) or `Pkcs11Key` (an HSM or any
+   PKCS#11 token reachable from the server). `sign_field(...)` signs one field in one call;
+   `SigningSession` keeps the key open (parsed once, one PKCS#11 session) across a batch of records.
+2. and 3. elsewhere (a USB token at the signer's computer, a remote signing service): interrupted
+   signing. `prepare_signature(...)` writes the signature's place into the PDF and returns the PDF to
+   store, a JSON-able state, and the SHA-256 digest of the signed attributes to send out;
+   `finish_signature(...)` takes the raw signature that comes back, in any process, later.
+
+What keeps three sequential signatures valid (GVCN -> Hiệu trưởng -> con dấu): all three fields exist
+before the first signature; the first is a certification signature with DocMDP "fill forms" (P=2);
+each field locks itself (FieldMDP INCLUDE its own name). The signing time is the server's clock in
+UTC; an RFC 3161 timestamp is added when a TSA URL is given; validation info (certificates, and
+revocation data where the CA publishes any) is embedded when trust roots are given.
+
+Errors a user may see are `SigningError`s with a Vietnamese message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+from typing import Any, Protocol
+
+from asn1crypto import cms
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfReadError
+from pyhanko.sign import fields, signers
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from portal.signing import pki
+from portal.signing.stamp import StampText, stamp_style
+
+MD_ALGORITHM = "sha256"
+STATE_FORMAT = 1
+
+
+class SigningError(Exception):
+    """Signing could not be done; the message is a Vietnamese sentence the user can act on."""
+
+
+class CertificateNotUsable(SigningError):
+    """The signer's certificate is expired, not yet valid, or does not chain to a trusted root."""
+
+
+class FieldProblem(SigningError):
+    """The PDF has no empty signature field of that name."""
+
+
+class WrongSignature(SigningError):
+    """The raw signature sent back does not verify against the signer's certificate."""
+
+
+# --- keys on the server --------------------------------------------------------------------------------
+
+
+class ServerKey(Protocol):
+    """A key the server can use itself. `open()` yields a pyHanko signer for as long as it is open."""
+
+    def open(self) -> AbstractContextManager[signers.Signer]: ...
+
+
+class _ParsedKeySigner(signers.SimpleSigner):
+    """pyHanko's SimpleSigner re-parses the private key at every signature; this one parses it once."""
+
+    def __init__(self, key: pki.PrivateKey, **kwargs: Any) -> None:
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        super().__init__(signing_key=asn1_keys.PrivateKeyInfo.load(der), **kwargs)
+        self._parsed_key = key
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
+        algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}.get(
+            digest_algorithm)
+        if algorithm is not None and mechanism == "rsassa_pkcs1v15" and isinstance(self._parsed_key,
+                                                                                   rsa.RSAPrivateKey):
+            return self._parsed_key.sign(data, padding.PKCS1v15(), algorithm)
+        if algorithm is not None and mechanism == "ecdsa" and isinstance(self._parsed_key,
+                                                                         ec.EllipticCurvePrivateKey):
+            return self._parsed_key.sign(data, ec.ECDSA(algorithm))
+        return super().sign_raw(data, digest_algorithm)
+
+
+def _asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+
+
+def _registry(chain: Sequence[x509.Certificate]) -> SimpleCertificateStore:
+    return SimpleCertificateStore.from_certs([_asn1(c) for c in chain])
+
+
+@dataclass
+class Pkcs12Key:
+    """An encrypted PKCS#12 file and its passphrase; opened (decrypted and parsed) once per object."""
+
+    data: bytes = field(repr=False)
+    passphrase: str = field(repr=False)
+    _signer: _ParsedKeySigner | None = field(default=None, init=False, repr=False)
+
+    def bundle(self) -> pki.KeyBundle:
+        return pki.read_pkcs12(self.data, self.passphrase)
+
+    @contextmanager
+    def open(self) -> Iterator[signers.Signer]:
+        if self._signer is None:
+            bundle = self.bundle()
+            self._signer = _ParsedKeySigner(bundle.key, signing_cert=_asn1(bundle.certificate),
+                                            cert_registry=_registry(bundle.chain))
+        yield self._signer
+
+
+@dataclass
+class Pkcs11Key:
+    """A key on a PKCS#11 token (an HSM; softhsm2 in the tests), found by token label and key label or id.
+
+    The session is opened by `open()` and closed when it ends: open it inside the job that signs,
+    never before a fork. `chain` adds the CA certificates the token may not hold. The raw mechanism
+    (hashing in pyHanko, signing on the token) is the default: EC keys on SoftHSM and many USB tokens
+    offer no combined hash-and-sign mechanism.
+    """
+
+    module: str
+    token_label: str
+    pin: str = field(repr=False)
+    key_label: str | None = None
+    key_id: bytes | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    use_raw_mechanism: bool = True
+
+    @contextmanager
+    def open(self) -> Iterator[signers.Signer]:
+        from pyhanko.config.pkcs11 import TokenCriteria
+        from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
+
+        try:
+            session = open_pkcs11_session(self.module, token_criteria=TokenCriteria(label=self.token_label),
+                                          user_pin=self.pin)
+        except Exception as exc:  # python-pkcs11 raises many kinds: wrong PIN, no token, bad module
+            raise SigningError(f"Không mở được thiết bị ký số (PKCS#11) “{self.token_label}”: "
+                               f"{type(exc).__name__}.") from exc
+        try:
+            yield PKCS11Signer(session, key_label=self.key_label, key_id=self.key_id,
+                               ca_chain=[_asn1(c) for c in self.chain], use_raw_mechanism=self.use_raw_mechanism)
+        finally:
+            session.close()
+
+
+# --- checks ---------------------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _date_vn(moment: datetime) -> str:
+    return f"{moment:%d/%m/%Y}"
+
+
+def check_certificate(certificate: asn1_x509.Certificate | x509.Certificate, chain: Sequence[Any] = (), *,
+                      trust_roots: Sequence[x509.Certificate] | None = None, at: datetime | None = None) -> None:
+    """Refuse (`CertificateNotUsable`) a certificate not valid at `at`, or not chaining to `trust_roots`."""
+    asyncio.run(_check_certificate(certificate, chain, trust_roots=trust_roots, at=at))
+
+
+async def _check_certificate(certificate: asn1_x509.Certificate | x509.Certificate, chain: Sequence[Any] = (), *,
+                             trust_roots: Sequence[x509.Certificate] | None = None,
+                             at: datetime | None = None) -> None:
+    cert = certificate if isinstance(certificate, asn1_x509.Certificate) else _asn1(certificate)
+    moment = at or _utcnow()
+    name = cert.subject.native.get("common_name", "")
+    if moment > cert.not_valid_after:
+        raise CertificateNotUsable(f"Chứng thư số của {name} đã hết hạn ngày {_date_vn(cert.not_valid_after)}.")
+    if moment < cert.not_valid_before:
+        raise CertificateNotUsable(f"Chứng thư số của {name} chỉ có hiệu lực từ ngày "
+                                   f"{_date_vn(cert.not_valid_before)}.")
+    if trust_roots is None:
+        return
+    others = [c if isinstance(c, asn1_x509.Certificate) else _asn1(c) for c in chain]
+    context = ValidationContext(trust_roots=[_asn1(r) for r in trust_roots], other_certs=others, moment=moment)
+    try:
+        await CertificateValidator(cert, validation_context=context).async_validate_usage(set())
+    except (PathBuildingError, PathValidationError, ValidationError) as exc:
+        raise CertificateNotUsable(f"Chứng thư số của {name} không do một tổ chức chứng thực được tin cậy cấp "
+                                   "hoặc không còn hiệu lực.") from exc
+
+
+def _find_empty_field(writer: IncrementalPdfFileWriter, name: str) -> None:
+    for field_name, value, _ref in fields.enumerate_sig_fields(writer.prev, filled_status=None):
+        if field_name == name:
+            if value is not None:
+                raise FieldProblem(f"Ô chữ ký “{name}” đã được ký.")
+            return
+    raise FieldProblem(f"Tệp PDF không có ô chữ ký “{name}”.")
+
+
+def _lock_fields_to_themselves(writer: IncrementalPdfFileWriter) -> None:
+    """Give every empty signature field without a /Lock one that locks the field itself (FieldMDP INCLUDE).
+
+    Only done in the certifying (first) signature's revision: a /Lock added to a field later, after a
+    signature, is a change that invalidates the earlier signatures. Renderers should create the
+    fields locked already (`signature_field_spec`).
+    """
+    for name, value, ref in fields.enumerate_sig_fields(writer.prev, filled_status=False):
+        field_dict = ref.get_object()
+        if value is None and "/Lock" not in field_dict:
+            lock = fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, [name]).as_sig_field_lock()
+            field_dict[pdf_name("/Lock")] = writer.add_object(lock)
+            writer.update_container(field_dict)
+
+
+def signature_field_spec(name: str, *, page: int, box: tuple[int, int, int, int]) -> fields.SigFieldSpec:
+    """The spec of an empty signature field that locks itself once signed (for `append_signature_field`)."""
+    return fields.SigFieldSpec(name, on_page=page, box=box,
+                               field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, [name]))
+
+
+def _writer(pdf: bytes) -> IncrementalPdfFileWriter:
+    try:
+        writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    except (PdfReadError, ValueError, IndexError, KeyError) as exc:
+        raise SigningError("Tệp PDF bị hỏng, không ký được.") from exc
+    if writer.prev.encrypted:
+        raise SigningError("Tệp PDF được mã hóa, không ký được.")
+    return writer
+
+
+# --- the shared pipeline -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    tbs: Any
+    digest: PreparedByteRangeDigest
+    output: BytesIO
+    attributes: PdfCMSSignedAttributes
+    post_sign: Any
+
+
+def _reserved_bytes(signer: signers.Signer) -> int:
+    """Room for the CMS container without a dry run (which costs as much as a signature's CMS work).
+
+    The container holds the certificates, the signed attributes (~300 bytes), the raw signature (at most
+    512 bytes for RSA 4096) and ASN.1 framing; it is written as hex, hence twice its DER size.
+    """
+    certificates = sum(len(c.dump()) for c in {signer.signing_cert.dump(): signer.signing_cert,
+                                                **{c.dump(): c for c in signer.cert_registry}}.values())
+    return 2 * (certificates + 4096)
+
+
+async def _prepare(pdf: bytes, field_name: str, signer: signers.Signer, *, certify: bool, stamp: StampText,
+                   timestamp_url: str | None, trust_roots: Sequence[x509.Certificate] | None) -> _Prepared:
+    writer = _writer(pdf)
+    _find_empty_field(writer, field_name)
+    if certify:
+        _lock_fields_to_themselves(writer)
+    validation_context = None
+    if trust_roots is not None:
+        validation_context = ValidationContext(trust_roots=[_asn1(r) for r in trust_roots], allow_fetching=True)
+    meta = signers.PdfSignatureMetadata(
+        field_name=field_name, md_algorithm=MD_ALGORITHM, subfilter=fields.SigSeedSubFilter.PADES,
+        certify=certify, docmdp_permissions=fields.MDPPerm.FILL_FORMS,
+        embed_validation_info=validation_context is not None, validation_context=validation_context)
+    timestamper = HTTPTimeStamper(timestamp_url) if timestamp_url else None
+    pdf_signer = signers.PdfSigner(meta, signer, timestamper=timestamper, stamp_style=stamp_style())
+    session = pdf_signer.init_signing_session(writer, existing_fields_only=True)
+    session.system_time = _utcnow()  # the server's clock, in UTC (pyHanko would take the local zone)
+    validation_info = await session.perform_presign_validation(writer)
+    if timestamper is None and validation_info is None:
+        reserved = _reserved_bytes(signer)
+    else:  # a timestamp token or revocation data: let pyHanko measure a dry run
+        reserved = await session.estimate_signature_container_size(validation_info, tight=False)
+    tbs = session.prepare_tbs_document(validation_info=validation_info, bytes_reserved=reserved,
+                                       appearance_text_params=stamp.params(session.system_time))
+    digest, output = tbs.digest_tbs_document(output=BytesIO())
+    attributes = PdfCMSSignedAttributes(
+        signing_time=session.system_time,
+        adobe_revinfo_attr=None if validation_info is None else validation_info.adobe_revinfo_attr)
+    return _Prepared(tbs, digest, output, attributes, tbs.post_sign_instructions)
+
+
+async def _sign(pdf: bytes, field_name: str, signer: signers.Signer, **options: Any) -> bytes:
+    prepared = await _prepare(pdf, field_name, signer, **options)
+    post = await prepared.tbs.perform_signature(prepared.digest.document_digest, prepared.attributes)
+    await post.post_signature_processing(prepared.output)
+    return prepared.output.getvalue()
+
+
+class SigningSession:
+    """A server key kept open for a batch: the PKCS#12 parsed once, one PKCS#11 session.
+
+        with SigningSession(key, timestamp_url=url) as session:
+            for record in records:
+                signed = session.sign_field(pdf, "gvcn", certify=True, stamp=stamp)
+    """
+
+    def __init__(self, key: ServerKey, *, timestamp_url: str | None = None,
+                 trust_roots: Sequence[x509.Certificate] | None = None) -> None:
+        self.key = key
+        self.timestamp_url = timestamp_url or None
+        self.trust_roots = list(trust_roots) if trust_roots is not None else None
+        self._opened: AbstractContextManager[signers.Signer] | None = None
+        self._signer: signers.Signer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> SigningSession:
+        self._opened = self.key.open()
+        self._signer = self._opened.__enter__()
+        self._loop = asyncio.new_event_loop()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._opened is not None and self._loop is not None
+        self._loop.close()
+        self._opened.__exit__(*exc)  # type: ignore[arg-type]
+        self._opened = self._signer = self._loop = None
+
+    def sign_field(self, pdf: bytes, field_name: str, *, certify: bool, stamp: StampText) -> bytes:
+        """The PDF with `field_name` signed (an incremental update; earlier signatures stay valid)."""
+        if self._signer is None or self._loop is None:
+            raise RuntimeError("use the session inside a `with` block")
+        return self._loop.run_until_complete(self._sign(pdf, field_name, certify=certify, stamp=stamp))
+
+    async def _sign(self, pdf: bytes, field_name: str, *, certify: bool, stamp: StampText) -> bytes:
+        signer = self._signer
+        assert signer is not None
+        if hasattr(signer, "ensure_objects_loaded"):
+            await signer.ensure_objects_loaded()  # PKCS#11: the certificate comes from the token
+        await _check_certificate(signer.signing_cert, list(signer.cert_registry), trust_roots=self.trust_roots)
+        return await _sign(pdf, field_name, signer, certify=certify, stamp=stamp, timestamp_url=self.timestamp_url,
+                           trust_roots=self.trust_roots)
+
+
+def sign_field(pdf: bytes, field: str, key: ServerKey, *, certify: bool, stamp: StampText,
+               timestamp_url: str | None = None, trust_roots: Sequence[x509.Certificate] | None = None) -> bytes:
+    """Sign one field with a server key (for many records, keep a `SigningSession` open instead)."""
+    with SigningSession(key, timestamp_url=timestamp_url, trust_roots=trust_roots) as session:
+        return session.sign_field(pdf, field, certify=certify, stamp=stamp)
+
+
+# --- interrupted signing: keys elsewhere -----------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode())
+
+
+@dataclass(frozen=True)
+class PreparedSignature:
+    """A signature waiting for its raw value: store `pdf` and `state()`, send `digest` out.
+
+    `digest` is SHA-256 of `to_be_signed` (the DER of the CMS signed attributes): what a remote
+    service's signHash takes. A PKCS#11 token signs `to_be_signed` with CKM_SHA256_RSA_PKCS /
+    CKM_ECDSA_SHA256, or `digest` with CKM_RSA_PKCS (DigestInfo-wrapped) / CKM_ECDSA.
+    """
+
+    pdf: bytes = field(repr=False)
+    field_name: str
+    document_digest: bytes
+    reserved_region_start: int
+    reserved_region_end: int
+    to_be_signed: bytes = field(repr=False)
+    certificate: bytes = field(repr=False)
+    chain: tuple[bytes, ...] = field(repr=False)
+    timestamp_url: str | None = None
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.to_be_signed).digest()
+
+    @property
+    def key_algorithm(self) -> str:
+        """"rsa" or "ec": which raw signature the key holder must produce."""
+        return asn1_x509.Certificate.load(self.certificate).public_key.algorithm
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the PDF, JSON-able; the PDF is checked against `pdf_sha256` when finishing."""
+        return {"format": STATE_FORMAT, "field": self.field_name, "pdf_sha256": hashlib.sha256(self.pdf).hexdigest(),
+                "document_digest": self.document_digest.hex(), "reserved_region_start": self.reserved_region_start,
+                "reserved_region_end": self.reserved_region_end, "signed_attributes": _b64(self.to_be_signed),
+                "certificate": _b64(self.certificate), "chain": [_b64(c) for c in self.chain],
+                "timestamp_url": self.timestamp_url, "digest": self.digest.hex()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], pdf: bytes) -> PreparedSignature:
+        if state.get("format") != STATE_FORMAT:
+            raise SigningError("Dữ liệu chờ ký không đúng định dạng.")
+        if hashlib.sha256(pdf).hexdigest() != state["pdf_sha256"]:
+            raise SigningError("Tệp PDF chờ ký không khớp với dữ liệu đã chuẩn bị.")
+        return cls(pdf=pdf, field_name=state["field"], document_digest=bytes.fromhex(state["document_digest"]),
+                   reserved_region_start=state["reserved_region_start"],
+                   reserved_region_end=state["reserved_region_end"],
+                   to_be_signed=_unb64(state["signed_attributes"]), certificate=_unb64(state["certificate"]),
+                   chain=tuple(_unb64(c) for c in state["chain"]), timestamp_url=state.get("timestamp_url"))
+
+
+def _external_signer(certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+                     signature_value: bytes | int) -> signers.ExternalSigner:
+    return signers.ExternalSigner(signing_cert=_asn1(certificate), cert_registry=_registry(chain),
+                                  signature_value=signature_value)
+
+
+def prepare_signature(pdf: bytes, field: str, signer_cert: x509.Certificate, chain: Sequence[x509.Certificate], *,
+                      certify: bool, stamp: StampText, timestamp_url: str | None = None,
+                      trust_roots: Sequence[x509.Certificate] | None = None) -> PreparedSignature:
+    """Put `field`'s signature in place for a key held elsewhere; nothing is signed yet."""
+    check_certificate(signer_cert, chain, trust_roots=trust_roots)
+    # The placeholder's length only sizes the space reserved in the PDF: the largest raw signature.
+    placeholder = 512 if isinstance(signer_cert.public_key(), rsa.RSAPublicKey) else 160
+    signer = _external_signer(signer_cert, chain, placeholder)
+
+    async def run() -> PreparedSignature:
+        # No DSS now: validation info is embedded (when asked) after the signature is in place.
+        prepared = await _prepare(pdf, field, signer, certify=certify, stamp=stamp, timestamp_url=timestamp_url,
+                                  trust_roots=None)
+        signed_attrs = await signer.signed_attrs(prepared.digest.document_digest, MD_ALGORITHM,
+                                                 attr_settings=prepared.attributes, use_pades=True)
+        return PreparedSignature(
+            pdf=prepared.output.getvalue(), field_name=field, document_digest=prepared.digest.document_digest,
+            reserved_region_start=prepared.digest.reserved_region_start,
+            reserved_region_end=prepared.digest.reserved_region_end, to_be_signed=signed_attrs.dump(),
+            certificate=signer_cert.public_bytes(serialization.Encoding.DER),
+            chain=tuple(c.public_bytes(serialization.Encoding.DER) for c in chain), timestamp_url=timestamp_url)
+
+    return asyncio.run(run())
+
+
+def _normalised_signature(public_key: Any, raw: bytes) -> bytes:
+    """ECDSA values come back DER-encoded or as plain r||s (what PKCS#11 CKM_ECDSA returns): make them DER."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and raw[:1] != b"\x30":
+        size = (public_key.curve.key_size + 7) // 8
+        if len(raw) == 2 * size:
+            return encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
+    return raw
+
+
+def verify_raw_signature(prepared: PreparedSignature, raw_signature: bytes) -> bytes:
+    """The raw signature (DER for ECDSA) if it verifies over the signed attributes, else `WrongSignature`."""
+    certificate = x509.load_der_x509_certificate(prepared.certificate)
+    public_key = certificate.public_key()
+    value = _normalised_signature(public_key, raw_signature)
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(value, prepared.to_be_signed, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(value, prepared.to_be_signed, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise WrongSignature("Loại khóa của chứng thư số chưa được hỗ trợ.")
+    except (InvalidSignature, ValueError) as exc:
+        raise WrongSignature("Chữ ký nhận về không khớp với chứng thư số của người ký; tài liệu chưa được ký.") \
+            from exc
+    return value
+
+
+def finish_signature(prepared: PreparedSignature, raw_signature: bytes, *,
+                     trust_roots: Sequence[x509.Certificate] | None = None) -> bytes:
+    """The signed PDF: the raw signature (checked first) put into the prepared PDF.
+
+    Works in any process, any time after `prepare_signature`. Finishing twice with the same answer gives
+    the same bytes when no timestamp is asked for (with one, each call embeds its own, equally valid,
+    token: keep the first result).
+    """
+    value = verify_raw_signature(prepared, raw_signature)
+    certificate = x509.load_der_x509_certificate(prepared.certificate)
+    chain = [x509.load_der_x509_certificate(c) for c in prepared.chain]
+    signer = _external_signer(certificate, chain, value)
+    timestamper = HTTPTimeStamper(prepared.timestamp_url) if prepared.timestamp_url else None
+
+    async def run() -> bytes:
+        signed_attrs = cms.CMSAttributes.load(prepared.to_be_signed)
+        container = await signer.async_sign_prescribed_attributes(MD_ALGORITHM, signed_attrs=signed_attrs,
+                                                                  timestamper=timestamper)
+        output = BytesIO(prepared.pdf)
+        digest = PreparedByteRangeDigest(prepared.document_digest, prepared.reserved_region_start,
+                                         prepared.reserved_region_end)
+        try:
+            digest.fill_with_cms(output, container)
+        except Exception as exc:  # pyHanko raises a bare error when the container does not fit
+            raise SigningError("Chữ ký nhận về quá dài so với chỗ đã dành trong tệp PDF.") from exc
+        return output.getvalue()
+
+    signed = asyncio.run(run())
+    if trust_roots is not None:
+        signed = embed_validation_info(signed, prepared.field_name, trust_roots)
+    return signed
+
+
+def embed_validation_info(pdf: bytes, field: str, trust_roots: Sequence[x509.Certificate]) -> bytes:
+    """Add the signature's certificates (and any revocation data the CA publishes) to the PDF's DSS."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import add_validation_info
+
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    embedded = next((s for s in reader.embedded_signatures if s.field_name == field), None)
+    if embedded is None:
+        raise FieldProblem(f"Tệp PDF không có chữ ký ở ô “{field}”.")
+    context = ValidationContext(trust_roots=[_asn1(r) for r in trust_roots], allow_fetching=True)
+    output = BytesIO()
+    add_validation_info(embedded, context, in_place=False, output=output)
+    return output.getvalue()

@@ -1,0 +1,431 @@
+"""The record PDF and its preview: every field printed exactly, the serif embedded, the XML attached, the QR
+readable, the signature fields in place, nothing cut off or outside the page, the text as the reference renders.
+
+Text is extracted with pypdf and with poppler (`pdftotext -layout`); whitespace is collapsed (long values wrap)
+before a value is looked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import io
+import os
+import re
+import shutil
+import subprocess
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+
+from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
+from portal.records import pdf as record_pdf
+from portal.records.content import SIGNATURE_FIELDS
+from tests.record_factory import longest_content, sample_content
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records"
+XML = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+       '<hocBa xmlns="urn:example:hocba" version="1"><ten>Học bạ</ten></hocBa>\n').encode()
+PAGE_W, PAGE_H = record_pdf.PAGE_WIDTH, record_pdf.PAGE_HEIGHT
+M = record_pdf.MARGINS
+
+pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is not installed")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+
+
+def pypdf_text(data: bytes) -> list[str]:
+    return [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
+
+
+def poppler(tool: str, data: bytes, *args: str, tmp: Path) -> str:
+    path = tmp / "record.pdf"
+    path.write_bytes(data)
+    return subprocess.run([tool, *args, str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def poppler_pages(data: bytes, tmp: Path) -> list[str]:
+    return poppler("pdftotext", data, "-layout", tmp=tmp).split("\f")[:-1]
+
+
+def words(data: bytes, tmp: Path) -> list[list[tuple[float, float, float, float, str]]]:
+    """Each page's words as (x0, y0, x1, y1, text) in PDF coordinates (origin bottom left)."""
+    xml = poppler("pdftotext", data, "-bbox", tmp=tmp)
+    pages = []
+    for page in xml.split("<page ")[1:]:
+        found = re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*?)</word>',
+                           page)
+        pages.append([(float(a), PAGE_H - float(d), float(c), PAGE_H - float(b), html.unescape(t))
+                      for a, b, c, d, t in found])
+    return pages
+
+
+def dmy(iso: str | None) -> str:
+    if not iso:
+        return ""
+    y, m, d = iso[:10].split("-")
+    return f"{d}/{m}/{y}"
+
+
+def expected_values(content: dict[str, Any]) -> list[str]:
+    """Every value of the content as it must be printed, computed here independently of the renderer."""
+    school, pupil, record = content["school"], content["pupil"], content["record"]
+    code = record["code"]
+    grouped = "-".join(code[i:i + 4] for i in range(0, len(code), 4))
+    values = [school["name"], school["commune"], school["district"], school["city"], school["principal"],
+              f"Mã tra cứu: {grouped}", record["verify_url"], f"Bản số {record['number']}",
+              f"Mã hồ sơ: {grouped} · Bản số {record['number']}"]
+    for key in ("full_name", "pupil_code", "gender", "ethnicity", "nationality", "birth_place", "hometown",
+                "address", "father_name", "mother_name", "guardian_name", "register_number", "disability"):
+        if pupil.get(key):
+            values.append(pupil[key])
+    values.append(f"Ngày sinh: {dmy(pupil['birth_date'])}")
+    for row in content["history"]:
+        values += [row["school_year"], row["class_name"], row["school_name"], row["confirmed_by"]]
+        if row["enrolled_on"]:
+            values.append(dmy(row["enrolled_on"]))
+    for year in content["years"]:
+        values += [f"NĂM HỌC {year['school_year']}", f"Lớp: {year['class_name']}", year["school_name"],
+                   f"Chiều cao: {year['height_cm']} cm", f"Cân nặng: {str(year['weight_kg']).replace('.', ',')} kg",
+                   f"có phép {year['absent_excused']}, không phép {year['absent_unexcused']}",
+                   year["homeroom_teacher"], year["principal"],
+                   f"Đánh giá kết quả giáo dục: {Outcome(year['outcome']).label}", year["completion"]]
+        for row in year["subjects"]:
+            values += [row["name"], row["comment"]]
+            score = "" if row["score"] is None else f" {row['score']}"
+            values.append(f"{SubjectLevel(row['level']).label}{score}")
+        for group in ("qualities", "general_competencies", "specific_competencies"):
+            for row in year[group]:
+                values += [row["name"], TraitLevel(row["level"]).label, row["comment"]]
+        for award in year["awards"]:
+            values.append(f"{award['title']} ({dmy(award['awarded_on'])})")
+        if year["supplementary_note"]:
+            values.append(year["supplementary_note"])
+        y, m, d = year["dated_on"].split("-")
+        month = m if int(m) < 3 else str(int(m))
+        values.append(f"{year['place']}, ngày {d} tháng {month} năm {y}")
+    return [squash(value) for value in values if value]
+
+
+@pytest.fixture(scope="module")
+def renders() -> dict[str, tuple[dict[str, Any], bytes]]:
+    record_pdf.clear_cache()
+    out = {}
+    for name, content in (("one", sample_content(1)), ("five", sample_content(5)), ("longest", longest_content())):
+        out[name] = (content, record_pdf.render_pdf(content, xml=XML))
+    return out
+
+
+# --------------------------------------------------------------------------- every value, exactly
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["one", "five", "longest"])
+@pytest.mark.parametrize("extractor", ["pypdf", "pdftotext"])
+def test_every_field_value_is_printed_exactly(renders, name, extractor, tmp_path):
+    content, data = renders[name]
+    pages = pypdf_text(data) if extractor == "pypdf" else poppler_pages(data, tmp_path)
+    text = squash(" ".join(pages))
+    missing = [value for value in expected_values(content) if value not in text]
+    assert not missing, missing
+    assert unicodedata.normalize("NFC", text) == text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["one", "longest"])
+def test_every_page_has_the_footer(renders, name, tmp_path):
+    content, data = renders[name]
+    pages = poppler_pages(data, tmp_path)
+    grouped = record_pdf.format_code(content["record"]["code"])
+    for number, page in enumerate(pages, start=1):
+        page = squash(page)
+        assert f"Trang {number}/{len(pages)}" in page
+        assert f"Mã hồ sơ: {grouped} · Bản số 1" in page
+        assert f"{content['school']['name']} · Học sinh: {content['pupil']['full_name']}" in page
+
+
+def test_nfd_input_prints_as_nfc(tmp_path):
+    content = sample_content(1)
+    nfd = record_pdf.nfc(content)  # a copy
+    nfd["pupil"]["full_name"] = unicodedata.normalize("NFD", "Nguyễn Thị Ánh Tuyết")
+    nfd["years"][0]["subjects"][0]["comment"] = unicodedata.normalize("NFD", "Đọc diễn cảm, viết đẹp.")
+    assert nfd["pupil"]["full_name"] != "Nguyễn Thị Ánh Tuyết"
+    text = squash(" ".join(poppler_pages(record_pdf.render_pdf(nfd), tmp_path)))
+    assert "Nguyễn Thị Ánh Tuyết" in text and "Đọc diễn cảm, viết đẹp." in text
+
+
+def test_dates_follow_the_official_style():
+    assert record_pdf.date_line("Nhà Bè", "2025-05-28") == "Nhà Bè, ngày 28 tháng 5 năm 2025"
+    assert record_pdf.date_line("Nhà Bè", "2025-02-05") == "Nhà Bè, ngày 05 tháng 02 năm 2025"
+    assert record_pdf.date_line("Nhà Bè", "2024-12-01") == "Nhà Bè, ngày 01 tháng 12 năm 2024"
+    assert record_pdf.date_line("Nhà Bè", None) == "Nhà Bè, ngày ..... tháng ..... năm ......."
+    assert record_pdf.date_vn("2014-09-02") == "02/09/2014"
+    assert record_pdf.format_code("HB7Q2M4K9XTR") == "HB7Q-2M4K-9XTR"
+
+
+# --------------------------------------------------------------------------- fonts, metadata, attachment, QR
+
+
+@pytest.mark.slow
+def test_only_the_embedded_serif_is_used(renders, tmp_path):
+    _, data = renders["five"]
+    path = tmp_path / "r.pdf"
+    path.write_bytes(data)
+    rows = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
+    assert rows
+    for row in rows:
+        assert "LiberationSerif" in row.split()[0], row
+        assert row.split()[-5:-3] == ["yes", "yes"], row  # emb, sub
+    names = {row.split()[0].split("+")[-1] for row in rows}
+    assert names == {"LiberationSerif", "LiberationSerif-Bold", "LiberationSerif-Italic"}
+
+
+@pytest.mark.slow
+def test_metadata(renders):
+    content, data = renders["one"]
+    reader = PdfReader(io.BytesIO(data))
+    meta = reader.metadata
+    assert meta.title == f"Học bạ số – {content['pupil']['full_name']} – HB7Q2M4K9XTR v1"
+    assert meta.author == content["school"]["name"]
+    assert "HB7Q-2M4K-9XTR" in meta.subject
+    assert meta.creator and meta.producer
+    assert reader.trailer["/Root"]["/Lang"] == "vi-VN"
+    assert all(page.mediabox.width == pytest.approx(PAGE_W, abs=0.5) for page in reader.pages)  # A4
+    assert all(page.mediabox.height == pytest.approx(PAGE_H, abs=0.5) for page in reader.pages)
+
+
+@pytest.mark.slow
+def test_the_xml_rides_along(renders):
+    _, data = renders["one"]
+    reader = PdfReader(io.BytesIO(data))
+    assert reader.attachments == {"hocba.xml": [XML]}
+    spec = reader.trailer["/Root"]["/AF"][0].get_object()
+    assert spec["/AFRelationship"] == "/Alternative"
+    assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/application/xml"
+    assert PdfReader(io.BytesIO(record_pdf.render_pdf(sample_content(1)))).attachments == {}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("zbarimg") or not shutil.which("pdftoppm"), reason="zbar-tools missing")
+@pytest.mark.parametrize("which", ["first", "last"])
+def test_the_qr_code_opens_the_verification_page(renders, which, tmp_path):
+    content, data = renders["five"]
+    path = tmp_path / "r.pdf"
+    path.write_bytes(data)
+    page = "1" if which == "first" else str(len(PdfReader(io.BytesIO(data)).pages))
+    subprocess.run(["pdftoppm", "-r", "150" if which == "first" else "300", "-f", page, "-l", page, "-png",
+                    str(path), str(tmp_path / "p")], check=True)
+    png = next(tmp_path.glob("p-*.png"))
+    decoded = subprocess.run(["zbarimg", "--quiet", "--raw", str(png)], capture_output=True, text=True).stdout
+    assert decoded.strip() == content["record"]["verify_url"]
+
+
+# --------------------------------------------------------------------------- signature fields
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["one", "five", "longest"])
+def test_signature_fields_sit_in_the_last_year_pages_boxes(renders, name, tmp_path):
+    content, data = renders[name]
+    fields = record_pdf.signature_boxes(data)
+    areas = record_pdf.signature_areas(content)
+    last = len(PdfReader(io.BytesIO(data)).pages) - 1
+    assert tuple(fields) == SIGNATURE_FIELDS
+    page_words = words(data, tmp_path)[last]
+    for field, (page, (x0, y0, x1, y1)) in fields.items():
+        assert page == last
+        assert x1 - x0 >= 179.99 and y1 - y0 >= 59.99, field
+        assert M["left"] <= x0 < x1 <= PAGE_W - M["right"] and M["bottom"] <= y0 < y1 <= PAGE_H - M["top"]
+        bx0, by0, bx1, by1 = areas[field]
+        assert bx0 <= x0 and by0 <= y0 and x1 <= bx1 and y1 <= by1, (field, areas[field])
+    gx, hx = areas["gvcn"], areas["hieu_truong"]
+    assert gx[2] <= hx[0]  # GVCN left, Hiệu trưởng right
+    for box in (gx, hx):
+        overlapping = [w for w in page_words if w[0] < box[2] and w[2] > box[0] and w[1] < box[3] and w[3] > box[1]]
+        assert not overlapping, overlapping
+    hy0, hy1 = fields["hieu_truong"][1][1::2]
+    sy0, sy1 = fields["con_dau"][1][1::2]
+    assert sy1 <= hy0 or hy1 <= sy0  # the seal beside, not over, the principal's signature
+    gvcn = squash(" ".join(w[4] for w in page_words if w[0] < gx[2] and w[1] < gx[1]))
+    assert content["years"][-1]["homeroom_teacher"] in gvcn  # the name printed under the GVCN box
+
+
+@pytest.mark.slow
+def test_fields_are_empty_signature_fields_pyhanko_can_fill(renders):
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.fields import enumerate_sig_fields
+
+    _, data = renders["five"]
+    found = {name: value for name, value, _ in enumerate_sig_fields(PdfFileReader(io.BytesIO(data)))}
+    assert set(found) == set(SIGNATURE_FIELDS)
+    assert all(value is None for value in found.values())
+
+
+@pytest.mark.slow
+def test_the_teacher_can_certify_into_the_gvcn_field(renders):
+    """The signing issue's first step (certification, DocMDP fill-forms) fills our field, adds none."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign import fields, signers
+    from pyhanko.sign.fields import enumerate_sig_fields
+
+    _, data = renders["one"]
+    signer = _self_signed_signer(signers)
+    meta = signers.PdfSignatureMetadata(field_name="gvcn", certify=True,
+                                        docmdp_permissions=fields.MDPPerm.FILL_FORMS)
+    out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)), meta, signer=signer)
+    reader = PdfFileReader(out)
+    state = {name: value is not None for name, value, _ in enumerate_sig_fields(reader)}
+    assert state == {"gvcn": True, "hieu_truong": False, "con_dau": False}
+    assert len(reader.embedded_signatures) == 1 and reader.embedded_signatures[0].field_name == "gvcn"
+
+
+def _self_signed_signer(signers: Any) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Nguyễn Thị Ánh Tuyết")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256()))
+    der_key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return signers.SimpleSigner(
+        signing_cert=asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)),
+        signing_key=asn1_keys.PrivateKeyInfo.load(der_key), cert_registry=None)
+
+
+# --------------------------------------------------------------------------- nothing cut off, nothing outside
+
+
+@pytest.mark.slow
+def test_the_longest_record_stays_inside_the_page(renders, tmp_path):
+    content, data = renders["longest"]
+    pages = words(data, tmp_path)
+    grouped = record_pdf.format_code(content["record"]["code"])
+    footer_words = set(squash(f"{content['school']['name']} · Học sinh: {content['pupil']['full_name']} "
+                              f"Mã hồ sơ: {grouped} · Bản số 1 Trang").split())
+    qr_words = set(squash(f"Mã tra cứu: {grouped} Quét mã QR hoặc nhập mã tra cứu tại: "
+                          f"{content['record']['verify_url']} Bản số 1, lập ngày 28/05/2025").split())
+    for index, page in enumerate(pages):
+        assert page, f"page {index + 1} is empty"
+        body_bottom = record_pdf.IDENTITY_BOTTOM_MARGIN if index == 0 else M["bottom"]
+        for x0, y0, x1, y1, text in page:
+            assert M["left"] - 0.5 <= x0 and x1 <= PAGE_W - M["right"] + 0.5, (index + 1, text, x0, x1)
+            assert y1 <= PAGE_H - M["top"] + 0.5, (index + 1, text, y1)
+            if y0 >= body_bottom - 0.5:
+                continue  # body text
+            if y1 <= record_pdf.FOOTER_TOP:
+                assert text in footer_words or re.fullmatch(r"\d+/\d+", text), (index + 1, text)
+            else:
+                assert index == 0 and text in qr_words, (index + 1, text, y0)
+
+
+# --------------------------------------------------------------------------- the reference renders
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, years", [("sample_1year", 1), ("sample_5years", 5)])
+def test_text_equals_the_reference_render(name, years, tmp_path):
+    """The committed text of two reference renders; regenerate with UPDATE_RECORD_FIXTURES=1 after a layout change."""
+    text = poppler("pdftotext", record_pdf.render_pdf(sample_content(years), xml=XML), "-layout", tmp=tmp_path)
+    fixture = FIXTURES / f"{name}.txt"
+    if os.environ.get("UPDATE_RECORD_FIXTURES"):
+        fixture.parent.mkdir(parents=True, exist_ok=True)
+        fixture.write_text(text, encoding="utf-8")
+    assert text == fixture.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- reuse and determinism
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_store():
+    """Each test decides on the section store itself (an app sets one up when it is created)."""
+    before = record_pdf._store[0]
+    record_pdf.use_section_store(None)
+    yield
+    record_pdf.use_section_store(before)
+
+
+@pytest.mark.slow
+def test_same_content_same_bytes_cold_or_cached():
+    content = sample_content(2)
+    record_pdf.clear_cache()
+    cold = record_pdf.render_pdf(content, xml=XML)
+    assert record_pdf.render_pdf(content, xml=XML) == cold
+    record_pdf.clear_cache()
+    assert record_pdf.render_pdf(copy.deepcopy(content), xml=XML) == cold
+
+
+@pytest.mark.slow
+def test_only_changed_sections_are_laid_out_again(monkeypatch, tmp_path):
+    laid_out = []
+    layout = record_pdf._layout
+    monkeypatch.setattr(record_pdf, "_layout", lambda section: laid_out.append(section["title"]) or layout(section))
+    record_pdf.clear_cache()
+    first = sample_content(5)
+    record_pdf.render_pdf(first)
+    assert len(laid_out) == 7  # identity, history, five years
+    laid_out.clear()
+
+    correction = sample_content(5, code="HBX9X9X9X9X9", number=2, replaces="HB7Q2M4K9XTR")
+    correction["years"][-1]["subjects"][0]["comment"] = "Đọc diễn cảm; cần luyện viết chữ hoa."
+    data = record_pdf.render_pdf(correction)
+    assert laid_out == ["Thông tin học sinh", "Năm học 2024-2025"]  # the identity page names what it replaces
+    text = squash(" ".join(poppler_pages(data, tmp_path)))
+    assert "Đọc diễn cảm; cần luyện viết chữ hoa." in text and "Mã hồ sơ: HBX9-X9X9-X9X9 · Bản số 2" in text
+    assert "thay thế bản HB7Q-2M4K-9XTR" in text
+
+
+@pytest.mark.slow
+def test_a_shared_store_spares_other_processes_the_layout(monkeypatch, tmp_path):
+    content = sample_content(1)
+    record_pdf.clear_cache()
+    record_pdf.use_section_store(record_pdf.FileSectionStore(tmp_path / "sections"))
+    try:
+        first = record_pdf.render_pdf(content)
+        assert len(list((tmp_path / "sections").glob("*/*.pdf"))) == 3
+        record_pdf.clear_cache()  # as in another worker process
+        monkeypatch.setattr(record_pdf, "_layout", lambda section: pytest.fail("laid out again"))
+        assert record_pdf.render_pdf(content) == first
+    finally:
+        record_pdf.use_section_store(None)
+
+
+def test_a_record_without_year_pages_is_refused():
+    content = sample_content(1)
+    content["years"] = []
+    with pytest.raises(ValueError):
+        record_pdf.render_pdf(content)
+
+
+# --------------------------------------------------------------------------- the preview
+
+
+def test_the_preview_has_the_same_content_and_sections():
+    content = longest_content(3)
+    fragment = record_pdf.render_html(content)
+    assert "<html" not in fragment and fragment.lstrip().startswith('<div class="hocba-doc"')
+    assert fragment.count('<section class="hocba-page"') == 2 + 3
+    assert "<svg" in fragment  # the QR code, inline
+    assert "Mã tra cứu: HB7Q-2M4K-9XTR" in fragment and 'lang="vi"' in fragment
+    text = squash(html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<(style|svg)\b.*?</\1>", " ", fragment, flags=re.S))))
+    missing = [value for value in expected_values(content) if value not in text]
+    assert not missing, missing
