@@ -119,6 +119,7 @@ def district3(app: Flask, make: Factory, monkeypatch: pytest.MonkeyPatch) -> Dis
         "results": make_milestone(app, measure="results_reviewed", scope=Scope.GRADE_5, deadline=date(2025, 5, 19)),
         "issued": make_milestone(app, measure="records_issued", scope=Scope.GRADE_5, deadline=date(2025, 5, 30)),
         "uploaded": make_milestone(app, measure="records_uploaded", scope=Scope.GRADE_5, deadline=date(2025, 6, 20)),
+        "returned": make_milestone(app, measure="records_returned", scope=Scope.GRADE_5, deadline=date(2025, 8, 15)),
         "issued_1_4": make_milestone(app, measure="records_issued", scope=Scope.GRADES_1_4,
                                      deadline=date(2025, 7, 25)),
     }
@@ -175,8 +176,9 @@ def test_every_cell_of_the_small_district(app: Flask, district3: District3) -> N
     # Results: the deadline passed with 99% at C, 75% at A.
     assert (cell(c, "results").state, cell(c, "results").percent) == (CellState.OVERDUE, 99)
     assert (cell(a, "results").state, cell(a, "results").percent) == (CellState.OVERDUE, 75)
-    # Not yet measurable: never a number.
-    assert cell(a, "uploaded").state is CellState.NOT_MEASURABLE and cell(a, "uploaded").percent is None
+    # Not measurable: never a number.
+    assert cell(a, "returned").state is CellState.NOT_MEASURABLE and cell(a, "returned").percent is None
+    assert cell(a, "uploaded").state is CellState.NOT_STARTED and cell(a, "uploaded").total == 4
     with app.app_context():
         records = services.records_available()
     if records:
@@ -431,3 +433,38 @@ def test_certificates_and_seal_count_when_the_registry_exists(app: Flask, make: 
     with app.app_context(), school_scope(district3.a.id):
         milestone = db.session.get(Milestone, certs)
         assert [name for _id, name in services.missing(district3.a, milestone, TODAY)[0].people] == [teacher_name]
+
+
+def test_records_issued_and_acknowledged_by_the_city_are_counted(app: Flask, district3: District3) -> None:
+    from portal.interop.models import CityUpload, UploadKind, UploadState
+    from portal.records.models import RecordStatus, RecordVersion
+    from tests.assessment_factory import ClassSetup
+    from tests.records_factory import insert_version
+
+    a = district3.a
+    with app.app_context(), school_scope(a.id):
+        rows = db.session.execute(sa.select(Enrolment.pupil_id, Enrolment.school_year_id, Enrolment.class_id)
+                                  .order_by(Enrolment.pupil_id)).all()
+    setup = ClassSetup(a.id, rows[0].school_year_id, rows[0].class_id, {}, {}, [], [r.pupil_id for r in rows])
+    issued = [insert_version(app, a, setup, pupil_index=n, status=RecordStatus.ISSUED) for n in (0, 1)]
+    with app.app_context(), school_scope(a.id):
+        version = db.session.get(RecordVersion, issued[0])
+        version.issued_at = local(date(2025, 5, 18), 10)
+        db.session.get(RecordVersion, issued[1]).issued_at = local(date(2025, 5, 19), 10)
+        db.session.add(CityUpload(school_id=a.id, record_version_id=version.id, kind=UploadKind.UPLOAD,
+                                  record_code=version.code, school_year_id=version.school_year_id, grade=5,
+                                  state=UploadState.ACKNOWLEDGED, receipt_number="TP-0001",
+                                  acknowledged_at=local(date(2025, 5, 19), 15)))
+        db.session.commit()
+    with app.app_context(), all_schools():
+        services.refresh_counts(db.session.scalar(sa.select(District)), "2024-2025", TODAY)
+        db.session.commit()
+    board = board_of(app)
+    issued_cell = board.cells[(a.id, district3.m["issued"])]
+    uploaded_cell = board.cells[(a.id, district3.m["uploaded"])]
+    assert (issued_cell.state, issued_cell.done, issued_cell.total) == (CellState.IN_PROGRESS, 2, 4)
+    assert (uploaded_cell.state, uploaded_cell.done, uploaded_cell.total) == (CellState.IN_PROGRESS, 1, 4)
+    with app.app_context(), school_scope(a.id):
+        missing = services.missing(db.session.get(School, a.id), db.session.get(Milestone, district3.m["uploaded"]),
+                                   TODAY)
+    assert sorted(pid for group in missing for pid, _name in group.people) == [r.pupil_id for r in rows[1:]]

@@ -88,10 +88,13 @@ REGISTRY: dict[str, Measure] = {m.key: m for m in (
                "sau ban hành."), available=_never),
     Measure("records_uploaded", N_("Học bạ đã lên hệ thống Thành phố"),
             N_("học bạ chưa được Thành phố xác nhận đã nhận"), Counts.PUPILS,
-            N_("Chưa đo được: cổng chưa gửi học bạ lên hệ thống của Thành phố."), available=_never),
+            N_("Học bạ số của năm học đã gửi lên hệ thống của Thành phố và được Thành phố xác nhận (có số biên "
+               "nhận)."), available=_records_module_present, fix_endpoint="interop.index"),
     Measure("records_returned", N_("Học bạ đã trả về trường tiếp nhận"),
             N_("học bạ chưa được trả về trường tiếp nhận"), Counts.PUPILS,
-            N_("Chưa đo được: cổng chưa nhận học bạ Thành phố trả về sau tuyển sinh."), available=_never),
+            N_("Chưa đo được: học bạ Thành phố trả về sau tuyển sinh đến các trường tiếp nhận (phần lớn là "
+               "trường THCS, ngoài cổng này); trường tiểu học không biết được học bạ đã đến nơi hay chưa."),
+            available=_never),
     Measure("staff_certificates", N_("Cán bộ, giáo viên có chứng thư số"),
             N_("cán bộ, giáo viên chưa có chứng thư số còn hiệu lực"), Counts.STAFF,
             N_("Cán bộ quản lí, GVCN, GVBM đang công tác có chứng thư số cá nhân đăng kí trên cổng, còn hiệu lực."),

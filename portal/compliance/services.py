@@ -46,7 +46,7 @@ COUNTED_ENROLMENTS = (EnrolmentStatus.STUDYING, EnrolmentStatus.TRANSFERRED_IN)
 # "Cán bộ quản lí, giáo viên": managers, homeroom and subject teachers (not the IT staff member).
 STAFF_ROLES = (Role.PRINCIPAL, Role.VICE_PRINCIPAL, Role.HOMEROOM_TEACHER, Role.SUBJECT_TEACHER)
 GRADES = {Scope.ALL: (1, 2, 3, 4, 5), Scope.GRADE_5: (5,), Scope.GRADES_1_4: (1, 2, 3, 4)}
-PUPIL_MEASURES = ("identity_reviewed", "results_reviewed", "imported", "records_issued")
+PUPIL_MEASURES = ("identity_reviewed", "results_reviewed", "imported", "records_issued", "records_uploaded")
 
 
 class PlanError(ValueError):
@@ -294,6 +294,7 @@ def _pupil_query(year_label: str, school_ids: Sequence[int] | None) -> sa.Select
              .where(SchoolYear.name == year_label, Enrolment.status.in_(COUNTED_ENROLMENTS))
              .group_by(Enrolment.school_id, SchoolClass.grade))
     if records_available():
+        from portal.interop.models import CityUpload, UploadKind, UploadState
         from portal.records.models import RecordStatus, RecordVersion
 
         issued_rows = sa.select(RecordVersion.pupil_id, RecordVersion.school_year_id,
@@ -306,6 +307,17 @@ def _pupil_query(year_label: str, school_ids: Sequence[int] | None) -> sa.Select
                                                  issued.c.school_year_id == Enrolment.school_year_id))
                  .add_columns(sa.func.count(issued.c.at).label("records_issued"),
                               sa.func.max(issued.c.at).label("records_issued_last")))
+        uploaded_rows = (sa.select(RecordVersion.pupil_id, RecordVersion.school_year_id,
+                                   sa.func.min(CityUpload.acknowledged_at).label("at"))
+                         .join(CityUpload, CityUpload.record_version_id == RecordVersion.id)
+                         .where(CityUpload.kind == UploadKind.UPLOAD, CityUpload.state == UploadState.ACKNOWLEDGED))
+        if school_ids is not None:
+            uploaded_rows = uploaded_rows.where(RecordVersion.school_id.in_(school_ids))
+        uploaded = uploaded_rows.group_by(RecordVersion.pupil_id, RecordVersion.school_year_id).subquery("uploaded")
+        query = (query.outerjoin(uploaded, sa.and_(uploaded.c.pupil_id == Enrolment.pupil_id,
+                                                   uploaded.c.school_year_id == Enrolment.school_year_id))
+                 .add_columns(sa.func.count(uploaded.c.at).label("records_uploaded"),
+                              sa.func.max(uploaded.c.at).label("records_uploaded_last")))
     if school_ids is not None:
         query = query.where(Enrolment.school_id.in_(school_ids))
     return query
@@ -535,7 +547,7 @@ def _counted_measure(key: str) -> bool:
     measure = REGISTRY.get(key)
     if measure is None or measure.counts is Counts.EVIDENCE or not measure.measurable:
         return False
-    if key == "records_issued":
+    if key in ("records_issued", "records_uploaded"):
         return records_available()
     if key in ("staff_certificates", "seal_registered"):
         return certificates_available()
@@ -659,6 +671,14 @@ def _pupil_done_condition(measure: str, year_label: str) -> sa.ColumnElement[boo
         return sa.exists().where(RecordVersion.pupil_id == Enrolment.pupil_id,
                                  RecordVersion.school_year_id == Enrolment.school_year_id,
                                  RecordVersion.status == RecordStatus.ISSUED)
+    if measure == "records_uploaded" and records_available():
+        from portal.interop.models import CityUpload, UploadKind, UploadState
+        from portal.records.models import RecordVersion
+
+        return sa.exists().where(RecordVersion.pupil_id == Enrolment.pupil_id,
+                                 RecordVersion.school_year_id == Enrolment.school_year_id,
+                                 CityUpload.record_version_id == RecordVersion.id,
+                                 CityUpload.kind == UploadKind.UPLOAD, CityUpload.state == UploadState.ACKNOWLEDGED)
     return None
 
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask import current_app
 from flask_babel import gettext as _
 
@@ -103,7 +104,8 @@ def latest_versions(pupil_ids: list[int]) -> dict[int, RecordVersion]:
         return {}
     newest = (sa.select(RecordVersion.pupil_id, sa.func.max(RecordVersion.number).label("number"))
               .where(RecordVersion.pupil_id.in_(pupil_ids)).group_by(RecordVersion.pupil_id).subquery())
-    rows = db.session.scalars(sa.select(RecordVersion).join(
+    # Lists need the status, not the content (tens of kilobytes each): it loads only when read.
+    rows = db.session.scalars(sa.select(RecordVersion).options(sa.orm.defer(RecordVersion.content)).join(
         newest, sa.and_(newest.c.pupil_id == RecordVersion.pupil_id, newest.c.number == RecordVersion.number)))
     return {v.pupil_id: v for v in rows}
 

@@ -228,18 +228,18 @@ def signing_queue(classes: list[SchoolClass]) -> list[dict[str, object]]:
     if step.permission in permissions:
         for school_class in classes:
             if school_class.homeroom_teacher_id == current_user.id:
-                waiting = workflow.waiting_for(g.school, step, [school_class.id])
-                queue.append({"step": step, "class_id": school_class.id, "count": len(waiting),
+                queue.append({"step": step, "class_id": school_class.id,
+                              "count": workflow.count_waiting(g.school, step, [school_class.id]),
                               "scope": _("Lớp %(c)s", c=school_class.name)})
     step = workflow.STEPS["hieu_truong"]
     if step.permission in permissions:
         for grade in sorted({c.grade for c in classes}):
             ids = [c.id for c in classes if c.grade == grade]
-            queue.append({"step": step, "grade": grade, "count": len(workflow.waiting_for(g.school, step, ids)),
+            queue.append({"step": step, "grade": grade, "count": workflow.count_waiting(g.school, step, ids),
                           "scope": _("Khối %(g)s", g=grade)})
     step = workflow.STEPS["con_dau"]
     if step.permission in permissions:
-        queue.append({"step": step, "count": len(workflow.waiting_for(g.school, step, [c.id for c in classes])),
+        queue.append({"step": step, "count": workflow.count_waiting(g.school, step, [c.id for c in classes]),
                       "scope": _("Cả trường")})
     return queue
 

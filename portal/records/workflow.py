@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask_babel import gettext as _
 
 from portal import audit, jobs, signing
@@ -87,13 +88,21 @@ def signing_certificate(school: School, step: Step, signer: User) -> PersonCerti
     return found
 
 
+def _waiting(school: School, step: Step, class_ids: list[int] | None) -> sa.Select[Any]:
+    query = sa.select(RecordVersion).where(RecordVersion.school_id == school.id, RecordVersion.status == step.before)
+    return query if class_ids is None else query.where(RecordVersion.class_id.in_(class_ids))
+
+
 def waiting_for(school: School, step: Step, class_ids: list[int] | None = None) -> list[RecordVersion]:
     """The versions at the status this step takes (in the given classes), in class-list order."""
-    query = sa.select(RecordVersion).where(RecordVersion.school_id == school.id, RecordVersion.status == step.before)
-    if class_ids is not None:
-        query = query.where(RecordVersion.class_id.in_(class_ids))
-    return sorted(db.session.scalars(query), key=lambda v: (v.content["years"][-1]["class_name"] or "",
-                                                            pupil_sort_key(v.pupil)))
+    query = _waiting(school, step, class_ids).options(sa.orm.defer(RecordVersion.content),
+                                                     sa.orm.joinedload(RecordVersion.pupil),
+                                                     sa.orm.joinedload(RecordVersion.school_class))
+    return sorted(db.session.scalars(query), key=lambda v: (v.school_class.name, pupil_sort_key(v.pupil)))
+
+
+def count_waiting(school: School, step: Step, class_ids: list[int] | None = None) -> int:
+    return db.session.scalar(_waiting(school, step, class_ids).with_only_columns(sa.func.count()))
 
 
 # --- signing on the server -----------------------------------------------------------------------------------
