@@ -261,3 +261,74 @@ def test_a_usb_token_signs_through_requests_and_the_portal_finishes_the_pdfs(cli
     assert all(r.accepted for r in again)
     with app.app_context(), school_scope(school.id):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(RecordSignature)) == 3
+
+
+@pytest.mark.slow
+def test_a_worker_killed_in_the_middle_of_a_batch_leaves_nothing_signed_twice(app, make, ca):
+    """On Redis: the worker sealing a school is killed; the batch run again seals the rest, each exactly once."""
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    if not app.config["REDIS_URL"]:
+        pytest.skip("worker processes exist only on the Redis stack")
+    school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
+    principal = make.user(school, Role.PRINCIPAL, full_name="Võ Thị Lài")
+    gvcn = make.user(school, Role.HOMEROOM_TEACHER, full_name="Nguyễn Thị Ánh Tuyết")
+    assessed = assessed_class(app, school, gvcn, pupils=12, years=1)
+    ids = [v.id for v in generate(app, school, assessed.setup.class_id, gvcn)]
+    with app.app_context(), school_scope(school.id):
+        here = db.session.get(School, school.id)
+        for user, title in ((gvcn, "Giáo viên chủ nhiệm"), (principal, "Hiệu trưởng")):
+            issued = ca.issue_person(user.full_name, title=title, organisation=school.name)
+            certificates.register_person_certificate(db.session.get(User, user.id), certificates.Upload(
+                issued.pkcs12(PASSPHRASE, kdf_rounds=1000), KeyKind.PKCS12, PASSPHRASE), school=here, actor=None)
+        seal = ca.issue_organisation(school.name)
+        certificates.register_seal_certificate(here, certificates.Upload(
+            seal.pkcs12(PASSPHRASE, kdf_rounds=1000), KeyKind.PKCS12, PASSPHRASE), actor=None)
+        db.session.commit()
+        workflow.sign_batch(here, workflow.STEPS["gvcn"], ids, signer=db.session.get(User, gvcn.id))
+        workflow.sign_batch(here, workflow.STEPS["hieu_truong"], ids, signer=db.session.get(User, principal.id))
+        first = jobs.enqueue("records.sign", school_id=school.id, actor=db.session.get(User, principal.id),
+                             title="Đóng dấu", step="con_dau", version_ids=ids)
+        db.session.commit()
+        first_id = first.id
+
+    def sealed() -> list[int]:
+        with app.app_context(), school_scope(school.id):
+            return list(db.session.scalars(sa.select(RecordSignature.record_version_id)
+                                           .where(RecordSignature.step == "con_dau")))
+
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
+               JOB_QUEUE=app.config["JOB_QUEUE"], SECRET_KEY=app.config["SECRET_KEY"],
+               PORTAL_INSTANCE_PATH=app.instance_path, SESSION_COOKIE_SECURE="false")
+    worker = subprocess.Popen([sys.executable, str(Path(app.root_path).parent / "worker.py")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(sealed()) < 2:
+            time.sleep(0.05)
+        assert len(sealed()) >= 2, "the worker never got going"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    assert len(sealed()) < len(ids), "the worker finished before it was killed: the test proves nothing"
+    with app.app_context():
+        assert db.session.get(jobs.JobRun, first_id).state == jobs.JobState.RUNNING  # left behind by the kill
+    # The principal starts the seal again (the page offers what still waits; here: every id, to prove it).
+    with app.app_context(), school_scope(school.id):
+        again = jobs.enqueue("records.sign", school_id=school.id, actor=db.session.get(User, principal.id),
+                             title="Đóng dấu lại", step="con_dau", version_ids=ids)
+        db.session.commit()
+        again_id = again.id
+    finish_jobs(app, [again_id], timeout=180)
+    with app.app_context(), school_scope(school.id):
+        outcomes = [item["outcome"] for item in db.session.get(jobs.JobRun, again_id).result["items"]]
+        statuses = set(db.session.scalars(sa.select(RecordVersion.status).where(RecordVersion.id.in_(ids))))
+    assert sorted(sealed()) == sorted(ids)  # every record sealed, none twice (one row per version and step)
+    assert statuses == {RecordStatus.ISSUED}
+    assert outcomes.count("already") >= 2 and outcomes.count("signed") + outcomes.count("already") == len(ids)
+    for version_id in ids[:3]:
+        assert validate_pdf(_file(app, school, version_id), [ca.root]).ok
