@@ -175,6 +175,18 @@ def test_wrong_passphrase_and_missing_certificate_fail_with_a_message(world, mak
                                      db.session.get(User, stranger.id))
 
 
+def _drop_jobs(app, run_ids: list[str]) -> None:
+    """Jobs this test only had to see queued: off the Redis queue, or finished by the job thread."""
+    backend = app.extensions["portal_jobs"]
+    if backend.in_process:
+        finish_jobs(app, run_ids, timeout=60)
+        return
+    for run_id in run_ids:
+        job = backend.queue.fetch_job(run_id)
+        if job is not None:
+            job.delete()
+
+
 def _issue(app, school, world, version_id: int) -> None:
     with app.app_context(), school_scope(school.id):
         here = db.session.get(School, school.id)
@@ -186,7 +198,7 @@ def _issue(app, school, world, version_id: int) -> None:
             assert result.outcome == "signed", result
 
 
-def test_an_issued_record_is_corrected_by_a_new_version_and_cancelled_with_a_reason(client, world):
+def test_an_issued_record_is_corrected_by_a_new_version_and_cancelled_with_a_reason(client, world, monkeypatch):
     app, school = world["app"], world["school"]
     first, second = world["versions"][0].id, world["versions"][1].id
     _issue(app, school, world, first)
@@ -207,10 +219,23 @@ def test_an_issued_record_is_corrected_by_a_new_version_and_cancelled_with_a_rea
         assert new.replaces_id == old.id and new.number == old.number + 1
     response = client.post(f"/s/lqd/records/{second}/cancel", data={"csrf_token": token, "reason": ""})
     assert _statuses(app, school)[second] == RecordStatus.ISSUED  # no reason, no cancel
+    # The city had the record: cancelling it starts the job that announces it.
+    from portal.interop.models import CityUpload, UploadKind, UploadState
+
+    monkeypatch.setitem(app.config, "CITY_JOB_MAX_WAIT_SECONDS", 1)  # no city here: the job gives up soon
+    with app.app_context(), school_scope(school.id):
+        sent = db.session.get(RecordVersion, second)
+        db.session.add(CityUpload(school_id=sent.school_id, record_version_id=sent.id, kind=UploadKind.UPLOAD,
+                                  record_code=sent.code, school_year_id=sent.school_year_id, grade=sent.grade,
+                                  state=UploadState.ACKNOWLEDGED, receipt_number="TP-1"))
+        db.session.commit()
     client.post(f"/s/lqd/records/{second}/cancel", data={"csrf_token": token, "reason": "Cấp nhầm học sinh."})
     with app.app_context(), school_scope(school.id):
         cancelled = db.session.get(RecordVersion, second)
         assert cancelled.status == RecordStatus.CANCELLED and cancelled.status_reason == "Cấp nhầm học sinh."
+        announcing = list(db.session.scalars(sa.select(jobs.JobRun.id).where(jobs.JobRun.kind == "interop.upload")))
+    assert len(announcing) == 1  # and none for the correction's old version, which the city never had
+    _drop_jobs(app, announcing)
     # The issued file itself never changed.
     assert validate_pdf(_file(app, school, second), [world["ca"].root]).ok
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 
+import sqlalchemy as sa
 from flask import Flask, abort, flash, g, redirect, render_template, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -302,10 +303,10 @@ def _reasoned(version_id: int, change: str) -> Response:
         elif change == "cancel":
             workflow.cancel(version, form.reason.data, actor=current_user)
             target = version
-            # The city hears of it at once if it had the record (the upload job announces cancellations).
-            jobs.enqueue("interop.upload", school_id=g.school.id, actor=current_user,
-                         title=_("Báo hủy học bạ %(code)s lên Thành phố", code=version.code),
-                         grade=version.grade, school_year_id=version.school_year_id)
+            if _sent_to_the_city(version):  # the city hears of it at once (the upload job announces it)
+                jobs.enqueue("interop.upload", school_id=g.school.id, actor=current_user,
+                             title=_("Báo hủy học bạ %(code)s lên Thành phố", code=version.code),
+                             grade=version.grade, school_year_id=version.school_year_id)
         else:
             target = workflow.correct(g.school, version, form.reason.data, actor=current_user)
     except workflow.WorkflowError as exc:
@@ -315,6 +316,13 @@ def _reasoned(version_id: int, change: str) -> Response:
     db.session.commit()
     flash(_("Đã lưu."), "success")
     return redirect(url_for("records.show", version_id=target.id))
+
+
+def _sent_to_the_city(version: RecordVersion) -> bool:
+    from portal.interop.models import CityUpload, UploadKind
+
+    return db.session.scalar(sa.select(CityUpload.id).where(CityUpload.record_version_id == version.id,
+                                                            CityUpload.kind == UploadKind.UPLOAD).limit(1)) is not None
 
 
 @bp.route("/records/<int:version_id>/return", methods=["POST"])
