@@ -79,6 +79,14 @@ class JobRun(db.Model):
             self.message = message[:300]
         db.session.commit()
 
+    @property
+    def stalled(self) -> bool:
+        """Running for longer than any job may run: its worker died (the queue had to stop it by now)."""
+        if self.state != JobState.RUNNING or self.started_at is None:
+            return False
+        limit = current_app.config["JOB_TIMEOUT_SECONDS"] if has_app_context() else 1800
+        return (utcnow() - self.started_at).total_seconds() > limit + 60
+
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state.value, "progress": self.progress,
                 "message": self.message, "result": self.result, "error": self.error, "done": self.done}

@@ -281,3 +281,18 @@ def test_a_job_belongs_to_whoever_started_it(app, make):
     login(district, admin)
     assert district.get(f"/district/jobs/{run_id}.json").status_code == 404  # a school's job, not the district's
     assert mine.get("/s/lqd/jobs/khong-co.json").status_code == 404
+
+
+def test_a_job_running_past_the_time_limit_shows_as_stalled(app):
+    """A worker killed mid-job leaves its row running; past the time limit the page says so."""
+    from datetime import timedelta
+
+    from portal.extensions import utcnow
+    from portal.jobs import JobRun, JobState
+
+    with app.app_context():
+        limit = app.config["JOB_TIMEOUT_SECONDS"]
+        fresh = JobRun(kind="x", state=JobState.RUNNING, started_at=utcnow() - timedelta(seconds=limit // 2))
+        left = JobRun(kind="x", state=JobState.RUNNING, started_at=utcnow() - timedelta(seconds=limit + 120))
+        done = JobRun(kind="x", state=JobState.FINISHED, started_at=utcnow() - timedelta(seconds=limit + 120))
+        assert (fresh.stalled, left.stalled, done.stalled) == (False, True, False)
