@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from flask import Flask
 from record_render import pupil
 from record_render import stock as stock_render
 from signing import PASSPHRASE, SCHOOL, people, stock_sign
@@ -59,10 +60,18 @@ def _keys() -> tuple[pki.DemoCA, dict[str, bytes], dict[str, engine.StampText]]:
     return ca, p12, stamps
 
 
+def _app(store: str | None) -> Flask:
+    """An app of its own (the renderer reads its templates), and the section store to use: set after the app,
+    whose start-up points the renderer at the app's own store."""
+    app = create_app(instance_path=tempfile.mkdtemp(prefix="issue-bench-"))
+    pdf.use_section_store(pdf.FileSectionStore(Path(store)) if store else None)
+    pdf.clear_cache()
+    return app
+
+
 def earlier_years(indexes: list[int], folder: str) -> None:
     """Lay out the pupils' first four year pages, as last year's records did, into the shared store."""
-    pdf.use_section_store(pdf.FileSectionStore(Path(folder)))
-    with create_app().app_context():
+    with _app(folder).app_context():
         for index in indexes:
             content = pupil(index)
             pdf.render_pdf({**content, "years": content["years"][:4], "history": content["history"][:4]})
@@ -73,11 +82,9 @@ def issue(indexes: list[int], p12: dict[str, bytes], stamps: dict, root_pem: byt
           folder: str | None = None) -> dict[str, list[float]]:
     """Our pipeline over the given pupils; the time of each step of each record, in ms."""
     root = pki.read_certificates(root_pem)
-    pdf.use_section_store(pdf.FileSectionStore(Path(folder)) if folder else None)
-    pdf.clear_cache()
     times: dict[str, list[float]] = {"render": [], **{f: [] for f in SIGNATURE_FIELDS}, "validate": [],
                                      "record": []}
-    with create_app().app_context():  # the renderer reads the app's templates
+    with _app(folder).app_context():
         sessions = {f: engine.SigningSession(engine.Pkcs12Key(p12[f], PASSPHRASE)).__enter__()
                     for f in SIGNATURE_FIELDS}
         for index in indexes:
@@ -104,8 +111,7 @@ def _sign_only(args: tuple[list[int], dict[str, bytes], dict, bytes, str]) -> tu
     signatures and the validation of all of them."""
     indexes, p12, stamps, root_pem, folder = args
     root = pki.read_certificates(root_pem)
-    pdf.use_section_store(pdf.FileSectionStore(Path(folder)))
-    with create_app().app_context():
+    with _app(folder).app_context():
         drafts = [pdf.render_pdf(c, xml=exporters.export_xml(c)) for c in map(pupil, indexes)]
         sessions = {f: engine.SigningSession(engine.Pkcs12Key(p12[f], PASSPHRASE)).__enter__()
                     for f in SIGNATURE_FIELDS}
@@ -190,7 +196,7 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
     font = str(next(p for p in SOURCES if p.exists()))
-    with create_app().app_context():
+    with _app(None).app_context():
         stock_ms = statistics.median(stock_record(10_000 + n, p12, stamps, font) for n in range(args.stock_runs))
     ours_ms = statistics.median(times["record"])
     ours_without_validation = statistics.median(
