@@ -11,7 +11,6 @@ today, the counts and the recent history, so that its edges are tested without a
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,14 +27,6 @@ class Counts(StrEnum):
     STAFF = "staff"
     SCHOOL = "school"  # one thing per school (its seal)
     EVIDENCE = "evidence"
-
-
-def _records_module_present() -> bool:
-    return importlib.util.find_spec("portal.records.models") is not None
-
-
-def _certificates_module_present() -> bool:
-    return importlib.util.find_spec("tenants.certificates") is not None
 
 
 def _never() -> bool:
@@ -81,7 +72,7 @@ REGISTRY: dict[str, Measure] = {m.key: m for m in (
     Measure("records_issued", N_("Học bạ số đã ban hành"),
             N_("học sinh chưa được ban hành học bạ số"), Counts.PUPILS,
             N_("Học bạ số của năm học có bản ở trạng thái 'Đã ban hành' (đủ ba chữ ký số)."),
-            available=_records_module_present, fix_endpoint="records.index"),
+            fix_endpoint="records.index"),
     Measure("records_reviewed", N_("Học bạ đã qua rà soát sau ban hành"),
             N_("học bạ chưa hết thời hạn rà soát sau ban hành"), Counts.PUPILS,
             N_("Chưa đo được: cổng chưa ghi nhận thời điểm đóng việc rà soát, hủy bỏ, điều chỉnh học bạ "
@@ -89,7 +80,7 @@ REGISTRY: dict[str, Measure] = {m.key: m for m in (
     Measure("records_uploaded", N_("Học bạ đã lên hệ thống Thành phố"),
             N_("học bạ chưa được Thành phố xác nhận đã nhận"), Counts.PUPILS,
             N_("Học bạ số của năm học đã gửi lên hệ thống của Thành phố và được Thành phố xác nhận (có số biên "
-               "nhận)."), available=_records_module_present, fix_endpoint="interop.index"),
+               "nhận)."), fix_endpoint="interop.index"),
     Measure("records_returned", N_("Học bạ đã trả về trường tiếp nhận"),
             N_("học bạ chưa được trả về trường tiếp nhận"), Counts.PUPILS,
             N_("Chưa đo được: học bạ Thành phố trả về sau tuyển sinh đến các trường tiếp nhận (phần lớn là "
@@ -98,11 +89,11 @@ REGISTRY: dict[str, Measure] = {m.key: m for m in (
     Measure("staff_certificates", N_("Cán bộ, giáo viên có chứng thư số"),
             N_("cán bộ, giáo viên chưa có chứng thư số còn hiệu lực"), Counts.STAFF,
             N_("Cán bộ quản lí, GVCN, GVBM đang công tác có chứng thư số cá nhân đăng kí trên cổng, còn hiệu lực."),
-            available=_certificates_module_present, fix_endpoint="signing.staff"),
+            fix_endpoint="signing.staff"),
     Measure("seal_registered", N_("Con dấu số của trường"),
             N_("trường chưa đăng kí con dấu số còn hiệu lực"), Counts.SCHOOL,
             N_("Chứng thư số của trường (con dấu số) đăng kí trên cổng, còn hiệu lực."),
-            available=_certificates_module_present, fix_endpoint="signing.seal"),
+            fix_endpoint="signing.seal"),
     Measure("staff_trained", N_("Cán bộ, giáo viên đã tập huấn"),
             N_("cán bộ, giáo viên chưa dự tập huấn"), Counts.STAFF,
             N_("Cán bộ quản lí, GVCN, GVBM đang công tác đã dự ít nhất một buổi tập huấn trường ghi nhận."),

@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy.orm import contains_eager
 
@@ -37,6 +36,8 @@ from portal.compliance.models import (
 )
 from portal.extensions import db, utcnow
 from portal.i18n import local_zone
+from portal.interop.models import CityUpload, UploadKind, UploadState
+from portal.records.models import RecordStatus, RecordVersion
 from portal.storage import storage
 from tenants.models import District, Membership, MembershipRole, School, User
 from tenants.roles import N_, Role
@@ -248,26 +249,6 @@ def _comparable(value: datetime | date) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=local_zone())
 
 
-def _table_ready(table: str) -> bool:
-    """The table exists in this database (checked once per process)."""
-    cache = current_app.extensions.setdefault("compliance_tables", {})
-    if table not in cache:
-        # The session's own connection: another one would wait on SQLite's write lock held by this transaction.
-        cache[table] = sa.inspect(db.session.connection()).has_table(table)
-    return bool(cache[table])
-
-
-def records_available() -> bool:
-    """The records feature is installed and its table migrated."""
-    return REGISTRY["records_issued"].measurable and _table_ready("record_versions")
-
-
-def certificates_available() -> bool:
-    """The certificates of people and schools are installed and migrated."""
-    return REGISTRY["staff_certificates"].measurable and _table_ready("person_certificates") \
-        and _table_ready("seal_certificates")
-
-
 def _pupil_query(year_label: str, school_ids: Sequence[int] | None) -> sa.Select[Any]:
     """Per school and grade: pupils in scope, and per pupil measure how many are done and when the last was."""
     imported_rows = sa.select(AuditEntry.school_id, AuditEntry.object_id, sa.func.min(AuditEntry.at).label("at")).where(
@@ -293,31 +274,27 @@ def _pupil_query(year_label: str, school_ids: Sequence[int] | None) -> sa.Select
                                           imported.c.object_id == sa.cast(Pupil.id, sa.String)))
              .where(SchoolYear.name == year_label, Enrolment.status.in_(COUNTED_ENROLMENTS))
              .group_by(Enrolment.school_id, SchoolClass.grade))
-    if records_available():
-        from portal.interop.models import CityUpload, UploadKind, UploadState
-        from portal.records.models import RecordStatus, RecordVersion
-
-        issued_rows = sa.select(RecordVersion.pupil_id, RecordVersion.school_year_id,
-                                sa.func.min(RecordVersion.issued_at).label("at")).where(
-            RecordVersion.status == RecordStatus.ISSUED)
-        if school_ids is not None:
-            issued_rows = issued_rows.where(RecordVersion.school_id.in_(school_ids))
-        issued = issued_rows.group_by(RecordVersion.pupil_id, RecordVersion.school_year_id).subquery("issued")
-        query = (query.outerjoin(issued, sa.and_(issued.c.pupil_id == Enrolment.pupil_id,
-                                                 issued.c.school_year_id == Enrolment.school_year_id))
-                 .add_columns(sa.func.count(issued.c.at).label("records_issued"),
-                              sa.func.max(issued.c.at).label("records_issued_last")))
-        uploaded_rows = (sa.select(RecordVersion.pupil_id, RecordVersion.school_year_id,
-                                   sa.func.min(CityUpload.acknowledged_at).label("at"))
-                         .join(CityUpload, CityUpload.record_version_id == RecordVersion.id)
-                         .where(CityUpload.kind == UploadKind.UPLOAD, CityUpload.state == UploadState.ACKNOWLEDGED))
-        if school_ids is not None:
-            uploaded_rows = uploaded_rows.where(RecordVersion.school_id.in_(school_ids))
-        uploaded = uploaded_rows.group_by(RecordVersion.pupil_id, RecordVersion.school_year_id).subquery("uploaded")
-        query = (query.outerjoin(uploaded, sa.and_(uploaded.c.pupil_id == Enrolment.pupil_id,
-                                                   uploaded.c.school_year_id == Enrolment.school_year_id))
-                 .add_columns(sa.func.count(uploaded.c.at).label("records_uploaded"),
-                              sa.func.max(uploaded.c.at).label("records_uploaded_last")))
+    issued_rows = sa.select(RecordVersion.pupil_id, RecordVersion.school_year_id,
+                            sa.func.min(RecordVersion.issued_at).label("at")).where(
+        RecordVersion.status == RecordStatus.ISSUED)
+    if school_ids is not None:
+        issued_rows = issued_rows.where(RecordVersion.school_id.in_(school_ids))
+    issued = issued_rows.group_by(RecordVersion.pupil_id, RecordVersion.school_year_id).subquery("issued")
+    query = (query.outerjoin(issued, sa.and_(issued.c.pupil_id == Enrolment.pupil_id,
+                                             issued.c.school_year_id == Enrolment.school_year_id))
+             .add_columns(sa.func.count(issued.c.at).label("records_issued"),
+                          sa.func.max(issued.c.at).label("records_issued_last")))
+    uploaded_rows = (sa.select(RecordVersion.pupil_id, RecordVersion.school_year_id,
+                               sa.func.min(CityUpload.acknowledged_at).label("at"))
+                     .join(CityUpload, CityUpload.record_version_id == RecordVersion.id)
+                     .where(CityUpload.kind == UploadKind.UPLOAD, CityUpload.state == UploadState.ACKNOWLEDGED))
+    if school_ids is not None:
+        uploaded_rows = uploaded_rows.where(RecordVersion.school_id.in_(school_ids))
+    uploaded = uploaded_rows.group_by(RecordVersion.pupil_id, RecordVersion.school_year_id).subquery("uploaded")
+    query = (query.outerjoin(uploaded, sa.and_(uploaded.c.pupil_id == Enrolment.pupil_id,
+                                               uploaded.c.school_year_id == Enrolment.school_year_id))
+             .add_columns(sa.func.count(uploaded.c.at).label("records_uploaded"),
+                          sa.func.max(uploaded.c.at).label("records_uploaded_last")))
     if school_ids is not None:
         query = query.where(Enrolment.school_id.in_(school_ids))
     return query
@@ -545,13 +522,7 @@ def _kind(key: str) -> str:
 def _counted_measure(key: str) -> bool:
     """A measure counted by the GROUP BY queries (pupils or staff) that the portal can count now."""
     measure = REGISTRY.get(key)
-    if measure is None or measure.counts is Counts.EVIDENCE or not measure.measurable:
-        return False
-    if key in ("records_issued", "records_uploaded"):
-        return records_available()
-    if key in ("staff_certificates", "seal_registered"):
-        return certificates_available()
-    return True
+    return measure is not None and measure.counts is not Counts.EVIDENCE and measure.measurable
 
 
 def live_counts(lines: Sequence[Milestone], school_ids: Sequence[int], today: date,
@@ -665,16 +636,11 @@ def _pupil_done_condition(measure: str, year_label: str) -> sa.ColumnElement[boo
         return sa.exists().where(AuditEntry.action == "pupil.created", AuditEntry.object_type == "Pupil",
                                  AuditEntry.school_id == Enrolment.school_id,
                                  AuditEntry.object_id == sa.cast(Pupil.id, sa.String))
-    if measure == "records_issued" and records_available():
-        from portal.records.models import RecordStatus, RecordVersion
-
+    if measure == "records_issued":
         return sa.exists().where(RecordVersion.pupil_id == Enrolment.pupil_id,
                                  RecordVersion.school_year_id == Enrolment.school_year_id,
                                  RecordVersion.status == RecordStatus.ISSUED)
-    if measure == "records_uploaded" and records_available():
-        from portal.interop.models import CityUpload, UploadKind, UploadState
-        from portal.records.models import RecordVersion
-
+    if measure == "records_uploaded":
         return sa.exists().where(RecordVersion.pupil_id == Enrolment.pupil_id,
                                  RecordVersion.school_year_id == Enrolment.school_year_id,
                                  CityUpload.record_version_id == RecordVersion.id,

@@ -14,10 +14,10 @@ from portal.assessment.models import SchoolClass
 from portal.extensions import db
 from portal.records import services, workflow
 from portal.records.models import RecordStatus, RecordVersion
+from portal.records.snapshot import principal_of
 from portal.results import services as results
 from portal.results.services import visible_classes
-from tenants.models import Membership, MembershipRole, School, User
-from tenants.roles import Role
+from tenants.models import School
 from tenants.scoping import school_scope
 
 LEFT_FOR_THE_PRINCIPAL = 4  # signed by the GVCN only
@@ -41,7 +41,7 @@ def build_records_demo(school_code: str, today: date | None = None) -> dict[str,
         for pupil in services.class_pupils(school_class):
             services.generate_record(school, school_class, pupil, actor=school_class.homeroom_teacher)
             db.session.commit()
-        principal = _principal(school)
+        principal = principal_of(school)
         drafts = [v.id for v in workflow.waiting_for(school, workflow.STEPS["gvcn"], [school_class.id])]
         workflow.sign_batch(school, workflow.STEPS["gvcn"], drafts, signer=school_class.homeroom_teacher)
         signed = [v.id for v in workflow.waiting_for(school, workflow.STEPS["hieu_truong"], [school_class.id])]
@@ -53,9 +53,3 @@ def build_records_demo(school_code: str, today: date | None = None) -> dict[str,
                                          .group_by(RecordVersion.status)).all())
     return {RecordStatus(k).value: n for k, n in counts.items()} | {"class": school_class.name}
 
-
-def _principal(school: School) -> User:
-    return db.session.scalar(sa.select(User).join(Membership, Membership.user_id == User.id)
-                             .join(MembershipRole, MembershipRole.membership_id == Membership.id)
-                             .where(Membership.school_id == school.id, MembershipRole.role == Role.PRINCIPAL)
-                             .order_by(Membership.id).limit(1))

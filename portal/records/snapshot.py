@@ -50,14 +50,18 @@ def iso(value: date | datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def principal_name(school: School) -> str | None:
-    """The full name of the school's active principal (the first, if the data hold several)."""
-    name = db.session.scalar(
-        sa.select(User.full_name).join(Membership, Membership.user_id == User.id)
+def principal_of(school: School) -> User | None:
+    """The school's active principal (the first, if the data hold several)."""
+    return db.session.scalar(
+        sa.select(User).join(Membership, Membership.user_id == User.id)
         .join(MembershipRole, MembershipRole.membership_id == Membership.id)
         .where(Membership.school_id == school.id, Membership.active, User.active,
                MembershipRole.role == Role.PRINCIPAL).order_by(Membership.id).limit(1))
-    return text(name)
+
+
+def principal_name(school: School) -> str | None:
+    principal = principal_of(school)
+    return text(principal.full_name) if principal else None
 
 
 def pupil_enrolments(pupil: Pupil, up_to: SchoolYear) -> list[Enrolment]:

@@ -258,7 +258,7 @@ def _needs_passphrase(step: workflow.Step) -> bool:
 def sign() -> Response:
     form = SignForm()
     if not form.validate_on_submit():
-        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
+        _flash_errors(form)
         return redirect(url_for("records.index"))
     step = workflow.STEPS[form.step.data]
     _year, classes = visible_classes(g.school, date.today())
@@ -288,13 +288,17 @@ def sign() -> Response:
     return redirect(url_for("school_jobs.show", run_id=run.id))
 
 
+def _flash_errors(form: SignForm | ReasonForm) -> None:
+    flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
+
+
 def _reasoned(version_id: int, change: str) -> Response:
     version = services.get_version(g.school, version_id)
     if version is None:
         abort(404)
     form = ReasonForm()
     if not form.validate_on_submit():
-        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "error")
+        _flash_errors(form)
         return redirect(url_for("records.show", version_id=version.id))
     try:
         if change == "return":
