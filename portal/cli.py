@@ -79,6 +79,8 @@ def create_admin(username: str, full_name: str, password: str) -> None:
     district = db.session.scalar(db.select(District).order_by(District.id))
     if district is None:
         raise click.ClickException("Create the district first: flask create-district")
+    if db.session.scalar(db.select(User.id).where(User.username == username.strip().lower())) is not None:
+        raise click.ClickException(f"an account named {username.strip().lower()!r} already exists; nothing changed")
     user = User(district_id=district.id, username=username.strip().lower(), full_name=full_name,
                 password_hash=hash_password(password), district_role=Role.DISTRICT_ADMIN)
     db.session.add(user)

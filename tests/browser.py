@@ -11,7 +11,16 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.tools import strict
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def require_browser() -> None:
+    """Skip without Chromium, except in CI or with PORTAL_REQUIRE_BROWSER, where its absence fails."""
+    if not os.path.exists(CHROMIUM):
+        message = "needs chromium: apt-get install chromium"
+        (pytest.fail if strict() or os.environ.get("PORTAL_REQUIRE_BROWSER") else pytest.skip)(message)
 # As root Chromium needs --no-sandbox; the rest keeps it off a network this machine does not have.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -19,10 +28,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("PORTAL_REQUIRE_BROWSER"):
-            pytest.fail("Chromium is required here (PORTAL_REQUIRE_BROWSER) but was not found")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

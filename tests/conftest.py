@@ -28,20 +28,54 @@ from tenants.models import District, Membership, MembershipRole, School, User
 from tenants.roles import Role
 from tenants.scoping import all_schools
 
-pytest_plugins = ["tests.browser"]  # the `browser` and `live_url` fixtures
+pytest_plugins = [
+    "tests.browser",  # the `browser` and `live_url` fixtures
+    "tests.warnings_policy",  # third-party deprecations reported in the summary, ours errors
+    "pytester",  # tests of the suite's own policies run an inner pytest
+]
 
 PASSWORD = "Matkhau2025"
 FAST_HASH = "pbkdf2:sha256:1000"  # the real default (scrypt) is slow on purpose; tests check it apart
-PG_APP_ROLE = "hocba_test_app"
-# One database per test run, so that several runs on one machine never disturb each other.
-PG_DATABASE = f"hocba_test_{os.getpid()}"
+# One database and one role per test run, so that several runs on one machine never disturb each other;
+# both are dropped when the run ends (and those of a run that was killed, when the next one starts).
+PG_PREFIX = "hocba_test_"
+PG_APP_ROLE = f"{PG_PREFIX}app_{os.getpid()}"
+PG_DATABASE = f"{PG_PREFIX}{os.getpid()}"
+
+
+def _admin_engine(admin_url: str) -> sa.Engine:
+    return sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                            isolation_level="AUTOCOMMIT")
+
+
+def _drop_stale_postgres(conn: sa.Connection) -> None:
+    """Drop the databases and roles of earlier runs on this machine whose process is gone."""
+    def gone(name: str) -> bool:
+        pid = name.rsplit("_", 1)[-1]
+        if not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    pattern = {"p": PG_PREFIX.replace("_", r"\_") + "%"}
+    for name in conn.scalars(sa.text("select datname from pg_database where datname like :p"), pattern):
+        if gone(name):
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for name in conn.scalars(sa.text("select rolname from pg_roles where rolname like :p"), pattern):
+        if gone(name):
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{name}"'))
 
 
 def _postgres_url(admin_url: str) -> str:
     """Create a fresh test database owned by an ordinary (non-superuser) role; return its URL."""
-    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                             isolation_level="AUTOCOMMIT")
+    admin = _admin_engine(admin_url)
     with admin.connect() as conn:
+        _drop_stale_postgres(conn)
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
         exists = conn.scalar(sa.text("select 1 from pg_roles where rolname = :r"), {"r": PG_APP_ROLE})
         if not exists:
@@ -82,14 +116,44 @@ def app(settings: dict[str, object]) -> Iterator[Flask]:
         db.engine.dispose()
     if settings["DATABASE_URL"].startswith("postgresql"):
         _drop_postgres(os.environ["TEST_DATABASE_URL"])
+    if settings["REDIS_URL"]:
+        _drop_redis_queue(str(settings["REDIS_URL"]), str(settings["JOB_QUEUE"]))
 
 
 def _drop_postgres(admin_url: str) -> None:
-    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                             isolation_level="AUTOCOMMIT")
+    admin = _admin_engine(admin_url)
     with admin.connect() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+        conn.execute(sa.text(f"DROP ROLE IF EXISTS {PG_APP_ROLE}"))
     admin.dispose()
+
+
+def _drop_redis_queue(redis_url: str, queue: str) -> None:
+    """Remove what this run's queue left in Redis: its jobs, registries and the workers that served it."""
+    from redis import Redis
+
+    redis = Redis.from_url(redis_url)
+    job_ids: set[bytes] = set()
+    for key in redis.scan_iter(match=f"rq:*:{queue}"):
+        kind = redis.type(key)
+        if kind == b"zset":
+            job_ids.update(redis.zrange(key, 0, -1))
+        elif kind == b"list":
+            job_ids.update(redis.lrange(key, 0, -1))
+        redis.delete(key)
+    for key in redis.scan_iter(match="rq:job:*"):
+        if redis.hget(key, "origin") == queue.encode():
+            job_ids.add(key.split(b":", 2)[2])
+    for job_id in job_ids:
+        redis.delete(b"rq:job:" + job_id, b"rq:job:" + job_id + b":dependents",
+                     b"rq:job:" + job_id + b":dependencies", b"rq:results:" + job_id)
+    for worker_key in redis.smembers("rq:workers"):
+        queues = redis.hget(worker_key, "queues")
+        if queues is None or queues.decode() == queue:
+            redis.srem("rq:workers", worker_key)
+            redis.delete(worker_key)
+    redis.srem("rq:queues", f"rq:queue:{queue}")
+    redis.close()
 
 
 @pytest.fixture(autouse=True)

@@ -21,8 +21,8 @@ from portal.records.content import SIGNATURE_FIELDS
 from portal.signing import pki
 from portal.signing.engine import signature_field_spec
 from portal.signing.stamp import StampText, stamp_for_field
+from tests.tools import require_softhsm
 
-SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 SCHOOL_NAME = "Trường Tiểu học Lê Quang Định"
 PASSPHRASE = "mat-khau-p12"
 
@@ -98,6 +98,7 @@ def softhsm_token(folder: Path, issued: pki.IssuedCertificate, *, label: str = "
     Points SOFTHSM2_CONF at the folder (the caller restores it, e.g. with monkeypatch) and re-initialises
     the module if this process loaded it already, so that it reads the new configuration.
     """
+    module = require_softhsm()
     tokens = folder / "tokens"
     tokens.mkdir(parents=True)
     conf = folder / "softhsm2.conf"
@@ -110,7 +111,7 @@ def softhsm_token(folder: Path, issued: pki.IssuedCertificate, *, label: str = "
     key_file.write_bytes(issued.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
     cert_file.write_bytes(issued.certificate.public_bytes(serialization.Encoding.DER))
-    tool = ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", label, "--login", "--pin", pin]
+    tool = ["pkcs11-tool", "--module", module, "--token-label", label, "--login", "--pin", pin]
     subprocess.run([*tool, "--write-object", str(key_file), "--type", "privkey", "--id", "01", "--label", key_label,
                     "--usage-sign"], **run)
     subprocess.run([*tool, "--write-object", str(cert_file), "--type", "cert", "--id", "01", "--label", key_label],
@@ -118,10 +119,10 @@ def softhsm_token(folder: Path, issued: pki.IssuedCertificate, *, label: str = "
     key_file.unlink()
     import pkcs11
 
-    loaded = pkcs11._loaded.get(SOFTHSM_MODULE)  # python-pkcs11 keeps one handle per module
+    loaded = pkcs11._loaded.get(module)  # python-pkcs11 keeps one handle per module
     if loaded is not None and loaded.initialized:
         loaded.reinitialize()
-    return SoftHsmToken(SOFTHSM_MODULE, label, pin, key_label)
+    return SoftHsmToken(module, label, pin, key_label)
 
 
 # --- a local timestamp authority ------------------------------------------------------------------------------

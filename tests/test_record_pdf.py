@@ -12,7 +12,6 @@ import html
 import io
 import os
 import re
-import shutil
 import subprocess
 import unicodedata
 from pathlib import Path
@@ -25,6 +24,7 @@ from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
 from portal.records import pdf as record_pdf
 from portal.records.content import SIGNATURE_FIELDS
 from tests.record_factory import longest_content, sample_content
+from tests.tools import needs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 XML = ('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -32,7 +32,7 @@ XML = ('<?xml version="1.0" encoding="UTF-8"?>\n'
 PAGE_W, PAGE_H = record_pdf.PAGE_WIDTH, record_pdf.PAGE_HEIGHT
 M = record_pdf.MARGINS
 
-pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is not installed")
+pytestmark = needs("pdftotext", "pdffonts")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -214,7 +214,7 @@ def test_the_xml_rides_along(renders):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which("zbarimg") or not shutil.which("pdftoppm"), reason="zbar-tools missing")
+@needs("zbarimg", "pdftoppm")
 @pytest.mark.parametrize("which", ["first", "last"])
 def test_the_qr_code_opens_the_verification_page(renders, which, tmp_path):
     content, data = renders["five"]

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,15 +35,14 @@ from tenants.models import Membership, School, User
 from tenants.roles import Role
 from tenants.scoping import all_schools
 from tests.conftest import PASSWORD, Factory, login
+from tests.tools import needs, softhsm_module
 
-SOFTHSM_MODULE = next((p for p in ("/usr/lib/softhsm/libsofthsm2.so",
-                                   "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so") if os.path.exists(p)), None)
+SOFTHSM_MODULE = softhsm_module()
 PIN = "246810"
 AGENT = PROJECT_ROOT / "agent" / "hocba_agent.py"
 PURPOSE = "test_agent"
 
-needs_softhsm = pytest.mark.skipif(SOFTHSM_MODULE is None or shutil.which("pkcs11-tool") is None,
-                                   reason="needs softhsm2 and opensc (pkcs11-tool): apt-get install softhsm2 opensc")
+needs_softhsm = needs("softhsm2-util", "pkcs11-tool")
 
 
 @pytest.fixture(scope="module")

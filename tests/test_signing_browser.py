@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +12,7 @@ from portal.records import workflow
 from portal.records.models import RecordStatus, RecordVersion
 from tenants.models import School, User
 from tenants.scoping import school_scope
-from tests.browser import ARGS, CHROMIUM
+from tests.browser import ARGS, CHROMIUM, require_browser
 from tests.conftest import PASSWORD, finish_jobs
 from tests.test_signing_workflow import PASSPHRASE, ca, world  # noqa: F401 - the fixtures
 
@@ -34,10 +33,7 @@ def signed_by_the_gvcn(app, world):  # noqa: F811
 def browser_after(signed_by_the_gvcn) -> Iterator[object]:
     """A browser started after the signing above: Playwright's sync API keeps an event loop running in this
     thread while it lives, and the signing engine runs its own (pyHanko is asyncio inside)."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("PORTAL_REQUIRE_BROWSER"):
-            pytest.fail("Chromium is required here (PORTAL_REQUIRE_BROWSER) but was not found")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -39,6 +39,7 @@ from tests.signing_factory import (
     softhsm_token,
     stamp,
 )
+from tests.tools import require
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,7 @@ def signed_record(demo_pki: DemoPki) -> bytes:
 
 
 def pdfsig(data: bytes, folder: Path) -> str:
+    require("pdfsig")
     path = folder / "record.pdf"
     path.write_bytes(data)
     result = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, timeout=60)
@@ -112,6 +114,7 @@ def test_each_field_locks_itself_and_the_first_certifies(signed_record: bytes) -
 def test_stamp_shows_role_name_and_local_time_in_vietnamese(signed_record: bytes, tmp_path: Path) -> None:
     path = tmp_path / "record.pdf"
     path.write_bytes(signed_record)
+    require("pdffonts", "pdftotext")
     fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True).stdout
     assert fonts.count("LiberationSerif") == 3  # one embedded subset per stamp, no fallback font
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True).stdout

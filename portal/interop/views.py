@@ -35,6 +35,7 @@ from portal.interop import (
     transfers,
     uploads,
 )
+from portal.interop.city_client import CityError
 from portal.interop.forms import ActionForm, BundleForm, ReleaseForm, UploadForm
 from portal.interop.models import UploadState
 from portal.results.services import ACTIVE_STATUSES
@@ -398,5 +399,12 @@ def pull_command() -> None:
     with all_schools():
         run = jobs.JobRun(kind="interop.pull_returned", title="flask interop pull", school_id=None, params={},
                           started_at=utcnow())
-        result = exchange_tasks.pull_returned(run)
-    click.echo(result)
+        try:
+            result = exchange_tasks.pull_returned(run)
+        except CityError as exc:
+            raise click.ClickException(f"the city system did not answer as it should: {exc.message} ({exc.code}); "
+                                       "nothing was lost, the next pull starts from the same place") from exc
+    unknown = result["unknown_schools"]
+    click.echo(f"{result['returned']} returned record(s) read: {result['accepted']} accepted, "
+               f"{result['refused']} refused" + (f", {len(unknown)} for schools not in this district "
+                                                 f"({', '.join(unknown)})" if unknown else "") + ".")
