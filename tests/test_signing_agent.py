@@ -308,8 +308,9 @@ class SoftToken:
 
 
 def soft_token(folder: Path, *, label: str, key: pki.PrivateKey, certificate: bytes | None) -> SoftToken:
-    """A softhsm2 token (its own configuration and folder) holding `key`, and `certificate` beside it."""
-    (folder / "tokens").mkdir(parents=True)
+    """A softhsm2 token holding `key`, and `certificate` beside it, in the folder's own configuration (a
+    second call with the same folder plugs a second token in beside the first)."""
+    (folder / "tokens").mkdir(parents=True, exist_ok=True)
     conf = folder / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
     env = dict(os.environ, SOFTHSM2_CONF=str(conf))
@@ -458,3 +459,95 @@ def test_a_record_signed_through_the_agent_validates(app, make, ca, teacher, liv
     tampered = bytearray(pdf)
     tampered[len(pdf) // 3] ^= 0x01
     assert not validate_pdf(bytes(tampered), [ca.root]).ok
+
+
+def run_agent_pulling_the_token(url: str, token: SoftToken, folder: Path, answers: str, *, when: str
+                                ) -> subprocess.CompletedProcess[str]:
+    """The agent, with the token's files taken away at a given moment (as if the USB token were pulled out):
+    `when` is "before" the PIN session opens, or "after-first" signature."""
+    script = f"""
+import os, shutil, sys
+sys.path.insert(0, {str(AGENT.parent)!r})
+import hocba_agent
+
+def pull_out():
+    shutil.rmtree({str(folder / "tokens")!r})
+    os.mkdir({str(folder / "tokens")!r})
+
+if {when!r} == "before":
+    opened = hocba_agent.Token.open
+    def open_after_pulling(self, pin):
+        pull_out()
+        return opened(self, pin)
+    hocba_agent.Token.open = open_after_pulling
+else:
+    signed = hocba_agent.Token.sign
+    def sign_then_pull(self, *args):
+        result = signed(self, *args)
+        if not getattr(self, "_pulled", False):
+            self._pulled = True
+            pull_out()
+        return result
+    hocba_agent.Token.sign = sign_then_pull
+sys.exit(hocba_agent.main(sys.argv[1:]))
+"""
+    return subprocess.run([sys.executable, "-c", script, "--portal", url, "--username", "gv.lan", "--module",
+                           str(SOFTHSM_MODULE), "--yes"], input=answers, env=token.env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_a_token_pulled_out_before_the_first_signature_says_so_and_exits_2(app, teacher, finished, live_url,
+                                                                          tmp_path):
+    token = soft_token(tmp_path, label="GV LAN", key=teacher.issued.key, certificate=der(teacher.issued))
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 2)
+    result = run_agent_pulling_the_token(live_url, token, tmp_path, f"{PASSWORD}\n{PIN}\n", when="before")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Lỗi: USB token «GV LAN» không còn kết nối" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr and "Error" not in result.stdout
+    assert states(app, ids) == [RequestState.PENDING] * 2 and finished == []
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_a_token_pulled_out_mid_batch_keeps_what_was_signed(app, teacher, finished, live_url, tmp_path):
+    token = soft_token(tmp_path, label="GV LAN", key=teacher.issued.key, certificate=der(teacher.issued))
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 3)
+    result = run_agent_pulling_the_token(live_url, token, tmp_path, f"{PASSWORD}\n{PIN}\n", when="after-first")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cổng đã nhận 1/3 chữ ký" in result.stdout and "Lỗi: USB token «GV LAN» không còn kết nối" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(states(app, ids)) == sorted([RequestState.ANSWERED] + [RequestState.PENDING] * 2)
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_a_token_of_someone_else_is_named_and_not_used(app, ca, teacher, finished, live_url, tmp_path):
+    someone = ca.issue_person("Người Khác", title="Giáo viên", organisation=teacher.school.name)
+    token = soft_token(tmp_path, label="NGUOI KHAC", key=someone.key, certificate=der(someone))
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 2)
+    result = run_agent(live_url, token, f"{PASSWORD}\n{PIN}\n", "--yes")
+    assert result.returncode == 2, result.stdout + result.stderr
+    serial = format(teacher.issued.certificate.serial_number, "X")
+    assert (f"Lỗi: Không USB token nào đang cắm («NGUOI KHAC») chứa chứng thư số «Nguyễn Thị Lan», số sê-ri {serial}"
+            in result.stdout)
+    assert "Nhập mã PIN" not in result.stdout  # no PIN is asked for a token that cannot sign
+    assert states(app, ids) == [RequestState.PENDING] * 2 and finished == []
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_with_two_tokens_plugged_in_the_one_holding_the_certificate_signs(app, ca, teacher, finished, live_url,
+                                                                         tmp_path):
+    someone = ca.issue_person("Người Khác", title="Giáo viên", organisation=teacher.school.name)
+    soft_token(tmp_path, label="NGUOI KHAC", key=someone.key, certificate=der(someone))
+    token = soft_token(tmp_path, label="GV LAN", key=teacher.issued.key, certificate=der(teacher.issued))
+    listed = subprocess.run(["pkcs11-tool", "--module", str(SOFTHSM_MODULE), "--list-token-slots"], env=token.env,
+                            capture_output=True, text=True, check=True).stdout
+    assert "NGUOI KHAC" in listed and "GV LAN" in listed  # both plugged in
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 2)
+    result = run_agent(live_url, token, f"{PASSWORD}\n{PIN}\n", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nhập mã PIN của USB token «GV LAN»" in result.stdout and "cổng đã nhận 2/2 chữ ký" in result.stdout
+    assert states(app, ids) == [RequestState.ANSWERED] * 2
