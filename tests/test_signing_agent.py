@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from portal.signing.requests import RequestItem, RequestState, SigningRequest
 from tenants.models import Membership, School, User
 from tenants.roles import Role
 from tenants.scoping import all_schools
-from tests.conftest import PASSWORD, Factory, login
+from tests.conftest import PASSWORD, Factory, csrf_token, login
 from tests.tools import needs, softhsm_module
 
 SOFTHSM_MODULE = softhsm_module()
@@ -550,4 +551,56 @@ def test_with_two_tokens_plugged_in_the_one_holding_the_certificate_signs(app, c
     result = run_agent(live_url, token, f"{PASSWORD}\n{PIN}\n", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Nhập mã PIN của USB token «GV LAN»" in result.stdout and "cổng đã nhận 2/2 chữ ký" in result.stdout
+    assert states(app, ids) == [RequestState.ANSWERED] * 2
+
+
+def _readme_blocks() -> list[str]:
+    """The shell blocks of agent/README.md's "Thử với SoftHSM" section, in order."""
+    readme = (PROJECT_ROOT / "agent" / "README.md").read_text()
+    section = readme.split("## Thử với SoftHSM", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.slow
+@needs_softhsm
+@needs("openssl")
+def test_the_readme_steps_as_written_put_the_certificate_on_the_portal_and_sign(app, make, live_url, tmp_path):
+    """agent/README.md followed to the letter: a token, its certificate read out and joined with the chain,
+    registered on the page the README names, then the agent signs what waits."""
+    from portal.signing import pki_folder
+
+    school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
+    user = make.user(school, Role.HOMEROOM_TEACHER, username="gv.lan", full_name="Nguyễn Thị Lan")
+    trusted = pki.create_demo_ca(pki_folder(app))  # the CA the portal trusts by default
+    issued = trusted.issue_person("Nguyễn Thị Lan", title="Giáo viên chủ nhiệm", organisation=school.name)
+    (tmp_path / "khoa.der").write_bytes(issued.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "chung-thu.der").write_bytes(der(issued))
+    (tmp_path / "chuoi-ca.pem").write_text(pki.certificates_pem(issued.chain))
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "softhsm2.conf").write_text(f"directories.tokendir = {tmp_path / 'tokens'}\n"
+                                            "objectstore.backend = file\nlog.level = ERROR\n")
+    env = dict(os.environ, SOFTHSM2_CONF=str(tmp_path / "softhsm2.conf"))
+    make_token, read_out, run_it = _readme_blocks()
+
+    def as_written(block: str) -> str:  # only what differs on this machine: the module's path, the portal
+        return (block.replace("/usr/lib/softhsm/libsofthsm2.so", str(SOFTHSM_MODULE))
+                .replace("http://127.0.0.1:5000", live_url)
+                .replace("python hocba_agent.py", f"{sys.executable} {AGENT}"))
+
+    for block in (make_token, read_out):
+        subprocess.run(["bash", "-euo", "pipefail", "-c", as_written(block)], cwd=tmp_path, env=env, check=True,
+                       capture_output=True)
+    client = app.test_client()
+    login(client, user)
+    page = f"/s/{school.code}/certificates/new"
+    response = client.post(page, data={"csrf_token": csrf_token(client, page), "key_kind": "usb",
+                                       "file": ((tmp_path / "chung-thu-kem-chuoi.pem").open("rb"), "chung-thu.pem")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    ids = open_requests(app, school, user, der(issued), 2)
+    result = subprocess.run(["bash", "-c", as_written(run_it)], cwd=tmp_path, env=env, input=f"{PASSWORD}\nc\n123456\n",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cổng đã nhận 2/2 chữ ký" in result.stdout
     assert states(app, ids) == [RequestState.ANSWERED] * 2

@@ -177,7 +177,8 @@ def _certificate_names(der: bytes) -> dict[str, str]:
 
 
 def _request_json(req: signing_requests.SigningRequest, school: School) -> dict[str, Any]:
-    return {**_certificate_names(req.certificate), "id": req.id, "school": {"code": school.code, "name": school.name}, "purpose": req.purpose,
+    return {**_certificate_names(req.certificate),
+            "id": req.id, "school": {"code": school.code, "name": school.name}, "purpose": req.purpose,
             "step": req.step, "step_label": req.step_label, "description": req.description,
             "digest": req.digest, "algorithm": req.algorithm,
             "certificate": base64.b64encode(req.certificate).decode(), "batch_id": req.batch_id,
