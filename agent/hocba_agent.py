@@ -135,10 +135,43 @@ def ecdsa_der(raw: bytes) -> bytes:
     return b"\x30" + _der_length(len(body)) + body
 
 
-class Token:
-    """One PKCS#11 session, logged in once with the PIN, for the whole batch."""
+# PKCS#11 errors that mean the token is gone (pulled out, or the reader lost it); SoftHSM and some drivers
+# answer a vanished token with a plain general error.
+GONE = {"TokenNotPresent", "DeviceRemoved", "SessionHandleInvalid", "SessionClosed", "SlotIDInvalid",
+        "TokenNotRecognised", "DeviceError", "GeneralError", "CryptokiNotInitialised", "ObjectHandleInvalid"}
 
-    def __init__(self, module: str, *, label: str | None = None) -> None:
+
+class TokenGone(AgentError):
+    """The token stopped answering (pulled out): the batch stops, what was signed before is still sent."""
+
+
+def token_failure(exc: BaseException, label: str) -> AgentError:
+    """A PKCS#11 error as a sentence for the signer (never a Python class name)."""
+    name = type(exc).__name__
+    if name in GONE:
+        return TokenGone(f"USB token «{label}» không còn kết nối (đã rút ra?). Hãy cắm lại USB token rồi chạy "
+                          "lại chương trình; các tài liệu chưa ký vẫn đang chờ bạn trên cổng.")
+    if name == "PinIncorrect":
+        return AgentError("Mã PIN không đúng. Lưu ý: nhập sai nhiều lần liên tiếp sẽ khóa USB token.")
+    if name in {"PinLocked", "PinExpired"}:
+        return AgentError("USB token đã bị khóa do nhập sai mã PIN quá nhiều lần.")
+    if name in {"PinLenRange", "PinInvalid"}:
+        return AgentError("Mã PIN không hợp lệ (độ dài hoặc ký tự không đúng).")
+    return AgentError(f"USB token «{label}» báo lỗi khi ký. Hãy rút ra, cắm lại rồi chạy lại chương trình.")
+
+
+def describe_certificate(request: dict[str, Any]) -> str:
+    name, serial = request.get("certificate_name"), request.get("certificate_serial")
+    if name and serial:
+        return f"«{name}», số sê-ri {serial}"
+    return "đã đăng kí trên cổng"
+
+
+class Token:
+    """The USB token that holds the registered certificate, and one PKCS#11 session on it for the batch."""
+
+    def __init__(self, module: str, certificates: Iterable[bytes], *, label: str | None = None,
+                 wanted: str = "đã đăng kí trên cổng") -> None:
         try:
             import pkcs11
         except ImportError as exc:
@@ -148,28 +181,60 @@ class Token:
             self.lib = pkcs11.lib(module)
         except (RuntimeError, OSError) as exc:
             raise AgentError(f"Không nạp được thư viện PKCS#11 của USB token: {module}") from exc
-        slots = self.lib.get_slots(token_present=True)
-        tokens = [slot.get_token() for slot in slots]
+        self.session: Any = None
+        self._keys: dict[bytes, Any] = {}
+        self.token = self._find(set(certificates), label, wanted)
+
+    @property
+    def label(self) -> str:
+        return str(self.token.label)
+
+    def _find(self, certificates: set[bytes], label: str | None, wanted: str) -> Any:
+        """The token holding one of the certificates (read without the PIN: certificates are public)."""
+        try:
+            tokens = [slot.get_token() for slot in self.lib.get_slots(token_present=True)]
+            # An empty reader slot (SoftHSM always offers one) holds no initialised token: not a candidate.
+            initialised = self.pkcs11.TokenFlag.TOKEN_INITIALIZED
+            tokens = [t for t in tokens if initialised in t.flags]
+        except self.pkcs11.exceptions.PKCS11Error as exc:
+            raise token_failure(exc, label or "?") from exc
         if label:
             tokens = [t for t in tokens if t.label == label]
         if not tokens:
             raise AgentError("Không tìm thấy USB token. Hãy cắm USB token vào máy rồi thử lại."
                              if not label else f"Không tìm thấy USB token có nhãn «{label}».")
-        self.token = tokens[0]
-        self.session: Any = None
-        self._keys: dict[bytes, Any] = {}
+        without_certificates = []
+        for token in tokens:
+            held = self._certificates_on(token)
+            if held & certificates:
+                return token
+            if not held:
+                without_certificates.append(token)
+        if len(tokens) == 1 and without_certificates:
+            return tokens[0]  # a token keeping its key without the certificate: the portal checks the signature
+        labels = ", ".join(f"«{t.label}»" for t in tokens)
+        raise AgentError(f"Không USB token nào đang cắm ({labels}) chứa chứng thư số {wanted} của bạn. Hãy cắm "
+                         "đúng USB token mang chứng thư số này, hoặc đăng kí trên cổng chứng thư số có trên token.")
+
+    def _certificates_on(self, token: Any) -> set[bytes]:
+        attribute, object_class = self.pkcs11.Attribute, self.pkcs11.ObjectClass
+        try:
+            with token.open() as session:
+                found = session.get_objects({attribute.CLASS: object_class.CERTIFICATE})
+                return {bytes(c[attribute.VALUE]) for c in found}
+        except self.pkcs11.exceptions.PKCS11Error as exc:
+            raise token_failure(exc, str(token.label)) from exc
 
     def open(self, pin: str) -> None:
         try:
             self.session = self.token.open(user_pin=pin)
-        except self.pkcs11.exceptions.PinIncorrect as exc:
-            raise AgentError("Mã PIN không đúng. Lưu ý: nhập sai nhiều lần liên tiếp sẽ khóa USB token.") from exc
-        except self.pkcs11.exceptions.PinLocked as exc:
-            raise AgentError("USB token đã bị khóa do nhập sai mã PIN quá nhiều lần.") from exc
+        except self.pkcs11.exceptions.PKCS11Error as exc:
+            raise token_failure(exc, self.label) from exc
 
     def close(self) -> None:
         if self.session is not None:
-            self.session.close()
+            with contextlib.suppress(self.pkcs11.exceptions.PKCS11Error):  # a token pulled out cannot close
+                self.session.close()
             self.session = None
 
     def _key_for(self, certificate: bytes) -> Any:
@@ -187,22 +252,39 @@ class Token:
         if key is None:
             keys = list(self.session.get_objects({attribute.CLASS: object_class.PRIVATE_KEY}))
             if len(keys) != 1:
-                raise AgentError("USB token không chứa chứng thư số đã đăng kí trên cổng cho người ký này.")
+                raise AgentError("USB token không chứa khóa của chứng thư số đã đăng kí trên cổng cho người ký này.")
             key = keys[0]  # a token with one key and no certificate object: the portal checks the signature
         self._keys[certificate] = key
         return key
 
     def sign(self, certificate: bytes, algorithm: str, digest: bytes) -> bytes:
-        key = self._key_for(certificate)
         mechanism = self.pkcs11.Mechanism
         try:
+            key = self._key_for(certificate)
             if algorithm == "rsa_pkcs1v15_sha256":
                 return bytes(key.sign(SHA256_DIGEST_INFO + digest, mechanism=mechanism.RSA_PKCS))
             if algorithm == "ecdsa_sha256":
                 return ecdsa_der(bytes(key.sign(digest, mechanism=mechanism.ECDSA)))
         except self.pkcs11.exceptions.PKCS11Error as exc:
-            raise AgentError(f"USB token không ký được ({type(exc).__name__}).") from exc
+            # Drivers report a pulled-out token in many ways (a general error, an invalid handle): ask it.
+            if not self._still_there():
+                raise token_failure(self.pkcs11.exceptions.TokenNotPresent(), self.label) from exc
+            if type(exc).__name__ in {"GeneralError", "MechanismInvalid", "KeyTypeInconsistent",
+                                      "KeyFunctionNotPermitted"}:
+                # The token answers, but not with this key: a key of another kind than the certificate's.
+                raise AgentError(f"USB token «{self.label}» không ký được bằng khóa nó chứa: khóa trên token "
+                                 "không phải của chứng thư số đã đăng kí trên cổng.") from exc
+            raise token_failure(exc, self.label) from exc
         raise AgentError(f"Thuật toán ký chưa được hỗ trợ: {algorithm}")
+
+    def _still_there(self) -> bool:
+        """Whether the token is still plugged in (drivers report both a pulled-out token and a refused key
+        as a general error, and may keep answering new sessions from memory: ask the slot list)."""
+        try:
+            slots = self.lib.get_slots(token_present=True)
+            return any(slot.get_token().serial == self.token.serial for slot in slots)
+        except self.pkcs11.exceptions.PKCS11Error:
+            return False
 
 
 # --- the conversation --------------------------------------------------------------------------------
@@ -245,7 +327,10 @@ def describe(requests: list[dict[str, Any]], io: Io, *, limit: int = 15) -> None
         io.say(f"    ... và {len(requests) - limit} học bạ khác")
 
 
-def sign_all(token: Token, requests: Iterable[dict[str, Any]]) -> tuple[list[tuple[int, bytes]], list[str]]:
+def sign_all(token: Token, requests: Iterable[dict[str, Any]]
+             ) -> tuple[list[tuple[int, bytes]], list[str], AgentError | None]:
+    """Sign each request; a document the token cannot sign is noted and the batch goes on, but a token that
+    stops answering ends the batch there (what was signed before is still sent)."""
     signed, problems = [], []
     for request in requests:
         try:
@@ -253,8 +338,10 @@ def sign_all(token: Token, requests: Iterable[dict[str, Any]]) -> tuple[list[tup
             signed.append((request["id"], token.sign(certificate, request["algorithm"],
                                                      bytes.fromhex(request["digest"]))))
         except AgentError as exc:
+            if isinstance(exc, TokenGone):
+                return signed, problems, exc
             problems.append(f"{request['description'] or request['id']}: {exc}")
-    return signed, problems
+    return signed, problems, None
 
 
 def run(args: argparse.Namespace, io: Io) -> int:
@@ -275,16 +362,20 @@ def run(args: argparse.Namespace, io: Io) -> int:
         module = args.module or default_module()
         if not module:
             raise AgentError("Không tìm thấy thư viện PKCS#11 của USB token: hãy chỉ rõ bằng --module.")
-        token = Token(module, label=args.token_label)
-        pin = io.ask_secret(f"Nhập mã PIN của USB token «{token.token.label}» (một lần cho cả {len(requests)} "
+        certificates = {base64.b64decode(r["certificate"]) for r in requests}
+        token = Token(module, certificates, label=args.token_label, wanted=describe_certificate(requests[0]))
+        pin = io.ask_secret(f"Nhập mã PIN của USB token «{token.label}» (một lần cho cả {len(requests)} "
                             "tài liệu): ")
         token.open(pin)
         try:
-            signed, problems = sign_all(token, requests)
+            signed, problems, stopped = sign_all(token, requests)
         finally:
             token.close()
         answer = portal.send(signed) if signed else {"accepted": 0, "refused": 0, "results": []}
-        return summary(io, requests, answer, problems)
+        code = summary(io, requests, answer, problems)
+        if stopped is not None:
+            raise stopped  # after the summary: what was signed before has reached the portal
+        return code
     finally:
         portal.sign_out()
 
@@ -328,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         io.say("\nĐã dừng.")
         return 130
+    except Exception:  # whatever a driver throws: a sentence, never a traceback or a class name
+        io.say("Lỗi: chương trình ký số gặp sự cố không mong đợi. Hãy chạy lại; nếu vẫn lỗi, báo cho nhân viên "
+               "CNTT của trường.")
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from portal.signing.requests import RequestItem, RequestState, SigningRequest
 from tenants.models import Membership, School, User
 from tenants.roles import Role
 from tenants.scoping import all_schools
-from tests.conftest import PASSWORD, Factory, login
+from tests.conftest import PASSWORD, Factory, csrf_token, login
 from tests.tools import needs, softhsm_module
 
 SOFTHSM_MODULE = softhsm_module()
@@ -308,8 +309,9 @@ class SoftToken:
 
 
 def soft_token(folder: Path, *, label: str, key: pki.PrivateKey, certificate: bytes | None) -> SoftToken:
-    """A softhsm2 token (its own configuration and folder) holding `key`, and `certificate` beside it."""
-    (folder / "tokens").mkdir(parents=True)
+    """A softhsm2 token holding `key`, and `certificate` beside it, in the folder's own configuration (a
+    second call with the same folder plugs a second token in beside the first)."""
+    (folder / "tokens").mkdir(parents=True, exist_ok=True)
     conf = folder / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
     env = dict(os.environ, SOFTHSM2_CONF=str(conf))
@@ -458,3 +460,147 @@ def test_a_record_signed_through_the_agent_validates(app, make, ca, teacher, liv
     tampered = bytearray(pdf)
     tampered[len(pdf) // 3] ^= 0x01
     assert not validate_pdf(bytes(tampered), [ca.root]).ok
+
+
+def run_agent_pulling_the_token(url: str, token: SoftToken, folder: Path, answers: str, *, when: str
+                                ) -> subprocess.CompletedProcess[str]:
+    """The agent, with the token's files taken away at a given moment (as if the USB token were pulled out):
+    `when` is "before" the PIN session opens, or "after-first" signature."""
+    script = f"""
+import os, shutil, sys
+sys.path.insert(0, {str(AGENT.parent)!r})
+import hocba_agent
+
+def pull_out():
+    shutil.rmtree({str(folder / "tokens")!r})
+    os.mkdir({str(folder / "tokens")!r})
+
+if {when!r} == "before":
+    opened = hocba_agent.Token.open
+    def open_after_pulling(self, pin):
+        pull_out()
+        return opened(self, pin)
+    hocba_agent.Token.open = open_after_pulling
+else:
+    signed = hocba_agent.Token.sign
+    def sign_then_pull(self, *args):
+        result = signed(self, *args)
+        if not getattr(self, "_pulled", False):
+            self._pulled = True
+            pull_out()
+        return result
+    hocba_agent.Token.sign = sign_then_pull
+sys.exit(hocba_agent.main(sys.argv[1:]))
+"""
+    return subprocess.run([sys.executable, "-c", script, "--portal", url, "--username", "gv.lan", "--module",
+                           str(SOFTHSM_MODULE), "--yes"], input=answers, env=token.env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_a_token_pulled_out_before_the_first_signature_says_so_and_exits_2(app, teacher, finished, live_url,
+                                                                          tmp_path):
+    token = soft_token(tmp_path, label="GV LAN", key=teacher.issued.key, certificate=der(teacher.issued))
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 2)
+    result = run_agent_pulling_the_token(live_url, token, tmp_path, f"{PASSWORD}\n{PIN}\n", when="before")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Lỗi: USB token «GV LAN» không còn kết nối" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr and "Error" not in result.stdout
+    assert states(app, ids) == [RequestState.PENDING] * 2 and finished == []
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_a_token_pulled_out_mid_batch_keeps_what_was_signed(app, teacher, finished, live_url, tmp_path):
+    token = soft_token(tmp_path, label="GV LAN", key=teacher.issued.key, certificate=der(teacher.issued))
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 3)
+    result = run_agent_pulling_the_token(live_url, token, tmp_path, f"{PASSWORD}\n{PIN}\n", when="after-first")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cổng đã nhận 1/3 chữ ký" in result.stdout and "Lỗi: USB token «GV LAN» không còn kết nối" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(states(app, ids)) == sorted([RequestState.ANSWERED] + [RequestState.PENDING] * 2)
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_a_token_of_someone_else_is_named_and_not_used(app, ca, teacher, finished, live_url, tmp_path):
+    someone = ca.issue_person("Người Khác", title="Giáo viên", organisation=teacher.school.name)
+    token = soft_token(tmp_path, label="NGUOI KHAC", key=someone.key, certificate=der(someone))
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 2)
+    result = run_agent(live_url, token, f"{PASSWORD}\n{PIN}\n", "--yes")
+    assert result.returncode == 2, result.stdout + result.stderr
+    serial = format(teacher.issued.certificate.serial_number, "X")
+    assert (f"Lỗi: Không USB token nào đang cắm («NGUOI KHAC») chứa chứng thư số «Nguyễn Thị Lan», số sê-ri {serial}"
+            in result.stdout)
+    assert "Nhập mã PIN" not in result.stdout  # no PIN is asked for a token that cannot sign
+    assert states(app, ids) == [RequestState.PENDING] * 2 and finished == []
+
+
+@pytest.mark.slow
+@needs_softhsm
+def test_with_two_tokens_plugged_in_the_one_holding_the_certificate_signs(app, ca, teacher, finished, live_url,
+                                                                         tmp_path):
+    someone = ca.issue_person("Người Khác", title="Giáo viên", organisation=teacher.school.name)
+    soft_token(tmp_path, label="NGUOI KHAC", key=someone.key, certificate=der(someone))
+    token = soft_token(tmp_path, label="GV LAN", key=teacher.issued.key, certificate=der(teacher.issued))
+    listed = subprocess.run(["pkcs11-tool", "--module", str(SOFTHSM_MODULE), "--list-token-slots"], env=token.env,
+                            capture_output=True, text=True, check=True).stdout
+    assert "NGUOI KHAC" in listed and "GV LAN" in listed  # both plugged in
+    ids = open_requests(app, teacher.school, teacher.user, der(teacher.issued), 2)
+    result = run_agent(live_url, token, f"{PASSWORD}\n{PIN}\n", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nhập mã PIN của USB token «GV LAN»" in result.stdout and "cổng đã nhận 2/2 chữ ký" in result.stdout
+    assert states(app, ids) == [RequestState.ANSWERED] * 2
+
+
+def _readme_blocks() -> list[str]:
+    """The shell blocks of agent/README.md's "Thử với SoftHSM" section, in order."""
+    readme = (PROJECT_ROOT / "agent" / "README.md").read_text()
+    section = readme.split("## Thử với SoftHSM", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.slow
+@needs_softhsm
+@needs("openssl")
+def test_the_readme_steps_as_written_put_the_certificate_on_the_portal_and_sign(app, make, live_url, tmp_path):
+    """agent/README.md followed to the letter: a token, its certificate read out and joined with the chain,
+    registered on the page the README names, then the agent signs what waits."""
+    from portal.signing import pki_folder
+
+    school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
+    user = make.user(school, Role.HOMEROOM_TEACHER, username="gv.lan", full_name="Nguyễn Thị Lan")
+    trusted = pki.create_demo_ca(pki_folder(app))  # the CA the portal trusts by default
+    issued = trusted.issue_person("Nguyễn Thị Lan", title="Giáo viên chủ nhiệm", organisation=school.name)
+    (tmp_path / "khoa.der").write_bytes(issued.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "chung-thu.der").write_bytes(der(issued))
+    (tmp_path / "chuoi-ca.pem").write_text(pki.certificates_pem(issued.chain))
+    (tmp_path / "tokens").mkdir()
+    (tmp_path / "softhsm2.conf").write_text(f"directories.tokendir = {tmp_path / 'tokens'}\n"
+                                            "objectstore.backend = file\nlog.level = ERROR\n")
+    env = dict(os.environ, SOFTHSM2_CONF=str(tmp_path / "softhsm2.conf"))
+    make_token, read_out, run_it = _readme_blocks()
+
+    def as_written(block: str) -> str:  # only what differs on this machine: the module's path, the portal
+        return (block.replace("/usr/lib/softhsm/libsofthsm2.so", str(SOFTHSM_MODULE))
+                .replace("http://127.0.0.1:5000", live_url)
+                .replace("python hocba_agent.py", f"{sys.executable} {AGENT}"))
+
+    for block in (make_token, read_out):
+        subprocess.run(["bash", "-euo", "pipefail", "-c", as_written(block)], cwd=tmp_path, env=env, check=True,
+                       capture_output=True)
+    client = app.test_client()
+    login(client, user)
+    page = f"/s/{school.code}/certificates/new"
+    response = client.post(page, data={"csrf_token": csrf_token(client, page), "key_kind": "usb",
+                                       "file": ((tmp_path / "chung-thu-kem-chuoi.pem").open("rb"), "chung-thu.pem")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    ids = open_requests(app, school, user, der(issued), 2)
+    result = subprocess.run(["bash", "-c", as_written(run_it)], cwd=tmp_path, env=env, input=f"{PASSWORD}\nc\n123456\n",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cổng đã nhận 2/2 chữ ký" in result.stdout
+    assert states(app, ids) == [RequestState.ANSWERED] * 2

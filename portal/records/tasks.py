@@ -15,6 +15,7 @@ from portal.extensions import db
 from portal.records import services, workflow
 from portal.records.models import RecordVersion
 from portal.records.services import GenerationOutcome
+from portal.signing.requests import OPEN_STATES, SigningRequest
 from tenants.models import School, User
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,14 @@ def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[st
               "reason": r.reason, "name": _name(names.get(r.version_id)),
               "link": ["records.show", {"version_id": r.version_id}]} for r in results]
     counts = Counter(r.outcome for r in results)
+    # Records asked of the signer's USB token or phone: the batch's own page follows how each one ends.
+    waiting = [r.version_id for r in results if r.outcome == "waiting"]
+    batches = sorted(set(db.session.scalars(sa.select(SigningRequest.batch_id).where(
+        SigningRequest.purpose == workflow.PURPOSE, SigningRequest.step == step,
+        SigningRequest.subject_id.in_(waiting), SigningRequest.state.in_(OPEN_STATES))))) if waiting else []
     return {"items": items, "counts": [[SIGN_LABELS[k](), n] for k, n in counts.items()],
-            "back": ["records.index", {}]}
+            "back": ["records.index", {}], "batches": batches,
+            "next": ["signing.batch", {"batch_id": batches[0]}] if len(batches) == 1 else None}
 
 
 def _name(content: dict[str, Any] | None) -> str:

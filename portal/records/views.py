@@ -27,6 +27,7 @@ from portal.records.access import can_generate_records, can_view_records
 from portal.records.forms import ActionForm, ReasonForm, SignForm
 from portal.records.models import RecordStatus, RecordVersion
 from portal.results.services import get_class, visible_classes
+from portal.signing import batches
 from portal.storage import storage
 from tenants.access import can, current_permissions, require, school_blueprint
 from tenants.roles import Permission
@@ -69,7 +70,9 @@ def index() -> str:
     passphrase_steps = {entry["step"].field for entry in queue if _needs_passphrase(entry["step"])}
     return render_template("records/index.html", year=year, classes=mine, counts=counts, grades=grades,
                            form=ActionForm(), may_generate=can(Permission.GENERATE_RECORDS), queue=queue,
-                           passphrase_steps=passphrase_steps, sign_form=SignForm())
+                           passphrase_steps=passphrase_steps, sign_form=SignForm(),
+                           open_batches=[b for b in batches.batches_of(g.school, current_user.id, limit=5)
+                                         if b.waiting or b.problems])
 
 
 def _status_counts(classes: list[SchoolClass]) -> dict[int, Counter[str]]:

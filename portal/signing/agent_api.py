@@ -165,8 +165,20 @@ def pending() -> Any:
                     "requests": [_request_json(r, schools[r.school_id]) for r in found]})
 
 
+def _certificate_names(der: bytes) -> dict[str, str]:
+    """Who the certificate names and its serial, so the agent can say which one it looks for on the tokens."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    certificate = x509.load_der_x509_certificate(der)
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return {"certificate_name": str(names[0].value) if names else certificate.subject.rfc4514_string(),
+            "certificate_serial": format(certificate.serial_number, "X")}
+
+
 def _request_json(req: signing_requests.SigningRequest, school: School) -> dict[str, Any]:
-    return {"id": req.id, "school": {"code": school.code, "name": school.name}, "purpose": req.purpose,
+    return {**_certificate_names(req.certificate),
+            "id": req.id, "school": {"code": school.code, "name": school.name}, "purpose": req.purpose,
             "step": req.step, "step_label": req.step_label, "description": req.description,
             "digest": req.digest, "algorithm": req.algorithm,
             "certificate": base64.b64encode(req.certificate).decode(), "batch_id": req.batch_id,

@@ -63,6 +63,10 @@ class CscExpired(CscError):
     """The signer did not approve in time."""
 
 
+class CscWithdrawn(CscError):
+    """The batch was cancelled in the portal while the phone was asked."""
+
+
 @dataclass(frozen=True)
 class CredentialInfo:
     credential_id: str
@@ -199,21 +203,26 @@ class CscClient:
         return Authorization(transaction_id, "pending")
 
     def wait_for_approval(self, transaction_id: str, *, timeout: float, first_interval: float = 2.0,
-                          sleep: Callable[[float], None] = time.sleep,
+                          sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                           on_wait: Callable[[float], None] | None = None) -> str:
-        """Poll until the signer approves (returns the SAD), refuses or the time runs out (CscError)."""
-        deadline, interval, waited = time.monotonic() + timeout, first_interval, 0.0
+        """Poll until the signer approves (returns the SAD), refuses, or the deadline passes (CscExpired).
+
+        The deadline is kept to the second: the last wait is cut to end at it and one last check is made
+        there, so a signer who approves in the final seconds is not turned away early.
+        """
+        started = clock()
+        deadline, interval = started + timeout, first_interval
         while True:
             answer = self.check(transaction_id)
             if answer.sad:
                 return answer.sad
-            if time.monotonic() + interval > deadline:
+            remaining = deadline - clock()
+            if remaining <= 0:
                 raise CscExpired(_("Người ký chưa xác nhận trên điện thoại trong thời gian cho phép; "
                                    "yêu cầu ký đã hết hạn."), code="approval_timeout")
             if on_wait is not None:
-                on_wait(waited)
-            sleep(interval)
-            waited += interval
+                on_wait(clock() - started)
+            sleep(min(interval, remaining))
             interval = min(MAX_POLL_SECONDS, interval * 2)
 
     def sign_hash(self, credential_id: str, sad: str, digests: Sequence[bytes], algorithm: str) -> list[bytes]:
@@ -263,8 +272,13 @@ def csc_batch(run: jobs.JobRun, *, batch_id: str, csc_user_id: str) -> dict[str,
         signatures = client.sign_hash(credential_id, sad, [bytes.fromhex(r.digest) for r in pending],
                                       pending[0].algorithm)
     except CscError as exc:
-        signing_requests.mark_failed([r.id for r in pending], exc.message)
+        # How the batch ended, for the signer's status page: refused on the phone, expired, or failed.
+        state = (RequestState.REFUSED if isinstance(exc, CscRefused)
+                 else RequestState.EXPIRED if isinstance(exc, CscExpired) else RequestState.FAILED)
+        signing_requests.close_open([r.id for r in pending], state, exc.message)
         db.session.commit()
+        if isinstance(exc, CscRefused | CscExpired | CscWithdrawn):
+            return _summary(signing_requests.batch(batch_id))  # an answer, not a fault: the job ends normally
         raise
     refused = [result for req, signature in zip(pending, signatures, strict=True)
                if not (result := signing_requests.answer(req.id, signature, actor=None)).accepted]
@@ -283,7 +297,7 @@ def _approval(run: jobs.JobRun, client: CscClient, pending: list[SigningRequest]
         credential_id = client.find_credential(csc_user_id, first.certificate).credential_id
     transaction_id = first.csc_transaction_id
     if transaction_id is None:
-        description = _("Ký %(n)d học bạ số: %(what)s", n=len(pending), what=first.description)
+        description = batch_description(pending)
         authorization = client.authorize(credential_id, [bytes.fromhex(r.digest) for r in pending], description)
         with school_scope(first.school_id):
             for req in pending:
@@ -296,12 +310,35 @@ def _approval(run: jobs.JobRun, client: CscClient, pending: list[SigningRequest]
     started = first.created_at
     remaining = config["CSC_APPROVAL_TIMEOUT_SECONDS"] - (utcnow() - started) / timedelta(seconds=1)
 
+    request_ids = [r.id for r in pending]
+
     def waiting(seconds: float) -> None:
+        # Cancelled on the status page meanwhile: stop asking. CSC has no standard way to withdraw the
+        # request at the provider; an approval that comes later is ignored (the requests are closed).
+        db.session.expire_all()
+        if all(not (signing_requests.get_request(i) or first).is_open for i in request_ids):
+            raise CscWithdrawn(_("Đợt ký đã được hủy trên cổng."), code="withdrawn")
         run.report(0, len(pending), _("Đang chờ người ký xác nhận trên điện thoại (%(s)d giây)...", s=int(seconds)))
 
     sad = client.wait_for_approval(transaction_id, timeout=max(1.0, remaining),
                                    first_interval=config["CSC_POLL_SECONDS"], on_wait=waiting)
     return sad, credential_id
+
+
+def batch_description(requests: Sequence[SigningRequest]) -> str:
+    """What the signer's phone shows: how many records of which classes, and the pupils' names.
+
+    E.g. "Ký 4 học bạ số lớp 5A: Nguyễn Tuấn An, Trần Thị Bích, ..." (descriptions are "name · class").
+    """
+    names, classes = [], []
+    for request in requests:
+        name, _sep, class_name = request.description.partition(" · ")
+        names.append(name.strip() or str(request.subject_id))
+        if class_name.strip() and class_name.strip() not in classes:
+            classes.append(class_name.strip())
+    where = _(" lớp %(classes)s", classes=", ".join(classes)) if classes else ""
+    text = _("Ký %(n)d học bạ số%(where)s: %(names)s", n=len(requests), where=where, names=", ".join(names))
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def _summary(requests: list[SigningRequest]) -> dict[str, Any]:

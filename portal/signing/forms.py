@@ -43,3 +43,7 @@ class CertificateForm(PortalForm):
     def validate_csc_credential_id(self, field: StringField) -> None:
         if self.key_kind.data == KeyKind.CSC.value and not field.data:
             raise StopValidation(str(_l("Cần nhập mã chứng thư tại nhà cung cấp dịch vụ ký số từ xa.")))
+
+
+class BatchActionForm(PortalForm):
+    """Retry or cancel a signing batch: a button, with its CSRF token."""

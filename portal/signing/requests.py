@@ -46,7 +46,8 @@ class RequestState(StrEnum):
     PENDING = "pending"  # waiting for the signer
     ANSWERED = "answered"  # a verified raw signature is stored; the PDF is being finished
     FINISHED = "finished"  # the PDF carries the signature
-    FAILED = "failed"  # refused, timed out, or finishing failed: `error` says why
+    FAILED = "failed"  # the device, the service or finishing failed: `error` says why
+    REFUSED = "refused"  # the signer refused on the phone
     EXPIRED = "expired"  # nobody answered in time
     CANCELLED = "cancelled"
 
@@ -62,7 +63,8 @@ STATE_LABELS = {
     RequestState.ANSWERED: N_("Đã nhận chữ ký, đang hoàn tất"),
     RequestState.FINISHED: N_("Đã ký"),
     RequestState.FAILED: N_("Không ký được"),
-    RequestState.EXPIRED: N_("Quá hạn"),
+    RequestState.REFUSED: N_("Bị từ chối"),
+    RequestState.EXPIRED: N_("Hết hạn"),
     RequestState.CANCELLED: N_("Đã hủy"),
 }
 OPEN_STATES = (RequestState.PENDING, RequestState.ANSWERED)
@@ -388,6 +390,14 @@ def mark_failed(request_ids: Iterable[int], error: str, *, actor: Any = None) ->
         request = get_request(request_id)
         if request is not None and request.is_open:
             _close(request, RequestState.FAILED, error, actor=actor)
+
+
+def close_open(request_ids: Iterable[int], state: RequestState, error: str, *, actor: Any = None) -> None:
+    """Close the requests still open in the given final state (refused, expired, failed), with the reason."""
+    for request_id in request_ids:
+        request = get_request(request_id)
+        if request is not None and request.is_open:
+            _close(request, state, error, actor=actor)
 
 
 def cancel(request_ids: Iterable[int], reason: str, *, actor: Any) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Flask, flash, g, redirect, render_template, url_for
+import re
+
+from flask import Flask, abort, current_app, flash, g, redirect, render_template, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from portal import jobs
+from portal.app import PROJECT_ROOT
 from portal.extensions import db, utcnow
-from portal.signing import services
-from portal.signing.forms import CertificateForm
-from tenants.access import require, school_blueprint
+from portal.signing import batches, services
+from portal.signing.forms import BatchActionForm, CertificateForm
+from tenants.access import can, current_permissions, require, school_blueprint
 from tenants.certificates import EXPIRY_WARNING_DAYS, KeyKind
 from tenants.roles import Permission
 
@@ -77,3 +81,81 @@ def seal() -> str | Response:
             return redirect(url_for("signing.seal"))
     return render_template("signing/seal.html", form=form, certificates=services.seal_certificates(g.school),
                            now=utcnow(), warning_days=EXPIRY_WARNING_DAYS)
+
+
+# --- external signing batches (USB token, remote signing) -----------------------------------------------------
+
+BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _batch_or_404(batch_id: str) -> batches.BatchStatus:
+    """The batch at this school, for its signer or for the school's management; others get 404."""
+    status = batches.batch_status(g.school, batch_id) if BATCH_ID.match(batch_id) else None
+    if status is None or not (status.signer.id == current_user.id or can(Permission.SIGN_AS_PRINCIPAL)):
+        abort(404)
+    return status
+
+
+@bp.route("/signing/batches")
+@require(Permission.VIEW_SCHOOL)
+def my_batches() -> str:
+    return render_template("signing/batches.html", batches=batches.batches_of(g.school, current_user.id))
+
+
+@bp.route("/signing/batches/<batch_id>")
+@require(Permission.VIEW_SCHOOL)
+def batch(batch_id: str) -> str:
+    status = _batch_or_404(batch_id)
+    return render_template("signing/batch.html", status=status, form=BatchActionForm(),
+                           is_signer=status.signer.id == current_user.id)
+
+
+@bp.route("/signing/batches/<batch_id>/cancel", methods=["POST"])
+@require(Permission.VIEW_SCHOOL)
+def cancel_batch(batch_id: str) -> Response:
+    status = _batch_or_404(batch_id)
+    if BatchActionForm().validate_on_submit():
+        count = batches.cancel_batch(status, actor=current_user)
+        db.session.commit()
+        flash(_("Đã hủy %(n)d yêu cầu ký đang chờ. Nếu điện thoại hoặc chương trình ký số vẫn hiện yêu cầu, "
+                "hãy bỏ qua: cổng sẽ không nhận chữ ký của các yêu cầu đã hủy.", n=count), "success")
+    return redirect(url_for("signing.batch", batch_id=batch_id))
+
+
+@bp.route("/signing/batches/<batch_id>/retry", methods=["POST"])
+@require(Permission.VIEW_SCHOOL)
+def retry_batch(batch_id: str) -> Response:
+    """Ask again for the records whose signature did not come (refused, expired, failed, cancelled)."""
+    from portal.records import workflow
+
+    status = _batch_or_404(batch_id)
+    if status.signer.id != current_user.id:
+        abort(403)  # signing needs the signer: no one asks the device of someone else
+    if not BatchActionForm().validate_on_submit():
+        return redirect(url_for("signing.batch", batch_id=batch_id))
+    step = workflow.STEPS.get(status.step)
+    requests = [r for r in status.retryable if r.purpose == workflow.PURPOSE]
+    versions = [v for v in workflow.waiting_for(g.school, step, None) if v.id in {r.subject_id for r in requests}
+                and workflow.may_sign(current_user.id, current_permissions(), v, step)] if step else []
+    if not versions:
+        flash(_("Không còn học bạ nào của đợt ký này cần ký lại."), "error")
+        return redirect(url_for("signing.batch", batch_id=batch_id))
+    run = jobs.enqueue("records.sign", school_id=g.school.id, actor=current_user,
+                       title=_("Ký lại: %(step)s, %(n)s học bạ", step=status.step_label, n=len(versions)),
+                       step=step.field, version_ids=[v.id for v in versions])
+    db.session.commit()
+    return redirect(url_for("school_jobs.show", run_id=run.id))
+
+
+@bp.route("/signing/agent")
+@require(Permission.VIEW_SCHOOL)
+def agent_help() -> str:
+    """How to sign with a USB token: the signing agent, where to get it, how to run it."""
+    return render_template("signing/agent.html", portal_url=current_app.config["PUBLIC_URL"])
+
+
+@bp.route("/signing/agent/hocba_agent.py")
+@require(Permission.VIEW_SCHOOL)
+def agent_download() -> Response:
+    return send_file(PROJECT_ROOT / "agent" / "hocba_agent.py", mimetype="text/x-python", as_attachment=True,
+                     download_name="hocba_agent.py")
