@@ -26,7 +26,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-
+from benchmarks import common  # noqa: E402
 from benchmarks.common import postgres_database  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.extensions import db  # noqa: E402
@@ -118,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--classes", type=int, default=40, help="classes the records are spread over (28 at most each)")
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'records': 4, 'classes': 2})
     with tempfile.TemporaryDirectory() as folder:
         bench("SQLite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", folder, args.records, args.classes)
         admin_url = os.environ.get("BENCH_DATABASE_URL", "")

@@ -27,9 +27,9 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-
 from flask import Flask  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from benchmarks.common import postgres_database  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.assessment.models import Award, Enrolment, Period, Pupil, SchoolClass, YearResult  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="timed repetitions of each measure")
     parser.add_argument("--pupils", type=int, default=40, help="pupils in the class")
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'runs': 2, 'pupils': 5})
     with tempfile.TemporaryDirectory() as folder:
         bench("SQLite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", folder, args.runs, args.pupils)
         admin_url = os.environ.get("BENCH_DATABASE_URL", "")

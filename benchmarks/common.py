@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,4 +39,21 @@ def postgres_database(admin_url: str, label: str) -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            if owner:  # the role goes too, unless another benchmark running now still owns a database
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    conn.execute(sa.text(f"DROP ROLE IF EXISTS {BENCH_ROLE}"))
         admin.dispose()
+
+
+def parse_args(parser: argparse.ArgumentParser, smoke: dict[str, object]) -> argparse.Namespace:
+    """The script's arguments, with `--smoke`: the tiny sizes CI runs so that no benchmark rots unnoticed.
+
+    Smoke figures prove the script still runs end to end; they are not measurements.
+    """
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script still runs (CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        for name, value in smoke.items():
+            setattr(args, name, value)
+        print(f"(smoke run: {', '.join(f'{k}={v}' for k, v in smoke.items())}; the figures below are not measurements)")
+    return args

@@ -31,10 +31,10 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from benchmarks.common import postgres_database  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.extensions import db  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--schools", type=int, default=500, help="schools at city scale")
     parser.add_argument("--pupils", type=int, default=600_000, help="pupils at city scale")
     parser.add_argument("--district-schools", type=int, default=20)
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'runs': 2, 'schools': 3, 'pupils': 60, 'district_schools': 2})
     admin_url = os.environ.get("BENCH_DATABASE_URL", "")
     if not admin_url:
         print("BENCH_DATABASE_URL is not set: this benchmark needs PostgreSQL (see the docstring).")
@@ -190,7 +190,6 @@ def generate(app: Flask, loader_url: sa.URL, schools: int, per_school: int) -> i
         district_id = district.id
         milestones = [(m.id, m.measure, m.scope) for m in services.plan(district, YEAR)]
         password_hash = hash_password(PASSWORD)
-        records = services.records_available()
     engine = sa.create_engine(loader_url)
     raw = engine.raw_connection()
     conn = raw.driver_connection
@@ -246,13 +245,12 @@ def generate(app: Flask, loader_url: sa.URL, schools: int, per_school: int) -> i
     copy(conn, "audit_entries", ({"at": now - timedelta(days=60), "actor_name": "", "school_id": p["school_id"],
                                   "action": "pupil.created", "object_type": "Pupil", "object_id": str(p["id"]),
                                   "summary": "", "changes": "{}"} for p, _e, _r in pupils if p["id"] % 50))
-    if records:
-        grade5 = {c["id"] for c in classes if c["grade"] == 5}
-        copy(conn, "record_versions", (
-            {"school_id": p["school_id"], "pupil_id": p["id"], "school_year_id": e["school_year_id"],
-             "class_id": e["class_id"], "grade": 5, "number": 1, "code": uuid.uuid4().hex[:16],
-             "status": "issued", "issued_at": now - timedelta(days=rng.randrange(5)), "content": "{}"}
-            for p, e, _r in pupils if e["class_id"] in grade5 and rng.random() < 0.6))
+    grade5 = {c["id"] for c in classes if c["grade"] == 5}
+    copy(conn, "record_versions", (
+        {"school_id": p["school_id"], "pupil_id": p["id"], "school_year_id": e["school_year_id"],
+         "class_id": e["class_id"], "grade": 5, "number": 1, "code": uuid.uuid4().hex[:16],
+         "status": "issued", "issued_at": now - timedelta(days=rng.randrange(5)), "content": "{}"}
+        for p, e, _r in pupils if e["class_id"] in grade5 and rng.random() < 0.6))
     snapshots = []
     for s in range(1, schools + 1):
         for milestone_id, measure, _scope in milestones:

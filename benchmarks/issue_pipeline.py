@@ -33,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from flask import Flask
 from record_render import pupil
 from record_render import stock as stock_render
 from signing import PASSPHRASE, SCHOOL, people, stock_sign
 
+from benchmarks import common
 from portal.app import create_app
 from portal.records import exporters, pdf
 from portal.records.content import SIGNATURE_FIELDS
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--stock-runs", type=int, default=3)
     parser.add_argument("--single", type=int, default=40, help="records timed step by step in one process")
     parser.add_argument("--cold", type=int, default=10, help="records timed with nothing cached (0: skip)")
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'records': 2, 'workers': 2, 'stock_runs': 1, 'single': 1, 'cold': 1})
     warnings.simplefilter("ignore", ResourceWarning)  # pyHanko's stock font factory leaves its file open
     ca, p12, stamps = _keys()
     root_pem = pki.certificates_pem([ca.root]).encode()

@@ -31,9 +31,9 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-
 from xhtml2pdf import pisa  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from portal.records import pdf as record_pdf  # noqa: E402
 from tests.record_factory import sample_content  # noqa: E402
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each single-record measure")
     parser.add_argument("--class-runs", type=int, default=3, help="runs of each whole-class measure")
     parser.add_argument("--pupils", type=int, default=40, help="pupils in the class")
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'runs': 1, 'class_runs': 1, 'pupils': 2})
     one, five = sample_content(1), sample_content(5)
     record_pdf.render_pdf(one)
     stock(one)  # warm up: fonts registered, templates compiled, modules imported

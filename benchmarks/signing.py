@@ -27,7 +27,6 @@ from io import BytesIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
@@ -36,6 +35,7 @@ from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.stamp import TextStampStyle
 
+from benchmarks import common
 from portal.records.content import SIGNATURE_FIELDS
 from portal.signing import engine, pki
 from portal.signing.build_stamp_font import SOURCES
@@ -98,7 +98,7 @@ def p95(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'runs': 1})
     import warnings
 
     warnings.simplefilter("ignore", ResourceWarning)  # pyHanko's stock font factory leaves its file open

@@ -26,9 +26,9 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
-
 from flask import Flask  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from benchmarks.common import postgres_database  # noqa: E402
 from portal.app import create_app  # noqa: E402
 from portal.extensions import db  # noqa: E402
@@ -46,7 +46,7 @@ TARGET_MS = 300
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="timed repetitions of each measure")
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={'runs': 2})
     with tempfile.TemporaryDirectory() as folder:
         bench("SQLite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", folder, args.runs)
         admin_url = os.environ.get("BENCH_DATABASE_URL", "")
