@@ -61,7 +61,13 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
+from pyhanko_certvalidator.errors import (
+    ExpiredError,
+    PathBuildingError,
+    PathValidationError,
+    RevokedError,
+    ValidationError,
+)
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from portal.signing import pki
@@ -399,6 +405,10 @@ async def _collect(embedded_signatures: Sequence[Any], context: ValidationContex
         name = embedded.signer_cert.subject.native.get("common_name", embedded.field_name)
         try:
             paths.extend(await collect_validation_info(embedded, context))
+        except RevokedError as exc:
+            raise CertificateNotUsable(f"Chứng thư số của {name} đã bị thu hồi.") from exc
+        except ExpiredError as exc:
+            raise CertificateNotUsable(f"Chứng thư số của {name} đã hết hạn.") from exc
         except (PathBuildingError, PathValidationError, ValidationError, OSError) as exc:
             raise _revinfo_down(name, exc) from exc
     return paths

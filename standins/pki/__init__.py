@@ -50,6 +50,7 @@ class Authority:
         self.ca: pki.DemoCA | None = None
         self.tsa: pki.IssuedCertificate | None = None
         self.down = False
+        self.served: dict[str, int] = {}  # requests per service (tsa, ocsp, crl), for tests and the curious
 
     def load(self) -> pki.DemoCA | None:
         key_file = self.folder / pki.ISSUING_KEY_FILE
@@ -169,6 +170,8 @@ def create_app(folder: Path) -> Flask:
 
     @app.before_request
     def _down() -> Response | None:
+        service = request.path.strip("/").split("/")[0]
+        authority.served[service] = authority.served.get(service, 0) + 1
         if authority.down and not request.path.startswith("/_standin/"):
             return Response("the stand-in was told to be down", status=503)
         return None
@@ -208,6 +211,6 @@ def create_app(folder: Path) -> Flask:
         changes = request.get_json(silent=True) or {}
         if "down" in changes:
             authority.down = bool(changes["down"])
-        return jsonify({"down": authority.down})
+        return jsonify({"down": authority.down, "served": authority.served})
 
     return app
