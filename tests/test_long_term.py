@@ -38,6 +38,7 @@ from tenants.certificates import PersonCertificate
 from tenants.models import School, User
 from tenants.scoping import school_scope
 from tests import test_signing_workflow as flow
+from tests.test_record_pdf import pdfa_problems
 from tests.tools import require
 
 pytestmark = pytest.mark.slow  # each issued record asks the stand-in for ~10 timestamps and OCSP answers
@@ -120,6 +121,9 @@ def test_an_issued_record_is_b_lta_and_still_validates_years_later_from_its_own_
     out = subprocess.run(["pdfsig", "-nocert", str(path)], capture_output=True, text=True, timeout=60).stdout
     assert out.count("Signature is Valid") == 3, out
     assert out.count("Signature Field Name:") == 4 and "Signature Field Name: luu_tru_1" in out, out
+
+    # Still the archival PDF/A-3b it was rendered as: the signatures' stamps embed their font too.
+    assert pdfa_problems(pdf, tmp_path) == []
 
 
 def test_issuing_retries_then_fails_clearly_when_the_timestamp_authority_does_not_answer(world, issuing_level,
