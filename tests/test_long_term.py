@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESPassed
 from pyhanko.sign.validation.ades import simulate_future_ades_lta_validation
@@ -167,3 +168,64 @@ def test_a_revoked_certificate_stops_the_seal(world, issuing_level):
     result = _sign(app, world, version_id, "con_dau")
     assert result.outcome == "failed" and "đã bị thu hồi" in result.reason, result.reason
     assert "Võ Thị Lài" in result.reason
+
+
+# --- renewing archive timestamps -----------------------------------------------------------------------------------
+
+
+def test_a_renewal_run_adds_a_timestamp_to_the_records_due_and_a_second_run_adds_nothing(world, issuing_level,
+                                                                                       client, make):
+    from portal.records import archive
+    from portal.records.models import ArchiveRenewal
+
+    app = world["app"]
+    ids = [v.id for v in world["versions"][:2]]
+    for version_id in ids:
+        for step in ("gvcn", "hieu_truong", "con_dau"):
+            assert _sign(app, world, version_id, step).outcome == "signed"
+    due_id, fresh_id = ids
+    with app.app_context():
+        with school_scope(world["school"].id):
+            version = db.session.get(RecordVersion, due_id)
+            # Issuing noted the file's last timestamp (the demo TSA's certificate lasts five years).
+            expires = version.archive_expires_at
+            assert expires is not None and expires > dt.datetime.now(dt.UTC) + dt.timedelta(days=4 * 365)
+            assert version.archive_digest_algorithm == "sha256"
+            # Years later: the authority's certificate behind the last timestamp expires next month.
+            version.archive_expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+            db.session.commit()
+        before = {i: _file(app, world, i)[1] for i in ids}
+        assert archive.due_count() == 1
+        first = archive.renew_due()
+        assert (first.renewed, first.failed, first.still_due) == (1, 0, 0)
+
+        after = {i: _file(app, world, i)[1] for i in ids}
+        assert after[fresh_id] == before[fresh_id]  # not due: untouched
+        renewed = after[due_id]
+        assert renewed.startswith(before[due_id])  # an incremental update: the earlier file is untouched inside
+        reader = PdfFileReader(__import__("io").BytesIO(renewed), strict=False)
+        assert [s.field_name for s in reader.embedded_timestamp_signatures] == ["luu_tru_1", "luu_tru_2"]
+        assert engine.signature_level(renewed).level == "B-LTA"
+        assert validate_pdf(renewed, [world["ca"].root]).ok
+        with school_scope(world["school"].id):
+            [row] = db.session.scalars(sa.select(ArchiveRenewal)).all()
+            assert row.record_version_id == due_id and row.new_digest == db.session.get(
+                RecordVersion, due_id).signed_digest
+            assert services.read_file(row.previous_digest) == before[due_id]  # the earlier copy is kept
+        from portal.audit import AuditEntry
+
+        actions = list(db.session.scalars(sa.select(AuditEntry.action).where(AuditEntry.action.like("record%"))))
+        assert "record.archive_timestamp_renewed" in actions and archive.RUN_ACTION in actions
+
+        second = archive.renew_due()
+        assert (second.renewed, second.failed) == (0, 0)
+        assert _file(app, world, due_id)[1] == renewed
+
+    # Operators see the count and the next run on the district page.
+    from tenants.roles import Role
+
+    admin = make.user(None, district_role=Role.DISTRICT_ADMIN)
+    flow.login(client, admin)
+    page = client.get("/district/").get_data(as_text=True)
+    assert "Học bạ đến hạn gia hạn dấu thời gian lưu trữ: 0." in page
+    assert "Lần gia hạn tự động tiếp theo:" in page and "02:30" in page

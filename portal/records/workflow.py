@@ -29,7 +29,7 @@ from flask_babel import gettext as _
 from portal import audit, jobs, signing
 from portal.assessment.access import is_homeroom_teacher
 from portal.extensions import db
-from portal.records import services
+from portal.records import archive, services
 from portal.records.models import RecordSignature, RecordStatus, RecordVersion
 from portal.results.services import pupil_sort_key
 from portal.signing import csc, engine, requests
@@ -213,6 +213,8 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
         key_kind=(certificate.key_kind.value if certificate is not None else key_kind),
         input_digest=digest_of(source), output_digest=output))
     version.signed_digest = output
+    if step.after == RecordStatus.ISSUED:
+        archive.note_archive_timestamp(version, signed)
     services.set_status(version, step.after, actor=signer)
     db.session.flush()  # the unique (version, step) speaks here, before anything else happens
     audit.record("record.signed", actor=signer, school_id=version.school_id, obj=version,
