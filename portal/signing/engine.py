@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
@@ -304,15 +305,23 @@ def _reserved_bytes(signer: signers.Signer) -> int:
     return 2 * (certificates + 4096)
 
 
+@functools.lru_cache(maxsize=8)
+def _http_timestamper(url: str) -> HTTPTimeStamper:
+    # One per authority and process: it keeps the dummy token pyHanko sizes every signature with, which
+    # would otherwise cost a second request to the authority per signature. (Without a session of its
+    # own it opens and closes one per request, so it is safe across event loops.)
+    return HTTPTimeStamper(url)
+
+
 def _timestamper(timestamp_url: str | None, level: str | None) -> HTTPTimeStamper | None:
     if level is None:
-        return HTTPTimeStamper(timestamp_url) if timestamp_url else None
+        return _http_timestamper(timestamp_url) if timestamp_url else None
     if level == "B-B":
         return None
     if not timestamp_url:
         raise SigningError(f"Mức chữ ký {level} cần một máy chủ dấu thời gian nhưng chưa cấu hình "
                            "(TIMESTAMP_URL).")
-    return HTTPTimeStamper(timestamp_url)
+    return _http_timestamper(timestamp_url)
 
 
 async def _prepare(pdf: bytes, field_name: str, signer: signers.Signer, *, certify: bool, stamp: StampText,
