@@ -329,17 +329,23 @@ def log_in():
     return login
 
 
+def worker_env(app: Flask) -> dict[str, str]:
+    """The environment of a `worker.py` process serving this test app (its database, queue, signing level and
+    the stand-in PKI service)."""
+    return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+                REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
+                SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
+                SESSION_COOKIE_SECURE="false", SIGNATURE_LEVEL=app.config["SIGNATURE_LEVEL"],
+                DEMO_PKI_URL=app.config["DEMO_PKI_URL"],
+                SIGNING_SERVICE_RETRY_SECONDS=str(app.config["SIGNING_SERVICE_RETRY_SECONDS"]))
+
+
 def finish_jobs(app: Flask, run_ids: list[str], timeout: float = 60) -> None:
     """Let the queue work the given jobs: a real `worker.py --burst` on Redis, else the job thread."""
     from portal.jobs import JobRun
 
     if app.config["REDIS_URL"]:
-        env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-                   REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
-                   SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
-                   SESSION_COOKIE_SECURE="false", SIGNATURE_LEVEL=app.config["SIGNATURE_LEVEL"],
-                   DEMO_PKI_URL=app.config["DEMO_PKI_URL"],
-                   SIGNING_SERVICE_RETRY_SECONDS=str(app.config["SIGNING_SERVICE_RETRY_SECONDS"]))
+        env = worker_env(app)
         subprocess.run([sys.executable, str(Path(PROJECT_ROOT) / "worker.py"), "--burst"], env=env,
                        check=True, timeout=timeout, capture_output=True)
     deadline = time.monotonic() + timeout
