@@ -115,6 +115,7 @@ class Signed:
     version_id: int
     outcome: str  # signed / already / skipped / failed / waiting (asked of the signer's device or phone)
     reason: str = ""
+    service_down: bool = False  # the timestamp authority or a revocation source never answered
 
 
 def sign_batch(school: School, step: Step, version_ids: list[int], *, signer: User, passphrase: str | None = None,
@@ -128,10 +129,18 @@ def sign_batch(school: School, step: Step, version_ids: list[int], *, signer: Us
     key = certificates.server_key(certificate, passphrase=passphrase)
     with engine.SigningSession(key, timestamp_url=signing.timestamp_url(), trust_roots=signing.trust_roots(),
                                level=signing.signature_level()) as session:
+        down: Signed | None = None
         for done, version_id in enumerate(version_ids, start=1):
-            results.append(_sign_one(school, step, version_id, signer, certificate,
-                                     lambda pdf, stamp: session.sign_field(pdf, step.field, certify=step.certify,
-                                                                           stamp=stamp, final=_final(step))))
+            if down is not None:
+                # The service stayed silent through every attempt for one record: the rest of the batch is
+                # not signed either (rather than waiting as long again for each), and is listed as such.
+                results.append(Signed(version_id, "failed", down.reason, service_down=True))
+            else:
+                results.append(_sign_one(school, step, version_id, signer, certificate,
+                                         lambda pdf, stamp: session.sign_field(
+                                             pdf, step.field, certify=step.certify, stamp=stamp,
+                                             final=_final(step))))
+                down = results[-1] if results[-1].service_down else None
             if progress:
                 progress(done, len(version_ids))
     return results
@@ -180,7 +189,7 @@ def _sign_one(school: School, step: Step, version_id: int, signer: User, certifi
         return Signed(version_id, "already")
     except (engine.SigningError, WorkflowError) as exc:
         db.session.rollback()
-        return Signed(version_id, "failed", str(exc))
+        return Signed(version_id, "failed", str(exc), service_down=isinstance(exc, engine.ServiceUnavailable))
     return Signed(version_id, "signed")
 
 
