@@ -42,6 +42,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("expected a number of 0 or more")
+    return value
+
+
 def _timezone(raw: str) -> str:
     try:
         ZoneInfo(raw)
@@ -124,7 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
             "written into the demo certificates when the demo CA is created"),
     Setting("SIGNING_SERVICE_ATTEMPTS", "3", _positive_int,
             "attempts per record when the timestamp authority or a revocation source does not answer"),
-    Setting("SIGNING_SERVICE_RETRY_SECONDS", "5", float,
+    Setting("SIGNING_SERVICE_RETRY_SECONDS", "5", _non_negative_float,
             "wait before the second attempt (it doubles with every attempt after that); 0: no wait"),
     Setting("TIMESTAMP_RENEWAL_MARGIN_DAYS", "365", _positive_int,
             "an issued record's archive timestamp is renewed when its authority's certificate expires within "
