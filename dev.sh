@@ -96,13 +96,22 @@ case "${1:-}" in
     setup
     port=${PORT:-5000}
     city_port=${CITY_PORT:-5100}
+    pki_port=${PKI_PORT:-5200}
     # The addresses printed in every QR code and link, and the city the portal sends to, follow the ports.
     export PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$port}
     export CITY_URL=${CITY_URL:-http://127.0.0.1:$city_port}
+    # The demo CA's timestamp authority, OCSP responder and CRLs (standins/pki): the demo records are
+    # issued at PAdES B-LTA through it; the demo CA names it in every certificate it issues.
+    export DEMO_PKI_URL=${DEMO_PKI_URL:-http://127.0.0.1:$pki_port}
+    export TIMESTAMP_URL=${TIMESTAMP_URL:-$DEMO_PKI_URL/tsa}
     export FLASK_APP=wsgi.py
     trap stop_demo EXIT
     trap 'stop_demo; exit 143' TERM
     trap 'stop_demo; exit 130' INT
+    mkdir -p instance
+    # Before the demo data: issuing the demo records needs it. It reads the CA the demo command creates.
+    "$VENV/bin/python" -m standins.pki --port "$pki_port" --folder instance/pki >instance/pki.log 2>&1 &
+    demo_children+=("$!")
     "$VENV/bin/flask" db upgrade
     "$VENV/bin/flask" demo
     # The stand-in city system beside the portal, so that sending records to the city works in the demo.
@@ -112,6 +121,7 @@ case "${1:-}" in
     echo
     echo "The portal: $PUBLIC_URL  (stop with Ctrl+C, or kill $$)"
     echo "The stand-in city system: $CITY_URL  (log: instance/city.log)"
+    echo "The demo CA's timestamp/OCSP/CRL stand-in: $DEMO_PKI_URL  (log: instance/pki.log)"
     # In the background and waited for, so that a signal to this script reaches the trap at once.
     "$VENV/bin/flask" run --host 127.0.0.1 --port "$port" --no-reload &
     demo_children+=("$!")

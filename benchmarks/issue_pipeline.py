@@ -1,6 +1,7 @@
 """Issuing a grade: render, three signatures and validation per record, and the same with stock tools.
 
-    .venv/bin/python benchmarks/issue_pipeline.py [--records 200] [--workers 2] [--stock-runs 3]
+    .venv/bin/python benchmarks/issue_pipeline.py [--records 200] [--workers 2] [--stock-runs 3] [--level B-LTA]
+    .venv/bin/python benchmarks/issue_pipeline.py --smoke     (a tiny run: does it still work?)
 
 For `--records` distinct 5-year records (one school's grade 5):
 
@@ -17,6 +18,11 @@ For `--records` distinct 5-year records (one school's grade 5):
 - stock, for one 5-year record: xhtml2pdf on the same HTML in one pass (with its page count) plus
   pyHanko as documented (the .p12 loaded per signature, the full stamp font): our whole pipeline
   against it as a ratio (target <= 0.35x).
+
+`--level` (default B-B, the signatures alone) signs at a PAdES level as issuing does: B-T timestamps each
+signature, B-LT/B-LTA end the seal with the validation data (and the document timestamp), all through the
+demo CA's services (standins/pki) on loopback in this process; the level of each file is read back
+(`engine.check_level`, timed with the validation). `benchmarks/long_term.py` isolates that extra cost.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -52,8 +59,15 @@ TARGET_SCHOOL_MINUTES = 5
 SCHOOL_PUPILS = 1000
 
 
-def _keys() -> tuple[pki.DemoCA, dict[str, bytes], dict[str, engine.StampText]]:
-    ca, issued = people()
+def _keys(service_url: str | None = None,
+          folder: Path | None = None) -> tuple[pki.DemoCA, dict[str, bytes], dict[str, engine.StampText]]:
+    if service_url and folder:  # certificates naming the loopback OCSP/CRL service
+        ca = pki.create_demo_ca(folder, service_url=service_url)
+        issued = {"gvcn": ca.issue_person("Nguyễn Thị Thu Hương", title="Giáo viên chủ nhiệm", organisation=SCHOOL),
+                  "hieu_truong": ca.issue_person("Võ Thị Lài", title="Hiệu trưởng", organisation=SCHOOL),
+                  "con_dau": ca.issue_organisation(SCHOOL)}
+    else:
+        ca, issued = people()
     p12 = {f: issued[f].pkcs12(PASSPHRASE) for f in SIGNATURE_FIELDS}
     stamps = {f: stamp_for_field(f, pki.describe(issued[f].certificate).common_name, school_name=SCHOOL)
               for f in SIGNATURE_FIELDS}
@@ -78,15 +92,26 @@ def earlier_years(indexes: list[int], folder: str) -> None:
     pdf.clear_cache()
 
 
+LEVEL = {"level": "B-B", "url": None}  # set by --level; passed to the worker processes
+
+
+def _session(p12: bytes, root: list, level: dict) -> engine.SigningSession:
+    key = engine.Pkcs12Key(p12, PASSPHRASE)
+    if level["level"] == "B-B":
+        return engine.SigningSession(key).__enter__()
+    return engine.SigningSession(key, timestamp_url=f"{level['url']}{pki.TSA_PATH}", trust_roots=root,
+                                 level=level["level"]).__enter__()
+
+
 def issue(indexes: list[int], p12: dict[str, bytes], stamps: dict, root_pem: bytes,
-          folder: str | None = None) -> dict[str, list[float]]:
+          folder: str | None = None, level: dict | None = None) -> dict[str, list[float]]:
     """Our pipeline over the given pupils; the time of each step of each record, in ms."""
+    level = level or LEVEL
     root = pki.read_certificates(root_pem)
     times: dict[str, list[float]] = {"render": [], **{f: [] for f in SIGNATURE_FIELDS}, "validate": [],
                                      "record": []}
     with _app(folder).app_context():
-        sessions = {f: engine.SigningSession(engine.Pkcs12Key(p12[f], PASSPHRASE)).__enter__()
-                    for f in SIGNATURE_FIELDS}
+        sessions = {f: _session(p12[f], root, level) for f in SIGNATURE_FIELDS}
         for index in indexes:
             content = pupil(index)
             began = time.perf_counter()
@@ -94,9 +119,11 @@ def issue(indexes: list[int], p12: dict[str, bytes], stamps: dict, root_pem: byt
             times["render"].append((time.perf_counter() - began) * 1000)
             for n, field in enumerate(SIGNATURE_FIELDS):
                 start = time.perf_counter()
-                document = sessions[field].sign_field(document, field, certify=n == 0, stamp=stamps[field])
+                document = sessions[field].sign_field(document, field, certify=n == 0, stamp=stamps[field],
+                                                      final=field == "con_dau")
                 times[field].append((time.perf_counter() - start) * 1000)
             start = time.perf_counter()
+            engine.check_level(document, level["level"])
             report = validate_pdf(document, root)
             times["validate"].append((time.perf_counter() - start) * 1000)
             assert report.ok, report.problems
@@ -106,19 +133,20 @@ def issue(indexes: list[int], p12: dict[str, bytes], stamps: dict, root_pem: byt
     return times
 
 
-def _sign_only(args: tuple[list[int], dict[str, bytes], dict, bytes, str]) -> tuple[int, float]:
+def _sign_only(args: tuple[list[int], dict[str, bytes], dict, bytes, str, dict]) -> tuple[int, float]:
     """Render the records first (untimed: the drafts exist before anyone signs), then time the three
     signatures and the validation of all of them."""
-    indexes, p12, stamps, root_pem, folder = args
+    indexes, p12, stamps, root_pem, folder, level = args
     root = pki.read_certificates(root_pem)
     with _app(folder).app_context():
         drafts = [pdf.render_pdf(c, xml=exporters.export_xml(c)) for c in map(pupil, indexes)]
-        sessions = {f: engine.SigningSession(engine.Pkcs12Key(p12[f], PASSPHRASE)).__enter__()
-                    for f in SIGNATURE_FIELDS}
+        sessions = {f: _session(p12[f], root, level) for f in SIGNATURE_FIELDS}
         began = time.perf_counter()
         for document in drafts:
             for n, field in enumerate(SIGNATURE_FIELDS):
-                document = sessions[field].sign_field(document, field, certify=n == 0, stamp=stamps[field])
+                document = sessions[field].sign_field(document, field, certify=n == 0, stamp=stamps[field],
+                                                      final=field == "con_dau")
+            engine.check_level(document, level["level"])
             assert validate_pdf(document, root).ok
         elapsed = time.perf_counter() - began
         for session in sessions.values():
@@ -126,7 +154,7 @@ def _sign_only(args: tuple[list[int], dict[str, bytes], dict, bytes, str]) -> tu
     return len(drafts), elapsed
 
 
-def _worker(args: tuple[list[int], dict[str, bytes], dict, bytes, str]) -> int:
+def _worker(args: tuple[list[int], dict[str, bytes], dict, bytes, str, dict]) -> int:
     issue(*args)
     return len(args[0])
 
@@ -147,9 +175,25 @@ def main() -> None:
     parser.add_argument("--stock-runs", type=int, default=3)
     parser.add_argument("--single", type=int, default=40, help="records timed step by step in one process")
     parser.add_argument("--cold", type=int, default=10, help="records timed with nothing cached (0: skip)")
-    args = common.parse_args(parser, smoke={'records': 2, 'workers': 2, 'stock_runs': 1, 'single': 1, 'cold': 1})
+    parser.add_argument("--level", choices=engine.LEVELS, default="B-B",
+                        help="PAdES level to sign at, through loopback TSA/OCSP/CRL services")
+    args = common.parse_args(parser, smoke={"records": 2, "single": 1, "cold": 0, "stock_runs": 1, "workers": 1})
     warnings.simplefilter("ignore", ResourceWarning)  # pyHanko's stock font factory leaves its file open
-    ca, p12, stamps = _keys()
+    service = None
+    if args.level != "B-B":
+        from long_term import _Quiet
+        from werkzeug.serving import make_server
+
+        from standins.pki import create_app as pki_app
+
+        pki_folder = Path(tempfile.mkdtemp(prefix="issue-bench-pki-"))
+        service = make_server("127.0.0.1", 0, pki_app(pki_folder), threaded=True, request_handler=_Quiet)
+        LEVEL.update(level=args.level, url=f"http://127.0.0.1:{service.server_port}")
+        threading.Thread(target=service.serve_forever, daemon=True).start()
+        print(f"Signing at {args.level} through the PKI stand-in on {LEVEL['url']}")
+        ca, p12, stamps = _keys(LEVEL["url"], pki_folder)
+    else:
+        ca, p12, stamps = _keys()
     root_pem = pki.certificates_pem([ca.root]).encode()
 
     cold: dict[str, list[float]] = {}
@@ -175,7 +219,7 @@ def main() -> None:
 
     began = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        done = sum(pool.map(_worker, [(chunk, p12, stamps, root_pem, folder)
+        done = sum(pool.map(_worker, [(chunk, p12, stamps, root_pem, folder, dict(LEVEL))
                                       for chunk in _split(grade, args.workers)]))
     parallel = time.perf_counter() - began
     per_minute = done / parallel * 60
@@ -186,7 +230,8 @@ def main() -> None:
 
     # Signing and issuing alone: in the portal the drafts are generated before anyone signs.
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        timed = pool.map(_sign_only, [(chunk, p12, stamps, root_pem, folder) for chunk in _split(grade, args.workers)])
+        timed = pool.map(_sign_only, [(chunk, p12, stamps, root_pem, folder, dict(LEVEL))
+                                      for chunk in _split(grade, args.workers)])
     signed_per_minute = sum(n for n, _s in timed) / max(s for _n, s in timed) * 60
     minutes = SCHOOL_PUPILS / signed_per_minute
     verdict = "OK" if minutes <= TARGET_SCHOOL_MINUTES else "OVER TARGET"
@@ -210,6 +255,8 @@ def main() -> None:
         cold_ms = statistics.median(r - v for r, v in zip(cold["record"], cold["validate"], strict=True))
         print(f"  ours with nothing cached (a pupil's first record): median {cold_ms:.0f} ms = "
               f"{cold_ms / stock_ms:.2f}x stock")
+    if service is not None:
+        service.shutdown()
 
 
 def _split(items: list[int], parts: int) -> list[list[int]]:

@@ -42,12 +42,26 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("expected a number of 0 or more")
+    return value
+
+
 def _timezone(raw: str) -> str:
     try:
         ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError("unknown time zone") from exc
     return raw
+
+
+def _clock_time(raw: str) -> str:
+    hours, _, minutes = raw.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+        raise ValueError("expected HH:MM")
+    return f"{int(hours):02d}:{int(minutes):02d}"
 
 
 def _one_of(*choices: str) -> Callable[[str], str]:
@@ -106,7 +120,27 @@ SETTINGS: tuple[Setting, ...] = (
             "root certificates (PEM or DER files, comma-separated) that signatures must chain to: the national "
             "root and the government CA root in production; empty means the demo CA in the instance folder"),
     Setting("TIMESTAMP_URL", "", str,
-            "RFC 3161 timestamp authority added to every signature; empty means no timestamp"),
+            "RFC 3161 timestamp authority for every signature and document timestamp (a real TSA in production, "
+            "its root in TRUST_ROOTS); empty: the demo stand-in at DEMO_PKI_URL when TRUST_ROOTS is empty, else none"),
+    Setting("SIGNATURE_LEVEL", "B-LTA", _one_of("B-B", "B-T", "B-LT", "B-LTA"),
+            "PAdES level every issued record must reach: B-T timestamps each signature, B-LT also embeds the "
+            "validation data (certificates, OCSP/CRL) at the seal, B-LTA also ends with a document timestamp; "
+            "the produced file is checked and nothing below it is issued"),
+    Setting("DEMO_PKI_URL", "http://127.0.0.1:5200", lambda raw: raw.rstrip("/"),
+            "the demo CA's timestamp, OCSP and CRL service (python -m standins.pki; ./dev.sh demo starts it), "
+            "written into the demo certificates when the demo CA is created"),
+    Setting("SIGNING_SERVICE_ATTEMPTS", "3", _positive_int,
+            "attempts per record when the timestamp authority or a revocation source does not answer"),
+    Setting("SIGNING_SERVICE_RETRY_SECONDS", "5", _non_negative_float,
+            "wait before the second attempt (it doubles with every attempt after that); 0: no wait"),
+    Setting("TIMESTAMP_RENEWAL_MARGIN_DAYS", "365", _positive_int,
+            "an issued record's archive timestamp is renewed when its authority's certificate expires within "
+            "this many days (`flask records renew-timestamps`)"),
+    Setting("TIMESTAMP_RETIRED_DIGESTS", "md5,sha1", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip()),
+            "digest algorithms no longer trusted: a last archive timestamp made with one is renewed"),
+    Setting("TIMESTAMP_RENEWAL_BATCH", "200", _positive_int, "records renewed per run at most"),
+    Setting("TIMESTAMP_RENEWAL_AT", "02:30", _clock_time,
+            "when the scheduled renewal runs each day (HH:MM in TIMEZONE; what cron is set to), shown to operators"),
     Setting("AGENT_TOKEN_HOURS", "12", _positive_int,
             "how long the signing agent's sign-in (bearer token) lasts"),
     Setting("CSC_BASE_URL", "", lambda raw: raw.rstrip("/"),

@@ -88,11 +88,31 @@ def _postgres_url(admin_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    instance = tmp_path_factory.mktemp("instance")
+def instance_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("instance")
+
+
+@pytest.fixture(scope="session")
+def pki_service(instance_folder: Path) -> Iterator[str]:
+    """The demo CA's timestamp/OCSP/CRL stand-in for the whole run, on a free loopback port (a thread)."""
+    from portal.signing import PKI_FOLDER
+    from tests.signing_factory import pki_standin
+
+    with pki_standin(instance_folder / PKI_FOLDER) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(instance_folder: Path, pki_service: str) -> dict[str, object]:
+    instance = instance_folder
     admin_url = os.environ.get("TEST_DATABASE_URL", "")
     database_url = _postgres_url(admin_url) if admin_url else f"sqlite:///{instance / 'test.sqlite'}"
     return {
+        # Signing tests that do not test the level sign at B-B (no timestamp: fast); `issuing_level` raises
+        # it to the default B-LTA, through the stand-in above.
+        "DEMO_PKI_URL": pki_service,
+        "SIGNATURE_LEVEL": "B-B",
+        "SIGNING_SERVICE_RETRY_SECONDS": 0.0,
         "INSTANCE_PATH": str(instance),
         "DATABASE_URL": database_url,
         "REDIS_URL": os.environ.get("TEST_REDIS_URL", ""),
@@ -206,6 +226,14 @@ def two_schools(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def issuing_level(app: Flask) -> Iterator[str]:
+    """Records are issued at the default level (B-LTA) through the stand-in PKI services."""
+    app.config["SIGNATURE_LEVEL"] = "B-LTA"
+    yield "B-LTA"
+    app.config["SIGNATURE_LEVEL"] = "B-B"
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
@@ -301,15 +329,23 @@ def log_in():
     return login
 
 
+def worker_env(app: Flask) -> dict[str, str]:
+    """The environment of a `worker.py` process serving this test app (its database, queue, signing level and
+    the stand-in PKI service)."""
+    return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+                REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
+                SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
+                SESSION_COOKIE_SECURE="false", SIGNATURE_LEVEL=app.config["SIGNATURE_LEVEL"],
+                DEMO_PKI_URL=app.config["DEMO_PKI_URL"],
+                SIGNING_SERVICE_RETRY_SECONDS=str(app.config["SIGNING_SERVICE_RETRY_SECONDS"]))
+
+
 def finish_jobs(app: Flask, run_ids: list[str], timeout: float = 60) -> None:
     """Let the queue work the given jobs: a real `worker.py --burst` on Redis, else the job thread."""
     from portal.jobs import JobRun
 
     if app.config["REDIS_URL"]:
-        env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-                   REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
-                   SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
-                   SESSION_COOKIE_SECURE="false")
+        env = worker_env(app)
         subprocess.run([sys.executable, str(Path(PROJECT_ROOT) / "worker.py"), "--burst"], env=env,
                        check=True, timeout=timeout, capture_output=True)
     deadline = time.monotonic() + timeout

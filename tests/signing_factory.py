@@ -200,3 +200,30 @@ def local_tsa(folder: Path) -> Iterator[LocalTsa]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+# --- the demo CA's services (standins/pki) -----------------------------------------------------------------------
+
+
+@contextmanager
+def pki_standin(folder: Path) -> Iterator[str]:
+    """standins/pki (timestamps, OCSP, CRLs) for the demo CA of `folder`, over HTTP on 127.0.0.1; yields its
+    address. The CA is created here, once the address is known, so that its certificates name it."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from standins.pki import create_app
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args: object, **kwargs: object) -> None:  # ~10 requests per issued record
+            pass
+
+    server = make_server("127.0.0.1", 0, create_app(folder), threaded=True, request_handler=Quiet)
+    url = f"http://127.0.0.1:{server.server_port}"
+    pki.create_demo_ca(folder, service_url=url)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

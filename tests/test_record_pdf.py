@@ -213,6 +213,55 @@ def test_the_xml_rides_along(renders):
     assert PdfReader(io.BytesIO(record_pdf.render_pdf(sample_content(1)))).attachments == {}
 
 
+def pdfa_problems(data: bytes, folder: Path) -> list[str]:
+    """What can be checked here of PDF/A-3b (no full PDF/A validator is available): XMP identification,
+    the sRGB output intent, every font embedded, no encryption, qpdf's structure check, the XML as an
+    associated file. An empty list when all hold."""
+    import xml.etree.ElementTree as ET
+
+    from tests.tools import require
+
+    require("qpdf", "pdffonts")
+    problems = []
+    reader = PdfReader(io.BytesIO(data))
+    root = reader.trailer["/Root"]
+    if reader.is_encrypted:
+        problems.append("encrypted")
+    xmp = ET.fromstring(root["/Metadata"].get_object().get_data())
+    pdfaid = "{http://www.aiim.org/pdfa/ns/id/}"
+
+    def xmp_values(name: str) -> list[str | None]:  # an element, or an attribute of rdf:Description (pyHanko's way)
+        return [e.text for e in xmp.iter(pdfaid + name)] + [
+            e.get(pdfaid + name) for e in xmp.iter() if e.get(pdfaid + name) is not None]
+
+    if xmp_values("part") != ["3"] or xmp_values("conformance") != ["B"]:
+        problems.append(f"XMP does not say PDF/A-3B: {ET.tostring(xmp)[:2000]!r}")
+    [intent] = [i.get_object() for i in root["/OutputIntents"]]
+    profile = intent["/DestOutputProfile"].get_object()
+    if intent["/S"] != "/GTS_PDFA1" or profile["/N"] != 3 or profile.get_data()[36:40] != b"acsp":
+        problems.append("no sRGB output intent with an ICC profile")
+    path = folder / "pdfa.pdf"
+    path.write_bytes(data)
+    rows = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
+    problems += [f"font not embedded: {row}" for row in rows if row.split()[-5] != "yes"]
+    checked = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True)
+    if checked.returncode != 0:
+        problems.append(f"qpdf --check: {checked.stdout}{checked.stderr}")
+    specs = [s.get_object() for s in root.get("/AF", [])]
+    if not any(s["/AFRelationship"] in ("/Alternative", "/Data") and s["/F"] == "hocba.xml" for s in specs):
+        problems.append("hocba.xml is not an associated file")
+    return problems
+
+
+@pytest.mark.slow
+def test_the_record_is_pdfa_3b_as_far_as_can_be_checked(renders, tmp_path):
+    _, data = renders["five"]
+    assert pdfa_problems(data, tmp_path) == []
+    xmp = PdfReader(io.BytesIO(data)).trailer["/Root"]["/Metadata"].get_object().get_data().decode()
+    content, _ = renders["five"]
+    assert content["pupil"]["full_name"] in xmp  # the XMP repeats the document information (PDF/A asks it)
+
+
 @pytest.mark.slow
 @needs("zbarimg", "pdftoppm")
 @pytest.mark.parametrize("which", ["first", "last"])

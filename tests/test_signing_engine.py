@@ -124,7 +124,7 @@ def test_stamp_shows_role_name_and_local_time_in_vietnamese(signed_record: bytes
     signed_at = validate_pdf(signed_record, []).signatures[0].signing_time
     assert signed_at is not None
     local = signed_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Ho_Chi_Minh"))
-    assert f"Ký ngày {local:%d/%m/%Y %H:%M}" in text
+    assert f"Ký ngày {local:%d/%m/%Y %H:%M} (GMT+7)" in text
 
 
 def test_stamp_glyph_widths_are_in_thousandths_of_an_em(signed_record: bytes) -> None:
@@ -152,7 +152,7 @@ def test_stamp_font_is_rescaled_and_cut_to_vietnamese() -> None:
 def test_stamp_text_normalises_and_formats_local_time() -> None:
     nfd = "Vo\u0303 Thi\u0323 La\u0300i"
     lines = StampText("Hiệu trưởng", nfd).lines(datetime(2025, 5, 28, 3, 12, tzinfo=UTC))
-    assert lines == ["Hiệu trưởng", "Võ Thị Lài", "Ký ngày 28/05/2025 10:12"]
+    assert lines == ["Hiệu trưởng", "Võ Thị Lài", "Ký ngày 28/05/2025 10:12 (GMT+7)"]
 
 
 def test_a_later_modification_breaks_every_signature(signed_record: bytes, demo_pki: DemoPki) -> None:

@@ -18,7 +18,7 @@ from tenants.certificates import KeyKind
 from tenants.models import School, User
 from tenants.roles import Role
 from tenants.scoping import school_scope
-from tests.conftest import csrf_token, finish_jobs, login
+from tests.conftest import csrf_token, finish_jobs, login, worker_env
 from tests.records_factory import assessed_class, generate
 from tests.tools import require
 
@@ -293,7 +293,6 @@ def test_a_usb_token_signs_through_requests_and_the_portal_finishes_the_pdfs(cli
 @pytest.mark.slow
 def test_a_worker_killed_in_the_middle_of_a_batch_leaves_nothing_signed_twice(app, make, ca):
     """On Redis: the worker sealing a school is killed; the batch run again seals the rest, each exactly once."""
-    import os
     import signal
     import sys
     import time
@@ -328,9 +327,7 @@ def test_a_worker_killed_in_the_middle_of_a_batch_leaves_nothing_signed_twice(ap
             return list(db.session.scalars(sa.select(RecordSignature.record_version_id)
                                            .where(RecordSignature.step == "con_dau")))
 
-    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-               JOB_QUEUE=app.config["JOB_QUEUE"], SECRET_KEY=app.config["SECRET_KEY"],
-               PORTAL_INSTANCE_PATH=app.instance_path, SESSION_COOKIE_SECURE="false")
+    env = worker_env(app)
     worker = subprocess.Popen([sys.executable, str(Path(app.root_path).parent / "worker.py")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

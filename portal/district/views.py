@@ -30,8 +30,11 @@ def _school_or_404(code: str) -> School:
 @bp.route("/")
 @require(Permission.VIEW_DISTRICT)
 def schools() -> str:
+    from portal.records import archive
+
     return render_template("district/schools.html", district=services.get_district(),
-                           overview=services.school_overview())
+                           overview=services.school_overview(), archive_due=archive.due_count(),
+                           archive_next=archive.next_run(), archive_last=archive.last_run())
 
 
 @bp.route("/schools/new", methods=["GET", "POST"])

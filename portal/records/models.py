@@ -76,6 +76,11 @@ class RecordVersion(TenantScoped, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The issued PDF's last document (archive) timestamp: its time, when its authority's certificate expires
+    # and its digest algorithm; what `flask records renew-timestamps` selects on (portal/records/archive.py).
+    archive_timestamp_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    archive_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    archive_digest_algorithm: Mapped[str | None] = mapped_column(sa.String(16))
 
     pupil = relationship("Pupil")
     school_class = relationship("SchoolClass")
@@ -122,3 +127,21 @@ class RecordSignature(TenantScoped, db.Model):
 
     def __repr__(self) -> str:
         return f"<RecordSignature version={self.record_version_id} {self.step}>"
+
+
+class ArchiveRenewal(TenantScoped, db.Model):
+    """One renewal of an issued record's archive timestamp: the file before and after.
+
+    The file before stays in storage and stays genuine: a copy a family downloaded earlier is that file.
+    """
+
+    __tablename__ = "record_archive_renewals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_version_id: Mapped[int] = mapped_column(sa.ForeignKey("record_versions.id"), index=True)
+    previous_digest: Mapped[str] = mapped_column(sa.String(64), index=True)
+    new_digest: Mapped[str] = mapped_column(sa.String(64))
+    previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timestamp_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

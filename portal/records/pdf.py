@@ -1,7 +1,9 @@
 """The official printable PDF of a record version (mẫu học bạ) and its HTML preview, from the content dict alone.
 
     render_pdf(content, xml=...)   the PDF: identity page, study history, one page per school year, footers,
-                                   QR codes, three empty signature fields, the XML attached
+                                   QR codes, three empty signature fields, the XML attached (an associated
+                                   file), made as PDF/A-3b (XMP identification, sRGB output intent, every
+                                   font embedded, no encryption): the archival copy and the printable one
     render_html(content)           the same content and page structure as an HTML fragment, for the preview
     signature_boxes(pdf)           where the signature fields are: {field: (page index, (x0, y0, x1, y1))}
     signature_areas(content)       the printed blank boxes those fields sit in, on the last year page
@@ -123,6 +125,7 @@ def render_pdf(content: dict[str, Any], *, xml: bytes | None = None) -> bytes:
     if xml is not None:
         _attach_xml(writer, xml, content["record"]["created_at"])
     _set_metadata(writer, doc, content)
+    _make_pdfa(writer, doc, content)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -694,6 +697,71 @@ def _set_metadata(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any
     # A stable /ID: the same content gives the same file (pypdf would otherwise draw a random one).
     digest = hashlib.md5(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).digest()
     writer._ID = ArrayObject([ByteStringObject(digest), ByteStringObject(digest)])
+
+
+PDFA_XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/">
+   <pdfaid:part>3</pdfaid:part>
+   <pdfaid:conformance>B</pdfaid:conformance>
+  </rdf:Description>
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <dc:format>application/pdf</dc:format>
+   <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{title}</rdf:li></rdf:Alt></dc:title>
+   <dc:creator><rdf:Seq><rdf:li>{author}</rdf:li></rdf:Seq></dc:creator>
+   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{subject}</rdf:li></rdf:Alt></dc:description>
+  </rdf:Description>
+  <rdf:Description rdf:about="" xmlns:pdf="http://ns.adobe.com/pdf/1.3/">
+   <pdf:Producer>{producer}</pdf:Producer>
+   <pdf:Keywords>{keywords}</pdf:Keywords>
+  </rdf:Description>
+  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/">
+   <xmp:CreatorTool>{creator}</xmp:CreatorTool>
+   <xmp:CreateDate>{date}</xmp:CreateDate>
+   <xmp:ModifyDate>{date}</xmp:ModifyDate>
+   <xmp:MetadataDate>{date}</xmp:MetadataDate>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>"""
+
+
+@cache
+def srgb_profile() -> bytes:
+    """An sRGB ICC profile (Pillow's littleCMS), the output intent every page's DeviceRGB colour refers to."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _make_pdfa(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any]) -> None:
+    """What PDF/A-3b asks of the file beyond what it already is (fonts embedded, no encryption, /ID set, the
+    XML an associated file): XMP metadata saying part 3, conformance B, matching the document information,
+    and an sRGB output intent for the device colours xhtml2pdf and ReportLab draw with."""
+    from xml.sax.saxutils import escape
+
+    info = writer.metadata or {}
+    moment = _moment(content["record"]["created_at"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+    xmp = PDFA_XMP.format(title=escape(str(info["/Title"])), author=escape(str(info["/Author"])),
+                          subject=escape(str(info["/Subject"])), producer=escape(str(info["/Producer"])),
+                          keywords=escape(str(info["/Keywords"])), creator=escape(str(info["/Creator"])),
+                          date=moment)
+    metadata = _stream(xmp.encode())
+    metadata[NameObject("/Type")] = NameObject("/Metadata")
+    metadata[NameObject("/Subtype")] = NameObject("/XML")
+    writer._root_object[NameObject("/Metadata")] = writer._add_object(metadata)
+    profile = _stream(srgb_profile())
+    profile[NameObject("/N")] = NumberObject(3)
+    intent = DictionaryObject({
+        NameObject("/Type"): NameObject("/OutputIntent"),
+        NameObject("/S"): NameObject("/GTS_PDFA1"),
+        NameObject("/OutputConditionIdentifier"): TextStringObject("sRGB IEC61966-2.1"),
+        NameObject("/RegistryName"): TextStringObject("http://www.color.org"),
+        NameObject("/Info"): TextStringObject("sRGB IEC61966-2.1"),
+        NameObject("/DestOutputProfile"): writer._add_object(profile),
+    })
+    writer._root_object[NameObject("/OutputIntents")] = ArrayObject([writer._add_object(intent)])
 
 
 def _stream(data: bytes) -> StreamObject:

@@ -7,8 +7,10 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 
+import click
 import sqlalchemy as sa
 from flask import Flask, abort, flash, g, redirect, render_template, stream_with_context, url_for
+from flask.cli import AppGroup
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -39,6 +41,22 @@ CHUNK = 64 * 1024
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     sections.init_app(app)
+    app.cli.add_command(records_cli)
+
+
+records_cli = AppGroup("records", help="Issued records: long-term upkeep.")
+
+
+@records_cli.command("renew-timestamps")
+@click.option("--limit", type=int, default=None, help="records at most (default TIMESTAMP_RENEWAL_BATCH)")
+def renew_timestamps_command(limit: int | None) -> None:
+    """Add a fresh archive timestamp to the issued records whose last one nears expiry (schedule it daily)."""
+    from portal.records import archive
+
+    run = archive.renew_due(limit=limit)
+    click.echo(f"{run.renewed} renewed, {run.failed} failed, {run.still_due} still due")
+    if run.failed:
+        raise SystemExit(1)
 
 
 def _viewable_class(class_id: int) -> SchoolClass:

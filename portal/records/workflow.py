@@ -16,18 +16,20 @@ refused unless all three signatures are intact, valid and trusted and nothing ch
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm
+from flask import current_app
 from flask_babel import gettext as _
 
 from portal import audit, jobs, signing
 from portal.assessment.access import is_homeroom_teacher
 from portal.extensions import db
-from portal.records import services
+from portal.records import archive, services
 from portal.records.models import RecordSignature, RecordStatus, RecordVersion
 from portal.results.services import pupil_sort_key
 from portal.signing import csc, engine, requests
@@ -113,6 +115,7 @@ class Signed:
     version_id: int
     outcome: str  # signed / already / skipped / failed / waiting (asked of the signer's device or phone)
     reason: str = ""
+    service_down: bool = False  # the timestamp authority or a revocation source never answered
 
 
 def sign_batch(school: School, step: Step, version_ids: list[int], *, signer: User, passphrase: str | None = None,
@@ -124,15 +127,46 @@ def sign_batch(school: School, step: Step, version_ids: list[int], *, signer: Us
                                 progress=progress)
     results: list[Signed] = []
     key = certificates.server_key(certificate, passphrase=passphrase)
-    with engine.SigningSession(key, timestamp_url=signing.timestamp_url(),
-                               trust_roots=signing.trust_roots()) as session:
+    with engine.SigningSession(key, timestamp_url=signing.timestamp_url(), trust_roots=signing.trust_roots(),
+                               level=signing.signature_level()) as session:
+        down: Signed | None = None
         for done, version_id in enumerate(version_ids, start=1):
-            results.append(_sign_one(school, step, version_id, signer, certificate,
-                                     lambda pdf, stamp: session.sign_field(pdf, step.field, certify=step.certify,
-                                                                           stamp=stamp)))
+            if down is not None:
+                # The service stayed silent through every attempt for one record: the rest of the batch is
+                # not signed either (rather than waiting as long again for each), and is listed as such.
+                results.append(Signed(version_id, "failed", down.reason, service_down=True))
+            else:
+                results.append(_sign_one(school, step, version_id, signer, certificate,
+                                         lambda pdf, stamp: session.sign_field(
+                                             pdf, step.field, certify=step.certify, stamp=stamp,
+                                             final=_final(step))))
+                down = results[-1] if results[-1].service_down else None
             if progress:
                 progress(done, len(version_ids))
     return results
+
+
+def _final(step: Step) -> bool:
+    """The seal is the record's last signature: it ends with the long-term validation data."""
+    return step.after == RecordStatus.ISSUED
+
+
+def with_retries(operation: Callable[[], bytes]) -> bytes:
+    """`operation()`, tried again (with a growing wait) while the timestamp authority or a revocation source
+    does not answer; the last failure is raised with how many attempts were made."""
+    config = current_app.config
+    attempts = config["SIGNING_SERVICE_ATTEMPTS"]
+    wait = config["SIGNING_SERVICE_RETRY_SECONDS"]
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except engine.ServiceUnavailable as exc:
+            if attempt == attempts:
+                raise engine.ServiceUnavailable(_("%(error)s Đã thử %(n)s lần; hãy thử lại sau.", error=str(exc),
+                                                  n=attempts)) from exc
+            if wait > 0:
+                time.sleep(wait * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 def _sign_one(school: School, step: Step, version_id: int, signer: User, certificate: CertificateFields,
@@ -146,7 +180,8 @@ def _sign_one(school: School, step: Step, version_id: int, signer: User, certifi
         return Signed(version_id, "skipped", _("Học bạ đang ở trạng thái “%(s)s”.", s=version.status.label))
     try:
         source = storage().read(version.current_digest)
-        signed = sign(source, _stamp(school, step, signer, certificate))
+        stamp = _stamp(school, step, signer, certificate)
+        signed = with_retries(lambda: sign(source, stamp))
         commit_signature(version, step, source, signed, signer=signer, certificate=certificate)
         db.session.commit()
     except sa.exc.IntegrityError:
@@ -154,7 +189,7 @@ def _sign_one(school: School, step: Step, version_id: int, signer: User, certifi
         return Signed(version_id, "already")
     except (engine.SigningError, WorkflowError) as exc:
         db.session.rollback()
-        return Signed(version_id, "failed", str(exc))
+        return Signed(version_id, "failed", str(exc), service_down=isinstance(exc, engine.ServiceUnavailable))
     return Signed(version_id, "signed")
 
 
@@ -174,6 +209,8 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
     """Record one step's signature in the current transaction (the caller commits)."""
     if step.after == RecordStatus.ISSUED:
         check_issuable(signed)
+    elif engine.level_at_least(signing.signature_level(), "B-T"):
+        _check_level(signed, "B-T")
     files = storage()
     output = files.put(signed)
     der = certificate.certificate if certificate is not None else certificate_der or b""
@@ -185,6 +222,8 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
         key_kind=(certificate.key_kind.value if certificate is not None else key_kind),
         input_digest=digest_of(source), output_digest=output))
     version.signed_digest = output
+    if step.after == RecordStatus.ISSUED:
+        archive.note_archive_timestamp(version, signed)
     services.set_status(version, step.after, actor=signer)
     db.session.flush()  # the unique (version, step) speaks here, before anything else happens
     audit.record("record.signed", actor=signer, school_id=version.school_id, obj=version,
@@ -195,11 +234,20 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
 
 
 def check_issuable(signed: bytes) -> None:
-    """Refuse to issue unless all three signatures are intact, valid, trusted and nothing changed after."""
+    """Refuse to issue unless all three signatures are intact, valid, trusted and nothing changed after, and
+    the file reaches the configured PAdES level (read from the file, not assumed from the steps)."""
     report = validate_pdf(signed, signing.trust_roots())
     if not report.ok:
         problems = "; ".join(report.problems) if getattr(report, "problems", None) else ""
         raise WorkflowError(_("Tệp sau khi ký không đạt kiểm tra, chưa ban hành: %(p)s", p=problems or "?"))
+    _check_level(signed, signing.signature_level())
+
+
+def _check_level(signed: bytes, minimum: str) -> None:
+    try:
+        engine.check_level(signed, minimum)
+    except engine.BelowLevel as exc:
+        raise WorkflowError(_("Chưa ban hành: %(reason)s", reason=str(exc))) from exc
 
 
 def _supersede_corrected(version: RecordVersion, actor: User | None) -> None:
@@ -288,7 +336,9 @@ def finish_external(request_id: int) -> Signed:
         if version.status != step.before or version.current_digest != state["source"]:
             raise WorkflowError(_("Học bạ đã thay đổi trạng thái trong lúc chờ ký."))
         prepared = engine.PreparedSignature.from_state(state, files.read(state["pdf"]))
-        signed = engine.finish_signature(prepared, request.raw_signature or b"", trust_roots=signing.trust_roots())
+        signed = with_retries(lambda: engine.finish_signature(
+            prepared, request.raw_signature or b"", trust_roots=signing.trust_roots(),
+            level=signing.signature_level(), final=_final(step)))
         commit_signature(version, step, files.read(state["source"]), signed, signer=signer,
                          certificate_der=request.certificate, key_kind=request.kind.value)
         requests.mark_finished(request.id, actor=signer)

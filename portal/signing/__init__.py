@@ -37,5 +37,25 @@ def trust_roots(app: Flask | None = None) -> list[x509.Certificate]:
 
 
 def timestamp_url(app: Flask | None = None) -> str | None:
-    """The RFC 3161 timestamp authority to use, or None."""
-    return (app or current_app).config.get("TIMESTAMP_URL") or None
+    """The RFC 3161 timestamp authority to use: `TIMESTAMP_URL`, else the demo's (with the demo CA), else None."""
+    app = app or current_app
+    if app.config.get("TIMESTAMP_URL"):
+        return app.config["TIMESTAMP_URL"]
+    if not app.config.get("TRUST_ROOTS") and app.config.get("DEMO_PKI_URL"):
+        from portal.signing.pki import TSA_PATH
+
+        return app.config["DEMO_PKI_URL"] + TSA_PATH
+    return None
+
+
+def signature_level(app: Flask | None = None) -> str:
+    """The PAdES level issued records must reach (`SIGNATURE_LEVEL`)."""
+    return (app or current_app).config.get("SIGNATURE_LEVEL") or "B-LTA"
+
+
+def demo_ca(app: Flask | None = None):  # type: ignore[no-untyped-def]
+    """The demo CA of the instance folder, created on first use naming the demo PKI service (`DEMO_PKI_URL`)."""
+    from portal.signing.pki import create_demo_ca
+
+    app = app or current_app
+    return create_demo_ca(pki_folder(app), service_url=app.config.get("DEMO_PKI_URL") or None)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from portal.extensions import db
-from portal.signing import pki, pki_folder, services
+from portal.signing import demo_ca, pki, services
 from tenants.certificates import KeyKind, PersonCertificate
 from tenants.models import Membership, School
 from tenants.roles import Role
@@ -35,7 +35,7 @@ def _title(roles: Iterable[Role]) -> str:
 def build_signing_demo(passphrase: str, *, school_codes: Iterable[str] | None = None,
                        at: datetime | None = None) -> dict[str, int]:
     """Create the demo CA and the missing demo certificates; returns how many of each were created."""
-    ca = pki.create_demo_ca(pki_folder(current_app))
+    ca = demo_ca(current_app)
     created = {"person_certificates": 0, "seal_certificates": 0}
     with all_schools():
         query = sa.select(School).where(School.active.is_(True)).order_by(School.id)

@@ -13,8 +13,21 @@ Three kinds of key:
 What keeps three sequential signatures valid (GVCN -> Hiệu trưởng -> con dấu): all three fields exist
 before the first signature; the first is a certification signature with DocMDP "fill forms" (P=2);
 each field locks itself (FieldMDP INCLUDE its own name). The signing time is the server's clock in
-UTC; an RFC 3161 timestamp is added when a TSA URL is given; validation info (certificates, and
-revocation data where the CA publishes any) is embedded when trust roots are given.
+UTC.
+
+Long-term validation, by PAdES level (`level=`; see `LEVELS`):
+
+- B-B: the signature alone.
+- B-T: every signature carries an RFC 3161 signature timestamp from the authority at `timestamp_url`.
+- B-LT: B-T, and the last signature of the document (`final=True`: the school's seal) ends with the
+  validation data of every signature and of their timestamps (certificates, OCSP responses or CRLs,
+  fetched now; `hard-fail`: an unreachable revocation source stops the signing) in the document's DSS.
+- B-LTA: B-LT, and a document timestamp over the whole file, so that the validation data itself is
+  proven to exist at that time (renewed later by `renew_archive_timestamp`).
+
+`signature_level(pdf)` reads back which level a file reaches: issuing checks the produced file, it does
+not trust that the steps ran. Without `level` the engine does what it did before levels existed: a
+timestamp when a TSA URL is given, validation info (soft-fail) when trust roots are given.
 
 Errors a user may see are `SigningError`s with a Vietnamese message.
 """
@@ -23,9 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
@@ -46,8 +60,15 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, ValidationError
+from pyhanko_certvalidator.errors import (
+    ExpiredError,
+    PathBuildingError,
+    PathValidationError,
+    RevokedError,
+    ValidationError,
+)
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from portal.signing import pki
@@ -55,6 +76,12 @@ from portal.signing.stamp import StampText, stamp_style
 
 MD_ALGORITHM = "sha256"
 STATE_FORMAT = 1
+LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+ARCHIVE_TIMESTAMP_FIELD = "luu_tru"  # the document timestamps' field names start with this
+
+
+def level_at_least(level: str, minimum: str) -> bool:
+    return LEVELS.index(level) >= LEVELS.index(minimum)
 
 
 class SigningError(Exception):
@@ -71,6 +98,14 @@ class FieldProblem(SigningError):
 
 class WrongSignature(SigningError):
     """The raw signature sent back does not verify against the signer's certificate."""
+
+
+class ServiceUnavailable(SigningError):
+    """The timestamp authority or a revocation source (OCSP, CRL) did not answer: worth trying again later."""
+
+
+class BelowLevel(SigningError):
+    """The produced file does not reach the configured PAdES level."""
 
 
 # --- keys on the server --------------------------------------------------------------------------------
@@ -270,20 +305,40 @@ def _reserved_bytes(signer: signers.Signer) -> int:
     return 2 * (certificates + 4096)
 
 
+@functools.lru_cache(maxsize=8)
+def _http_timestamper(url: str) -> HTTPTimeStamper:
+    # One per authority and process: it keeps the dummy token pyHanko sizes every signature with, which
+    # would otherwise cost a second request to the authority per signature. (Without a session of its
+    # own it opens and closes one per request, so it is safe across event loops.)
+    return HTTPTimeStamper(url)
+
+
+def _timestamper(timestamp_url: str | None, level: str | None) -> HTTPTimeStamper | None:
+    if level is None:
+        return _http_timestamper(timestamp_url) if timestamp_url else None
+    if level == "B-B":
+        return None
+    if not timestamp_url:
+        raise SigningError(f"Mức chữ ký {level} cần một máy chủ dấu thời gian nhưng chưa cấu hình "
+                           "(TIMESTAMP_URL).")
+    return _http_timestamper(timestamp_url)
+
+
 async def _prepare(pdf: bytes, field_name: str, signer: signers.Signer, *, certify: bool, stamp: StampText,
-                   timestamp_url: str | None, trust_roots: Sequence[x509.Certificate] | None) -> _Prepared:
+                   timestamp_url: str | None, trust_roots: Sequence[x509.Certificate] | None,
+                   level: str | None = None) -> _Prepared:
     writer = _writer(pdf)
     _find_empty_field(writer, field_name)
     if certify:
         _lock_fields_to_themselves(writer)
     validation_context = None
-    if trust_roots is not None:
+    if trust_roots is not None and level is None:  # with a level, validation data is added by `_complete`
         validation_context = ValidationContext(trust_roots=[_asn1(r) for r in trust_roots], allow_fetching=True)
     meta = signers.PdfSignatureMetadata(
         field_name=field_name, md_algorithm=MD_ALGORITHM, subfilter=fields.SigSeedSubFilter.PADES,
         certify=certify, docmdp_permissions=fields.MDPPerm.FILL_FORMS,
         embed_validation_info=validation_context is not None, validation_context=validation_context)
-    timestamper = HTTPTimeStamper(timestamp_url) if timestamp_url else None
+    timestamper = _timestamper(timestamp_url, level)
     pdf_signer = signers.PdfSigner(meta, signer, timestamper=timestamper, stamp_style=stamp_style())
     session = pdf_signer.init_signing_session(writer, existing_fields_only=True)
     session.system_time = _utcnow()  # the server's clock, in UTC (pyHanko would take the local zone)
@@ -301,11 +356,167 @@ async def _prepare(pdf: bytes, field_name: str, signer: signers.Signer, *, certi
     return _Prepared(tbs, digest, output, attributes, tbs.post_sign_instructions)
 
 
-async def _sign(pdf: bytes, field_name: str, signer: signers.Signer, **options: Any) -> bytes:
-    prepared = await _prepare(pdf, field_name, signer, **options)
-    post = await prepared.tbs.perform_signature(prepared.digest.document_digest, prepared.attributes)
-    await post.post_signature_processing(prepared.output)
-    return prepared.output.getvalue()
+async def _sign(pdf: bytes, field_name: str, signer: signers.Signer, *, final: bool = False,
+                **options: Any) -> bytes:
+    level = options.get("level")
+    try:
+        prepared = await _prepare(pdf, field_name, signer, **options)
+        post = await prepared.tbs.perform_signature(prepared.digest.document_digest, prepared.attributes)
+        await post.post_signature_processing(prepared.output)
+    except TimestampRequestError as exc:
+        raise _tsa_down(options.get("timestamp_url"), exc) from exc
+    signed = prepared.output.getvalue()
+    if final and level is not None and level_at_least(level, "B-LT"):
+        signed = await _complete(signed, level, options["timestamp_url"], options.get("trust_roots") or [])
+    return signed
+
+
+def _tsa_down(url: str | None, exc: BaseException) -> ServiceUnavailable:
+    return ServiceUnavailable(f"Máy chủ dấu thời gian ({url}) không trả lời hoặc trả lời lỗi, nên chưa ký được "
+                              f"({type(exc).__name__}).")
+
+
+# --- long-term validation: validation data and document timestamps ---------------------------------------------
+
+
+FETCH_TIMEOUT_SECONDS = 10
+
+
+@asynccontextmanager
+async def _long_term_context(trust_roots: Sequence[x509.Certificate]) -> AsyncIterator[ValidationContext]:
+    """A validation context that fetches revocation data, its HTTP session closed at the end.
+
+    hard-fail: a certificate whose revocation status cannot be learnt stops the operation, rather than
+    giving a file that claims long-term validity and lacks what proves it.
+    """
+    from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+
+    backend = AIOHttpFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS)
+    try:
+        yield ValidationContext(trust_roots=[_asn1(r) for r in trust_roots], allow_fetching=True,
+                                revocation_mode="hard-fail", fetcher_backend=backend)
+    finally:
+        await backend.close()
+
+
+def _revinfo_down(name: str, exc: BaseException) -> ServiceUnavailable:
+    return ServiceUnavailable(f"Không lấy được thông tin thu hồi (OCSP/CRL) của chứng thư số {name}, hoặc chứng "
+                              f"thư số không còn hiệu lực ({type(exc).__name__}: {exc}).")
+
+
+async def _collect(embedded_signatures: Sequence[Any], context: ValidationContext) -> list[Any]:
+    """The validation paths of the given signatures and of their timestamps (revocation data lands in
+    `context`)."""
+    from pyhanko.sign.validation.dss import collect_validation_info
+
+    paths: list[Any] = []
+    for embedded in embedded_signatures:
+        name = embedded.signer_cert.subject.native.get("common_name", embedded.field_name)
+        try:
+            paths.extend(await collect_validation_info(embedded, context))
+        except RevokedError as exc:
+            raise CertificateNotUsable(f"Chứng thư số của {name} đã bị thu hồi.") from exc
+        except ExpiredError as exc:
+            raise CertificateNotUsable(f"Chứng thư số của {name} đã hết hạn.") from exc
+        except (PathBuildingError, PathValidationError, ValidationError, OSError) as exc:
+            raise _revinfo_down(name, exc) from exc
+    return paths
+
+
+async def _stamp_document(writer: IncrementalPdfFileWriter, paths: list[Any], context: ValidationContext,
+                          timestamp_url: str | None) -> bytes:
+    """The DSS (with `paths` and what `context` fetched) and, over the whole file, a document timestamp."""
+    from pyhanko.sign.signers.pdf_signer import TimestampDSSContentSettings
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    DocumentSecurityStore.supply_dss_in_writer(writer, None, paths=paths, validation_context=context,
+                                               embed_roots=False)
+    timestamper = _timestamper(timestamp_url, "B-LTA")
+    assert timestamper is not None
+    stamper = signers.PdfTimeStamper(timestamper, field_name=_next_timestamp_field(writer.prev))
+    output = BytesIO()
+    # The timestamp authority's own validation data goes in before the timestamp, so that the timestamp
+    # covers the whole file (nothing unsigned after it).
+    settings = TimestampDSSContentSettings(update_before_ts=True, include_vri=False)
+    try:
+        await stamper.async_timestamp_pdf(writer, MD_ALGORITHM, context, output=output, embed_roots=False,
+                                          dss_settings=settings)
+    except TimestampRequestError as exc:
+        raise _tsa_down(timestamp_url, exc) from exc
+    except (PathBuildingError, PathValidationError, ValidationError, OSError) as exc:
+        raise _revinfo_down("của máy chủ dấu thời gian", exc) from exc
+    return output.getvalue()
+
+
+async def _complete(pdf: bytes, level: str, timestamp_url: str | None,
+                    trust_roots: Sequence[x509.Certificate]) -> bytes:
+    """Add the validation data of every signature to the DSS (B-LT) and a document timestamp (B-LTA)."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    async with _long_term_context(trust_roots) as context:
+        reader = PdfFileReader(BytesIO(pdf), strict=False)
+        paths = await _collect(reader.embedded_signatures, context)
+        writer = _writer(pdf)
+        if level == "B-LTA":
+            return await _stamp_document(writer, paths, context, timestamp_url)
+        DocumentSecurityStore.supply_dss_in_writer(writer, None, paths=paths, validation_context=context,
+                                                   embed_roots=False)
+        output = BytesIO()
+        writer.write(output)
+        return output.getvalue()
+
+
+def _next_timestamp_field(reader: Any) -> str:
+    taken = {name for name, _value, _ref in fields.enumerate_sig_fields(reader, filled_status=None)}
+    number = 1
+    while f"{ARCHIVE_TIMESTAMP_FIELD}_{number}" in taken:
+        number += 1
+    return f"{ARCHIVE_TIMESTAMP_FIELD}_{number}"
+
+
+def complete_long_term(pdf: bytes, *, level: str, timestamp_url: str | None,
+                       trust_roots: Sequence[x509.Certificate]) -> bytes:
+    """The final steps of B-LT/B-LTA on a signed PDF (what the seal's signing ends with)."""
+    if not level_at_least(level, "B-LT"):
+        return pdf
+    return asyncio.run(_complete(pdf, level, timestamp_url, trust_roots))
+
+
+def renew_archive_timestamp(pdf: bytes, *, timestamp_url: str | None,
+                            trust_roots: Sequence[x509.Certificate]) -> bytes:
+    """A fresh document timestamp, after the validation data of the last one (PAdES B-LTA renewal).
+
+    The last document timestamp's certificate is validated now (its revocation data fetched and embedded),
+    then a new timestamp covers the whole file: the chain of proofs goes on past the old TSA certificate's
+    expiry or its algorithm's retirement.
+    """
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    async def run() -> bytes:
+        async with _long_term_context(trust_roots) as context:
+            reader = PdfFileReader(BytesIO(pdf), strict=False)
+            previous = reader.embedded_timestamp_signatures[-1:]
+            paths = await _collect(previous, context)
+            return await _stamp_document(_writer(pdf), paths, context, timestamp_url)
+
+    return asyncio.run(run())
+
+
+def last_archive_timestamp(pdf: bytes) -> tuple[datetime, datetime, str] | None:
+    """(time, expiry of the TSA certificate, digest algorithm) of the file's last document timestamp."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.general import extract_certificate_info
+
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    stamps = reader.embedded_timestamp_signatures
+    if not stamps:
+        return None
+    last = stamps[-1]
+    info = last.signed_data["encap_content_info"]["content"].parsed
+    certificate = extract_certificate_info(last.signed_data).signer_cert
+    return info["gen_time"].native, certificate.not_valid_after, info["message_imprint"]["hash_algorithm"][
+        "algorithm"].native
 
 
 class SigningSession:
@@ -317,8 +528,9 @@ class SigningSession:
     """
 
     def __init__(self, key: ServerKey, *, timestamp_url: str | None = None,
-                 trust_roots: Sequence[x509.Certificate] | None = None) -> None:
+                 trust_roots: Sequence[x509.Certificate] | None = None, level: str | None = None) -> None:
         self.key = key
+        self.level = level
         self.timestamp_url = timestamp_url or None
         self.trust_roots = list(trust_roots) if trust_roots is not None else None
         self._opened: AbstractContextManager[signers.Signer] | None = None
@@ -337,27 +549,34 @@ class SigningSession:
         self._opened.__exit__(*exc)  # type: ignore[arg-type]
         self._opened = self._signer = self._loop = None
 
-    def sign_field(self, pdf: bytes, field_name: str, *, certify: bool, stamp: StampText) -> bytes:
-        """The PDF with `field_name` signed (an incremental update; earlier signatures stay valid)."""
+    def sign_field(self, pdf: bytes, field_name: str, *, certify: bool, stamp: StampText,
+                   final: bool = False) -> bytes:
+        """The PDF with `field_name` signed (an incremental update; earlier signatures stay valid).
+
+        `final`: the document's last signature, which ends with the long-term validation data at B-LT/B-LTA.
+        """
         if self._signer is None or self._loop is None:
             raise RuntimeError("use the session inside a `with` block")
-        return self._loop.run_until_complete(self._sign(pdf, field_name, certify=certify, stamp=stamp))
+        return self._loop.run_until_complete(self._sign(pdf, field_name, certify=certify, stamp=stamp,
+                                                        final=final))
 
-    async def _sign(self, pdf: bytes, field_name: str, *, certify: bool, stamp: StampText) -> bytes:
+    async def _sign(self, pdf: bytes, field_name: str, *, certify: bool, stamp: StampText,
+                    final: bool = False) -> bytes:
         signer = self._signer
         assert signer is not None
         if hasattr(signer, "ensure_objects_loaded"):
             await signer.ensure_objects_loaded()  # PKCS#11: the certificate comes from the token
         await _check_certificate(signer.signing_cert, list(signer.cert_registry), trust_roots=self.trust_roots)
         return await _sign(pdf, field_name, signer, certify=certify, stamp=stamp, timestamp_url=self.timestamp_url,
-                           trust_roots=self.trust_roots)
+                           trust_roots=self.trust_roots, level=self.level, final=final)
 
 
 def sign_field(pdf: bytes, field: str, key: ServerKey, *, certify: bool, stamp: StampText,
-               timestamp_url: str | None = None, trust_roots: Sequence[x509.Certificate] | None = None) -> bytes:
+               timestamp_url: str | None = None, trust_roots: Sequence[x509.Certificate] | None = None,
+               level: str | None = None, final: bool = False) -> bytes:
     """Sign one field with a server key (for many records, keep a `SigningSession` open instead)."""
-    with SigningSession(key, timestamp_url=timestamp_url, trust_roots=trust_roots) as session:
-        return session.sign_field(pdf, field, certify=certify, stamp=stamp)
+    with SigningSession(key, timestamp_url=timestamp_url, trust_roots=trust_roots, level=level) as session:
+        return session.sign_field(pdf, field, certify=certify, stamp=stamp, final=final)
 
 
 # --- interrupted signing: keys elsewhere -----------------------------------------------------------------------
@@ -479,7 +698,8 @@ def verify_raw_signature(prepared: PreparedSignature, raw_signature: bytes) -> b
 
 
 def finish_signature(prepared: PreparedSignature, raw_signature: bytes, *,
-                     trust_roots: Sequence[x509.Certificate] | None = None) -> bytes:
+                     trust_roots: Sequence[x509.Certificate] | None = None, level: str | None = None,
+                     final: bool = False) -> bytes:
     """The signed PDF: the raw signature (checked first) put into the prepared PDF.
 
     Works in any process, any time after `prepare_signature`. Finishing twice with the same answer gives
@@ -490,7 +710,7 @@ def finish_signature(prepared: PreparedSignature, raw_signature: bytes, *,
     certificate = x509.load_der_x509_certificate(prepared.certificate)
     chain = [x509.load_der_x509_certificate(c) for c in prepared.chain]
     signer = _external_signer(certificate, chain, value)
-    timestamper = HTTPTimeStamper(prepared.timestamp_url) if prepared.timestamp_url else None
+    timestamper = _timestamper(prepared.timestamp_url, level)
 
     async def run() -> bytes:
         signed_attrs = cms.CMSAttributes.load(prepared.to_be_signed)
@@ -505,8 +725,15 @@ def finish_signature(prepared: PreparedSignature, raw_signature: bytes, *,
             raise SigningError("Chữ ký nhận về quá dài so với chỗ đã dành trong tệp PDF.") from exc
         return output.getvalue()
 
-    signed = asyncio.run(run())
-    if trust_roots is not None:
+    try:
+        signed = asyncio.run(run())
+    except TimestampRequestError as exc:
+        raise _tsa_down(prepared.timestamp_url, exc) from exc
+    if level is not None:
+        if final and level_at_least(level, "B-LT"):
+            signed = complete_long_term(signed, level=level, timestamp_url=prepared.timestamp_url,
+                                        trust_roots=trust_roots or [])
+    elif trust_roots is not None:
         signed = embed_validation_info(signed, prepared.field_name, trust_roots)
     return signed
 
@@ -524,3 +751,82 @@ def embed_validation_info(pdf: bytes, field: str, trust_roots: Sequence[x509.Cer
     output = BytesIO()
     add_validation_info(embedded, context, in_place=False, output=output)
     return output.getvalue()
+
+
+# --- what a file reaches ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LevelReport:
+    """Which PAdES level a file reaches, and why not the next one (a Vietnamese sentence)."""
+
+    level: str | None  # None: not even B-B (no signature)
+    missing: str = ""
+
+
+def _has_signature_timestamp(embedded: Any) -> bool:
+    unsigned = embedded.signer_info["unsigned_attrs"]
+    return bool(unsigned) and any(a["type"].native == "signature_time_stamp_token" for a in unsigned)
+
+
+def _covered_by_revinfo(cert: asn1_x509.Certificate, ocsp_serials: set[int], crl_issuers: set[bytes]) -> bool:
+    return cert.serial_number in ocsp_serials or cert.issuer.dump() in crl_issuers
+
+
+def signature_level(pdf: bytes) -> LevelReport:
+    """The PAdES baseline level `pdf` reaches, read from the file itself.
+
+    B-T: every signature carries a signature timestamp. B-LT: also the DSS holds revocation data (an OCSP
+    response for the certificate, or a CRL of its issuer) for every signer's and every timestamp
+    authority's certificate. B-LTA: also the last revision is a document timestamp over the whole file.
+    """
+    from asn1crypto import crl as asn1_crl
+    from asn1crypto import ocsp as asn1_ocsp
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.general import extract_certificate_info
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+    from pyhanko.sign.validation.errors import ValidationInfoReadingError
+    from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    signatures = [s for s in reader.embedded_signatures if s.sig_object_type == "/Sig"]
+    if not signatures:
+        return LevelReport(None, "Tệp không có chữ ký số.")
+    untimed = [s.field_name for s in signatures if not _has_signature_timestamp(s)]
+    if untimed:
+        return LevelReport("B-B", f"Chữ ký ở ô {', '.join(untimed)} không có dấu thời gian.")
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except ValidationInfoReadingError:
+        return LevelReport("B-T", "Tệp không có kho dữ liệu xác thực (DSS).")
+    ocsp_serials: set[int] = set()
+    crl_issuers: set[bytes] = set()
+    for ref in dss.ocsps:
+        basic = asn1_ocsp.OCSPResponse.load(ref.get_object().data).basic_ocsp_response
+        ocsp_serials.update(single["cert_id"]["serial_number"].native
+                            for single in basic["tbs_response_data"]["responses"])
+    for ref in dss.crls:
+        crl_issuers.add(asn1_crl.CertificateList.load(ref.get_object().data).issuer.dump())
+    for embedded in signatures:
+        certs = [embedded.signer_cert]
+        for tst in extract_tst_data_iter(embedded.signer_info, signed=False):
+            certs.append(extract_certificate_info(tst).signer_cert)
+        for cert in certs:
+            if not _covered_by_revinfo(cert, ocsp_serials, crl_issuers):
+                name = cert.subject.native.get("common_name", "?")
+                return LevelReport("B-T", f"Kho dữ liệu xác thực thiếu thông tin thu hồi của chứng thư số {name}.")
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+
+    last = reader.embedded_signatures[-1]
+    if last.sig_object_type != "/DocTimeStamp" or \
+            last.evaluate_signature_coverage() != SignatureCoverageLevel.ENTIRE_FILE:
+        return LevelReport("B-LT", "Tệp không kết thúc bằng một dấu thời gian tài liệu.")
+    return LevelReport("B-LTA")
+
+
+def check_level(pdf: bytes, minimum: str) -> None:
+    """`BelowLevel` (a Vietnamese message) unless `pdf` reaches `minimum`."""
+    report = signature_level(pdf)
+    if report.level is None or not level_at_least(report.level, minimum):
+        raise BelowLevel(f"Tệp đã ký chỉ đạt mức {report.level or 'không có chữ ký'}, chưa đạt mức {minimum} đã "
+                         f"cấu hình: {report.missing}")

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KeyType = Literal["ec", "rsa"]
@@ -33,8 +33,21 @@ DEMO_ISSUING_NAME = DEMO_MARK
 DEMO_ROOT_UNIT = "CA gốc (root)"
 DEMO_ISSUING_UNIT = "CA cấp chứng thư (issuing)"
 ROOT_FILE = "demo-root-ca.pem"
+ROOT_KEY_FILE = "demo-root-ca-key.pem"
 ISSUING_FILE = "demo-issuing-ca.pem"
 ISSUING_KEY_FILE = "demo-issuing-ca-key.pem"
+TSA_FILE = "demo-tsa.pem"
+TSA_KEY_FILE = "demo-tsa-key.pem"
+SERVICE_URL_FILE = "demo-service-url.txt"
+REVOKED_FILE = "demo-revoked.txt"
+DEMO_TSA_NAME = "KHÔNG DÙNG THẬT – Dấu thời gian thử nghiệm"
+# Where the demo CA's services answer, relative to its service address (standins/pki serves them).
+OCSP_PATH = "/ocsp"
+TSA_PATH = "/tsa"
+ROOT_CRL_PATH = "/crl/root.crl"
+ISSUING_CRL_PATH = "/crl/issuing.crl"
+ROOT_CERT_PATH = "/certs/root.cer"
+ISSUING_CERT_PATH = "/certs/issuing.cer"
 ROLE_TITLES = {"gvcn": "Giáo viên chủ nhiệm", "hieu_truong": "Hiệu trưởng"}
 
 
@@ -90,6 +103,25 @@ def _ca_usage() -> x509.KeyUsage:
                          encipher_only=False, decipher_only=False)
 
 
+def _revocation_pointers(builder: x509.CertificateBuilder, service_url: str | None, *, crl_path: str,
+                         issuer_path: str, ocsp: bool = True) -> x509.CertificateBuilder:
+    """Where a relying party finds the certificate's revocation status (OCSP, CRL) and its issuer.
+
+    Without them a validator cannot tell a revoked certificate from a good one, and long-term validation
+    (PAdES B-LT) has nothing to embed. A CA certificate names only its issuer's CRL, as public CAs do.
+    """
+    if not service_url:
+        return builder
+    base = service_url.rstrip("/")
+    access = [x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                     x509.UniformResourceIdentifier(base + OCSP_PATH))] if ocsp else []
+    access.append(x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                         x509.UniformResourceIdentifier(base + issuer_path)))
+    points = [x509.DistributionPoint([x509.UniformResourceIdentifier(base + crl_path)], None, None, None)]
+    return (builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+            .add_extension(x509.CRLDistributionPoints(points), critical=False))
+
+
 def _signer_usage() -> x509.KeyUsage:
     return x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
@@ -135,6 +167,10 @@ class DemoCA:
     root: x509.Certificate
     issuing: x509.Certificate
     issuing_key: PrivateKey
+    # Kept (demo only) so that the CRL covering the issuing CA can be signed; None when not kept.
+    root_key: PrivateKey | None = field(default=None, repr=False)
+    # The address of the CA's OCSP, CRL and timestamp service, written into every certificate it issues.
+    service_url: str | None = None
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -148,15 +184,39 @@ class DemoCA:
         start = not_before or _utcnow() - dt.timedelta(hours=1)
         end = not_after or start + dt.timedelta(days=days)
         aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(self.issuing_key.public_key())
-        certificate = (_builder(subject, self.issuing.subject, key.public_key(), start, end)
-                       .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                       .add_extension(_signer_usage(), critical=True)
-                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-                       .add_extension(aki, critical=False)
-                       .add_extension(x509.CertificatePolicies([x509.PolicyInformation(
-                           x509.ObjectIdentifier("2.25.1337"), [x509.UserNotice(None, DEMO_MARK)])]), critical=False)
-                       .sign(self.issuing_key, hashes.SHA256()))
-        return IssuedCertificate(key, certificate, self.chain)
+        builder = (_builder(subject, self.issuing.subject, key.public_key(), start, end)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(_signer_usage(), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+                   .add_extension(aki, critical=False)
+                   .add_extension(x509.CertificatePolicies([x509.PolicyInformation(
+                       x509.ObjectIdentifier("2.25.1337"), [x509.UserNotice(None, DEMO_MARK)])]), critical=False))
+        builder = _revocation_pointers(builder, self.service_url, crl_path=ISSUING_CRL_PATH,
+                                       issuer_path=ISSUING_CERT_PATH)
+        return IssuedCertificate(key, builder.sign(self.issuing_key, hashes.SHA256()), self.chain)
+
+    def issue_tsa(self, *, days: int = 5 * 365, not_before: dt.datetime | None = None,
+                  not_after: dt.datetime | None = None) -> IssuedCertificate:
+        """A timestamp authority's certificate (extended key usage timeStamping, critical, as RFC 3161 asks).
+
+        RSA: the token signer the stand-in uses (pyHanko's) signs with RSA only.
+        """
+        key = new_key("rsa")
+        start = not_before or _utcnow() - dt.timedelta(hours=1)
+        end = not_after or start + dt.timedelta(days=days)
+        usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                              encipher_only=False, decipher_only=False)
+        builder = (_builder(_name(DEMO_TSA_NAME, organisation="Học bạ số", unit=DEMO_MARK), self.issuing.subject,
+                            key.public_key(), start, end)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(usage, critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.issuing_key.public_key()),
+                                  critical=False))
+        builder = _revocation_pointers(builder, self.service_url, crl_path=ISSUING_CRL_PATH,
+                                       issuer_path=ISSUING_CERT_PATH)
+        return IssuedCertificate(key, builder.sign(self.issuing_key, hashes.SHA256()), self.chain)
 
     def issue_person(self, full_name: str, *, title: str, organisation: str, locality: str = "",
                      **options: object) -> IssuedCertificate:
@@ -172,8 +232,13 @@ class DemoCA:
 
 
 def create_ca(*, key_type: KeyType = "ec", root_name: str = DEMO_ROOT_NAME,
-              issuing_name: str = DEMO_ISSUING_NAME) -> DemoCA:
-    """A fresh root and issuing CA in memory (the root's key is not kept: it only signs the issuing CA)."""
+              issuing_name: str = DEMO_ISSUING_NAME, service_url: str | None = None) -> DemoCA:
+    """A fresh root and issuing CA in memory.
+
+    With `service_url` (where standins/pki answers), the issuing CA and every certificate it issues name
+    that service's OCSP responder and CRLs, and the root's key is kept to sign the CRL covering the
+    issuing CA; without, certificates carry no revocation pointers (enough below PAdES B-LT).
+    """
     root_key, issuing_key = new_key(key_type), new_key(key_type)
     now = _utcnow() - dt.timedelta(days=1)
     root_subject = _name(root_name, organisation="Học bạ số", unit=DEMO_ROOT_UNIT)
@@ -187,33 +252,89 @@ def create_ca(*, key_type: KeyType = "ec", root_name: str = DEMO_ROOT_NAME,
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                .add_extension(_ca_usage(), critical=True)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
-                              critical=False)
-               .sign(root_key, hashes.SHA256()))
-    return DemoCA(root, issuing, issuing_key)
+                              critical=False))
+    issuing = _revocation_pointers(issuing, service_url, crl_path=ROOT_CRL_PATH, issuer_path=ROOT_CERT_PATH,
+                                   ocsp=False)
+    return DemoCA(root, issuing.sign(root_key, hashes.SHA256()), issuing_key,
+                  root_key=root_key if service_url else None, service_url=service_url)
 
 
-def create_demo_ca(folder: Path, *, key_type: KeyType = "ec") -> DemoCA:
-    """The demo CA of `folder`: created there on the first call, read back on every later one."""
+def _write_key(path: Path, key: PrivateKey) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+
+
+def _read_key(path: Path) -> PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    return key
+
+
+def create_demo_ca(folder: Path, *, key_type: KeyType = "ec", service_url: str | None = None) -> DemoCA:
+    """The demo CA of `folder`: created there on the first call, read back on every later one.
+
+    With `service_url` the CA names its OCSP/CRL service in what it issues and gets a timestamp
+    authority certificate (`demo-tsa.pem`): what standins/pki serves from this folder.
+    """
     folder = Path(folder)
     if (folder / ISSUING_KEY_FILE).exists():
         return load_demo_ca(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ca = create_ca(key_type=key_type)
+    ca = create_ca(key_type=key_type, service_url=service_url)
     (folder / ROOT_FILE).write_bytes(ca.root.public_bytes(serialization.Encoding.PEM))
     (folder / ISSUING_FILE).write_bytes(ca.issuing.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(folder / ISSUING_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(ca.issuing_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    if service_url:
+        assert ca.root_key is not None
+        _write_key(folder / ROOT_KEY_FILE, ca.root_key)
+        tsa = ca.issue_tsa()
+        (folder / TSA_FILE).write_bytes(tsa.certificate_pem())
+        _write_key(folder / TSA_KEY_FILE, tsa.key)
+        (folder / SERVICE_URL_FILE).write_text(service_url.rstrip("/") + "\n")
+    # The issuing key last: its presence is what says the folder holds a complete CA.
+    _write_key(folder / ISSUING_KEY_FILE, ca.issuing_key)
     return ca
 
 
 def load_demo_ca(folder: Path) -> DemoCA:
     folder = Path(folder)
-    key = serialization.load_pem_private_key((folder / ISSUING_KEY_FILE).read_bytes(), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    root_key = _read_key(folder / ROOT_KEY_FILE) if (folder / ROOT_KEY_FILE).exists() else None
+    url_file = folder / SERVICE_URL_FILE
     return DemoCA(x509.load_pem_x509_certificate((folder / ROOT_FILE).read_bytes()),
-                  x509.load_pem_x509_certificate((folder / ISSUING_FILE).read_bytes()), key)
+                  x509.load_pem_x509_certificate((folder / ISSUING_FILE).read_bytes()),
+                  _read_key(folder / ISSUING_KEY_FILE), root_key=root_key,
+                  service_url=url_file.read_text().strip() if url_file.exists() else None)
+
+
+def load_demo_tsa(folder: Path) -> IssuedCertificate | None:
+    """The demo timestamp authority's key and certificate, when the demo CA of `folder` has one."""
+    folder = Path(folder)
+    if not (folder / TSA_KEY_FILE).exists():
+        return None
+    ca = load_demo_ca(folder)
+    return IssuedCertificate(_read_key(folder / TSA_KEY_FILE),
+                             x509.load_pem_x509_certificate((folder / TSA_FILE).read_bytes()), ca.chain)
+
+
+def revoke(folder: Path, certificate: x509.Certificate, *, at: dt.datetime | None = None) -> None:
+    """Mark a certificate of the demo CA revoked: its OCSP answers and CRL say so from then on."""
+    moment = (at or _utcnow()).astimezone(dt.UTC).replace(microsecond=0)
+    with (Path(folder) / REVOKED_FILE).open("a") as handle:
+        handle.write(f"{certificate.serial_number:x} {moment.isoformat()}\n")
+
+
+def revoked_serials(folder: Path) -> dict[int, dt.datetime]:
+    """Serial number -> revocation time, of the certificates `revoke` marked."""
+    path = Path(folder) / REVOKED_FILE
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            serial, moment = line.split()
+            found[int(serial, 16)] = dt.datetime.fromisoformat(moment)
+    return found
 
 
 # --- reading what people bring ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     Hiệu trưởng
     Võ Thị Lài
-    Ký ngày 28/05/2025 10:12
+    Ký ngày 28/05/2025 10:12 (GMT+7)
 
 The font is `static/fonts/stamp-serif.ttf`, built once by `build_stamp_font.py` (rescaled to 1000
 units per em and cut down to Vietnamese; see there why). The same font size goes to the font engine
@@ -48,11 +48,21 @@ class StampText:
         local = signed_at.astimezone(ZoneInfo(self.timezone)) if signed_at.tzinfo else signed_at.replace(
             tzinfo=UTC).astimezone(ZoneInfo(self.timezone))
         return {"role": _clean(self.role), "name": _clean(self.name),
-                "signed": f"Ký ngày {local:%d/%m/%Y %H:%M}"}
+                "signed": f"Ký ngày {local:%d/%m/%Y %H:%M} ({gmt_offset(local)})"}
 
     def lines(self, signed_at: datetime) -> list[str]:
         values = self.params(signed_at)
         return [values["role"], values["name"], values["signed"]]
+
+
+def gmt_offset(moment: datetime) -> str:
+    """The zone of an aware time as a reader of a printed record knows it: GMT+7, GMT+5:30, GMT."""
+    offset = moment.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    if minutes == 0:
+        return "GMT"
+    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
+    return f"GMT{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
 
 def _clean(text: str) -> str:
