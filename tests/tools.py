@@ -23,6 +23,7 @@ PACKAGES = {
     "softhsm2-util": "softhsm2",
     "pkcs11-tool": "opensc",
     "qpdf": "qpdf",
+    "openssl": "openssl",
 }
 
 # SoftHSM's PKCS#11 module lives in a different folder on each distribution: search the usual ones.

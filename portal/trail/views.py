@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from portal import audit, jobs
 from portal.extensions import db
 from portal.school.forms import ActionForm
-from portal.trail import tasks  # noqa: F401 - importing registers the export task
+from portal.trail import models, tasks  # noqa: F401 - importing registers the models and the export task
 from tenants.access import district_blueprint, require, school_blueprint
 from tenants.roles import Permission
 
@@ -20,6 +20,7 @@ PAGE_SIZE = 50
 def init_app(app: Flask) -> None:
     app.register_blueprint(school_bp)
     app.register_blueprint(district_bp)
+    app.cli.add_command(tasks.cli)
 
 
 def _page(school_id: int | None) -> dict[str, object]:
