@@ -8,11 +8,12 @@ Those walls stop the portal, not whoever controls the database. So the trail is 
 one chain per school and one for the district (entries with no school). When an entry is flushed it
 takes the next position (`seq`) of its chain, the hash of the entry before it (`prev_hash`) and the
 SHA-256 of its own canonical content, that previous hash included (`entry_hash`). The chain's head
-row (`audit_chain_heads`) is locked for the rest of the transaction (SELECT ... FOR UPDATE on
-PostgreSQL; SQLite has one writer at a time anyway), so two writers can never claim the same
-predecessor, and a unique (chain, seq) stops it even if the lock were bypassed. Deleting, editing or
-re-ordering an entry afterwards breaks a link that `portal.trail.chain.verify_chain` finds, and the
-district's signed checkpoints (`portal.trail`) pin the heads so a rewritten chain shows too.
+row (`audit_chain_heads`) is locked for the rest of the transaction (by an UPDATE of the row that
+also takes the entries' ids, one round trip; SQLite has one writer at a time anyway), so two writers
+can never claim the same predecessor, and a unique (chain, seq) stops it even if the lock were
+bypassed. Deleting, editing or re-ordering an entry afterwards breaks a link that
+`portal.trail.services.verify_chains` names, and the district's signed checkpoints pin the heads, so
+that a chain rewritten and re-hashed from some entry on shows too.
 
 The head stays locked until the transaction ends: a job that records many entries commits per item.
 """
@@ -166,52 +167,48 @@ def _chain_new_entries(session: Session, flush_context: object, instances: objec
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
     # Always the same order of locks, so two transactions writing to two chains cannot deadlock.
-    heads = {chain: _lock_head(connection, chain, by_chain[chain][0].school_id, postgres) for chain in sorted(by_chain)}
-    # The id is part of the hash, so it is taken now, while the heads are locked: within a chain, ids
-    # then grow with the position.
-    for entry, entry_id in zip(new, _new_ids(connection, len(new), postgres), strict=True):
-        entry.id = entry_id
+    claims = {chain: _claim(connection, chain, chained, postgres) for chain, chained in sorted(by_chain.items())}
+    if not postgres:  # every head is locked (SQLite: the whole database): the next ids are ours
+        first = (connection.scalar(sa.select(sa.func.max(AuditEntry.__table__.c.id))) or 0) + 1
+        for entry_id, entry in enumerate(new, start=first):
+            entry.id = entry_id
     table = AuditChainHead.__table__
     for chain, chained in by_chain.items():
-        seq, prev = heads[chain]
+        seq, prev = claims[chain]
         for entry in chained:
             _fill_defaults(entry)
             seq += 1
             entry.chain, entry.seq, entry.prev_hash = chain, seq, prev
             entry.entry_hash = prev = hash_fields(entry.chained_fields())
         connection.execute(table.update().where(table.c.chain == chain)
-                           .values(seq=seq, head_hash=prev, last_entry_id=chained[-1].id))
+                           .values(head_hash=prev, last_entry_id=chained[-1].id))
 
 
-def _lock_head(connection: sa.Connection, chain: str, school_id: int | None, postgres: bool) -> tuple[int, str]:
-    """The chain's (seq, head hash), its head row locked until the transaction ends (created if new)."""
-    heads = AuditChainHead.__table__
-    if not postgres:  # take SQLite's write lock before reading anything the chain depends on
-        connection.execute(heads.update().where(heads.c.chain == chain).values(seq=heads.c.seq))
-    head = _locked_head(connection, chain, postgres)
+# One round trip locks the head, moves its position on and takes the entries' ids: RETURNING runs
+# once the row is locked, so within a chain the ids grow with the position (the id is hashed too).
+_CLAIM_POSTGRES = sa.text(
+    "UPDATE audit_chain_heads SET seq = seq + :n WHERE chain = :chain RETURNING seq - :n AS seq, head_hash, "
+    "ARRAY(SELECT nextval(pg_get_serial_sequence('audit_entries', 'id')) FROM generate_series(1, :n)) AS ids")
+_CLAIM_SQLITE = sa.text(
+    "UPDATE audit_chain_heads SET seq = seq + :n WHERE chain = :chain RETURNING seq - :n AS seq, head_hash")
+
+
+def _claim(connection: sa.Connection, chain: str, entries: list[AuditEntry], postgres: bool) -> tuple[int, str]:
+    """Lock the chain's head until the transaction ends (creating it for a new chain); its (seq, hash)."""
+    params = {"n": len(entries), "chain": chain}
+    statement = _CLAIM_POSTGRES if postgres else _CLAIM_SQLITE
+    head = connection.execute(statement, params).first()
     if head is None:
+        heads = AuditChainHead.__table__
         insert = (postgresql.insert if postgres else sqlite.insert)(heads)
-        connection.execute(insert.values(chain=chain, school_id=school_id, seq=0, head_hash=GENESIS)
+        connection.execute(insert.values(chain=chain, school_id=entries[0].school_id, seq=0, head_hash=GENESIS)
                            .on_conflict_do_nothing())
-        head = _locked_head(connection, chain, postgres)
+        head = connection.execute(statement, params).first()
         assert head is not None
-    return head.seq, head.head_hash
-
-
-def _locked_head(connection: sa.Connection, chain: str, postgres: bool) -> sa.Row[Any] | None:
-    heads = AuditChainHead.__table__
-    query = sa.select(heads.c.seq, heads.c.head_hash).where(heads.c.chain == chain)
-    return connection.execute(query.with_for_update() if postgres else query).first()
-
-
-def _new_ids(connection: sa.Connection, count: int, postgres: bool) -> list[int]:
-    # The id is part of the hash, so it is taken before the insert, while the head is locked.
     if postgres:
-        return list(connection.scalars(sa.text(
-            "SELECT nextval(pg_get_serial_sequence('audit_entries', 'id')) FROM generate_series(1, :n)"),
-            {"n": count}))
-    first = (connection.scalar(sa.select(sa.func.max(AuditEntry.__table__.c.id))) or 0) + 1
-    return list(range(first, first + count))
+        for entry, entry_id in zip(entries, sorted(head.ids), strict=True):
+            entry.id = entry_id
+    return head.seq, head.head_hash
 
 
 def _fill_defaults(entry: AuditEntry) -> None:
