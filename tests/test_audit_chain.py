@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from portal.trail import services
 from portal.trail.models import AuditArchive, AuditCheckpoint
 from tenants.certificates import KeyKind
 from tenants.models import District, School
+from tenants.roles import Role
 from tenants.scoping import all_schools
 from tests.conftest import Factory
 from tests.tools import require
@@ -447,3 +449,87 @@ def test_parallel_writers_make_one_unbroken_chain_per_school(app: Flask, make: F
         assert len(entries(audit.DISTRICT_CHAIN)) == 2 * per_writer
         reports = services.verify_chains()
     assert len(reports) == 3 and all(r.ok for r in reports), [str(b) for r in reports for b in r.breaks]
+
+
+# --- the pages ----------------------------------------------------------------------------------------------
+
+
+def test_district_staff_check_the_trail_and_download_each_checkpoint(
+        app: Flask, client, make: Factory, district_certificate: pki.IssuedCertificate) -> None:
+    from tests.conftest import csrf_token, finish_jobs, login
+
+    school = make.school()
+    admin = make.user(None, district_role=Role.DISTRICT_ADMIN)
+    write(app, school, 2)
+    assert run_cli(app, "checkpoint").exit_code == 0
+    login(client, admin)
+    page = client.get("/district/audit/integrity")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    with app.app_context():
+        checkpoint = db.session.scalar(sa.select(AuditCheckpoint).where(
+            AuditCheckpoint.chain == audit.chain_of(school.id)))
+        document = storage().read(checkpoint.document_digest)
+        fingerprint = checkpoint.certificate_fingerprint
+    assert school.name in html and fingerprint in html
+    assert client.get(f"/district/audit/checkpoints/{checkpoint.id}.json").data == document
+    signature = client.get(f"/district/audit/checkpoints/{checkpoint.id}.p7s")
+    assert signature.mimetype == "application/pkcs7-signature"
+    assert engine.validate_detached(document, signature.data, trust_roots=[district_certificate.chain[-1]],
+                                    certificate=district_certificate.certificate)["valid"]
+    pem = client.get("/district/audit/district-certificate.pem").data
+    assert district_certificate.certificate_pem() in pem
+
+    response = client.post("/district/audit/integrity/verify",
+                           data={"csrf_token": csrf_token(client, "/district/audit/integrity")})
+    assert response.status_code == 302
+    finish_jobs(app, [response.location.rsplit("/", 1)[-1]])
+    html = client.get("/district/audit/integrity").get_data(as_text=True)
+    assert "Mọi chuỗi đều nguyên vẹn." in html
+
+    with app.app_context():
+        last = entries(audit.chain_of(school.id))[-1].id
+        superuser_sql(f"UPDATE audit_entries SET summary = 'sửa lén' WHERE id = {last}")
+    response = client.post("/district/audit/integrity/verify",
+                           data={"csrf_token": csrf_token(client, "/district/audit/integrity")})
+    finish_jobs(app, [response.location.rsplit("/", 1)[-1]])
+    html = client.get("/district/audit/integrity").get_data(as_text=True)
+    assert "1 chuỗi có chỗ bị phá vỡ." in html and f"Mục #{last} (vị trí 2)" in html
+    assert "nội dung đã bị sửa" in html
+
+
+def test_a_school_sees_and_exports_only_its_own_chain(
+        app: Flask, client, make: Factory, district_certificate: pki.IssuedCertificate) -> None:
+    from tests.conftest import csrf_token, finish_jobs, login
+
+    school, other = make.school("lqd"), make.school("ntmk")
+    principal = make.user(school, Role.PRINCIPAL)
+    write(app, school, 2)
+    write(app, other, 2)
+    write(app, None, 1)
+    assert run_cli(app, "checkpoint").exit_code == 0
+    with app.app_context():
+        by_chain = {c.chain: c.id for c in db.session.scalars(sa.select(AuditCheckpoint))}
+    login(client, principal)
+    html = client.get("/s/lqd/audit/integrity").get_data(as_text=True)
+    own = by_chain[audit.chain_of(school.id)]
+    assert f"/s/lqd/audit/checkpoints/{own}.json" in html
+    assert client.get(f"/s/lqd/audit/checkpoints/{own}.p7s").status_code == 200
+    for foreign in (by_chain[audit.chain_of(other.id)], by_chain["district"]):
+        assert client.get(f"/s/lqd/audit/checkpoints/{foreign}.json").status_code == 404
+    assert client.get("/s/ntmk/audit/integrity").status_code in (403, 404)
+    assert client.get("/district/audit/integrity").status_code in (403, 404)
+
+    response = client.post("/s/lqd/audit/integrity/export",
+                           data={"csrf_token": csrf_token(client, "/s/lqd/audit/integrity")})
+    run_id = response.location.rsplit("/", 1)[-1]
+    finish_jobs(app, [run_id])
+    download = client.get(f"/s/lqd/jobs/{run_id}/download")
+    assert download.status_code == 200 and download.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(download.data)) as archive:
+        lines = archive.read("nhat-ky/export.jsonl").decode().splitlines()
+        names = archive.namelist()
+    assert {json.loads(line)["chain"] for line in lines} == {audit.chain_of(school.id)}
+    assert "nhat-ky/verify_offline.py" in names and "nhat-ky/checkpoints/district-certificate.pem" in names
+    assert [n for n in names if n.endswith(".json")] == [
+        f"nhat-ky/checkpoints/school-{school.id}-00000002-{own}.json"]
