@@ -533,3 +533,38 @@ def test_a_school_sees_and_exports_only_its_own_chain(
     assert "nhat-ky/verify_offline.py" in names and "nhat-ky/checkpoints/district-certificate.pem" in names
     assert [n for n in names if n.endswith(".json")] == [
         f"nhat-ky/checkpoints/school-{school.id}-00000002-{own}.json"]
+
+
+# --- the migration -------------------------------------------------------------------------------------------
+
+
+def test_the_migration_chains_the_entries_already_there_in_id_order(app: Flask, make: Factory) -> None:
+    from flask_migrate import downgrade, upgrade
+
+    from portal.app import PROJECT_ROOT
+
+    school = make.school()
+    migrations = str(PROJECT_ROOT / "migrations")
+    rows = [(school.id, "a"), (None, "b"), (school.id, "c"), (school.id, "d"), (None, "e")]
+    with app.app_context():
+        db.session.remove()
+        downgrade(directory=migrations, revision="0008")
+        try:
+            with db.engine.begin() as connection:
+                for school_id, summary in rows:
+                    connection.execute(sa.text(
+                        "INSERT INTO audit_entries (at, actor_name, school_id, action, object_type, object_id, "
+                        "summary, changes, address) VALUES (:at, '', :school, 'old.entry', '', '', :summary, "
+                        "'{\"k\": [1, \"á\"]}', NULL)"),
+                        {"at": datetime(2024, 9, 5, 1, 2, 3, 456789), "school": school_id, "summary": summary})
+        finally:
+            upgrade(directory=migrations)
+        chain = entries(audit.chain_of(school.id))
+        assert [(e.seq, e.summary) for e in chain] == [(1, "a"), (2, "c"), (3, "d")]
+        assert [(e.seq, e.summary) for e in entries(audit.DISTRICT_CHAIN)] == [(1, "b"), (2, "e")]
+        assert chain[0].changes == {"k": [1, "á"]}
+        assert all(r.ok for r in services.verify_chains())
+    write(app, school, 1)  # new entries carry on from the migrated head
+    with app.app_context():
+        assert [e.seq for e in entries(audit.chain_of(school.id))] == [1, 2, 3, 4]
+        assert all(r.ok for r in services.verify_chains())
