@@ -242,6 +242,42 @@ def test_a_checkpoint_is_timestamped_when_a_timestamp_authority_is_set(
         assert status["valid"] and status["trusted"]
         assert status["timestamp_trusted"] and abs(status["timestamp_at"] - checkpoint.sealed_at) < timedelta(minutes=1)
     assert run_cli(app, "verify").exit_code == 0
+    result = offline(unpack_export(app, tmp_path / "export"))  # the timestamp token is checked offline too
+    assert result.returncode == 0 and "timestamped" in result.stdout and "by Time Stamping Authority" in result.stdout
+
+
+def test_a_checkpoint_is_sealed_without_timestamp_when_the_authority_does_not_answer(
+        app: Flask, make: Factory, district_certificate: pki.IssuedCertificate) -> None:
+    school = make.school()
+    write(app, school, 1)
+    app.config["TIMESTAMP_URL"] = "http://127.0.0.1:9/tsa"  # the discard port: nothing answers
+    try:
+        result = run_cli(app, "checkpoint")
+    finally:
+        app.config["TIMESTAMP_URL"] = ""
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        checkpoint = db.session.scalar(sa.select(AuditCheckpoint))
+        assert not checkpoint.timestamped and checkpoint.status.startswith("Chưa có dấu thời gian")
+        assert json.loads(storage().read(checkpoint.document_digest))["timestamp_requested"] is True
+    assert run_cli(app, "verify").exit_code == 0
+
+
+def test_verify_names_a_checkpoint_whose_document_was_replaced(
+        app: Flask, make: Factory, district_certificate: pki.IssuedCertificate) -> None:
+    school = make.school()
+    write(app, school, 2)
+    assert run_cli(app, "checkpoint").exit_code == 0
+    with app.app_context():
+        checkpoint = db.session.scalar(sa.select(AuditCheckpoint))
+        document = json.loads(storage().read(checkpoint.document_digest))
+        forged = storage().put(audit.canonical_json(document | {"sealed_at": "2020-01-01T00:00:00.000000+00:00"}))
+        checkpoint_id = checkpoint.id
+        db.session.execute(sa.update(AuditCheckpoint).values(document_digest=forged))
+        db.session.commit()
+    result = run_cli(app, "verify")
+    assert result.exit_code == 1
+    assert f"checkpoint #{checkpoint_id}: its signature does not verify" in result.output
 
 
 def test_checkpoint_refuses_without_a_district_certificate(app: Flask, make: Factory) -> None:
@@ -278,6 +314,7 @@ def test_a_rewritten_and_rehashed_chain_is_caught_by_its_checkpoint(
 
 
 def unpack_export(app: Flask, folder: Path, *args: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     target = folder / "export.zip"
     result = run_cli(app, "export", "-o", str(target), *args)
     assert result.exit_code == 0, result.output
