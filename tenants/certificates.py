@@ -1,4 +1,5 @@
-"""Signing certificates: each person's own, and each school's seal (organisation) certificate.
+"""Signing certificates: each person's own, each school's seal (organisation) certificate, and the
+district office's organisation certificate (it signs the audit trail's checkpoints).
 
 A person's certificate belongs to the account (a teacher keeps it when moving school); `school_id`
 only records where it was registered. A school's seal certificate is tenant-owned. Both keep the
