@@ -351,6 +351,12 @@ def test_an_export_verifies_offline_and_names_what_was_changed(
     assert result.returncode == 1
     assert f"entry #{edited['id']} (position 2): changed" in result.stdout
 
+    first = next(i for i, line in enumerate(lines) if json.loads(line)["seq"] == 1
+                 and json.loads(line)["chain"] != "district")
+    (folder / "export.jsonl").write_text("\n".join(lines[:first] + lines[first + 1:]) + "\n")
+    result = offline(folder)  # even the very first entry cannot go unnoticed
+    assert result.returncode == 1 and "(position 2): missing" in result.stdout
+
     (folder / "export.jsonl").write_text("\n".join(lines) + "\n")
     checkpoint = next((folder / "checkpoints").glob("school-*.json"))
     checkpoint.write_bytes(checkpoint.read_bytes().replace(b'"seq":4', b'"seq":5'))
