@@ -497,6 +497,7 @@ def test_parallel_writers_make_one_unbroken_chain_per_school(app: Flask, make: F
 # --- the pages ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two verification jobs: on Redis, two worker processes
 def test_district_staff_check_the_trail_and_download_each_checkpoint(
         app: Flask, client, make: Factory, district_certificate: pki.IssuedCertificate) -> None:
     from tests.conftest import csrf_token, finish_jobs, login
