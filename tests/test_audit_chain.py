@@ -612,3 +612,22 @@ def test_the_migration_chains_the_entries_already_there_in_id_order(app: Flask, 
     with app.app_context():
         assert [e.seq for e in entries(audit.chain_of(school.id))] == [1, 2, 3, 4]
         assert all(r.ok for r in services.verify_chains())
+
+
+def test_the_district_certificate_is_registered_from_the_command_line(app: Flask, make: Factory,
+                                                                       tmp_path: Path) -> None:
+    district = make.district()
+    issued = pki.create_demo_ca(pki_folder(app)).issue_organisation(district.name)
+    p12 = tmp_path / "phong.p12"
+    p12.write_bytes(issued.pkcs12(PASSPHRASE, kdf_rounds=1000))
+    result = app.test_cli_runner().invoke(args=["audit", "certificate", str(p12)],
+                                          env={"AUDIT_CERTIFICATE_PASSPHRASE": PASSPHRASE})
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        row = signing_services.current_district_certificate(district.id)
+        assert row is not None and row.fingerprint in result.output
+        assert db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.chain == "district")) == \
+            "district_certificate.registered"
+    wrong = app.test_cli_runner().invoke(args=["audit", "certificate", str(p12)],
+                                         env={"AUDIT_CERTIFICATE_PASSPHRASE": "sai"})
+    assert wrong.exit_code != 0 and "Mật khẩu" in wrong.output
