@@ -6,7 +6,8 @@ from flask import Blueprint, Flask, abort, g, jsonify, render_template
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from portal import jobs
+from portal import audit, jobs
+from portal.extensions import db
 from portal.storage import FileMissing, storage
 from tenants.access import district_blueprint, require, school_blueprint
 from tenants.roles import Permission
@@ -37,6 +38,12 @@ def _download(run: jobs.JobRun) -> Response:
         first = next(chunks, b"")
     except FileMissing:
         abort(404)
+
+    # A job's file is an extract (a list, a bundle, a trail): who took which one is kept.
+    audit.record("job.downloaded", actor=current_user, school_id=run.school_id, object_type="JobRun",
+                 object_id=run.id, summary=f"{run.title}: {result.get('filename', '')}"[:300],
+                 changes={"kind": run.kind, "digest": result["digest"]})
+    db.session.commit()
 
     def body():
         yield first

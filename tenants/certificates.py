@@ -1,4 +1,5 @@
-"""Signing certificates: each person's own, and each school's seal (organisation) certificate.
+"""Signing certificates: each person's own, each school's seal (organisation) certificate, and the
+district office's organisation certificate (it signs the audit trail's checkpoints).
 
 A person's certificate belongs to the account (a teacher keeps it when moving school); `school_id`
 only records where it was registered. A school's seal certificate is tenant-owned. Both keep the
@@ -145,3 +146,16 @@ class SealCertificate(TenantScoped, CertificateFields, db.Model):
 
     def __repr__(self) -> str:
         return f"<SealCertificate school={self.school_id} {self.serial}>"
+
+
+class DistrictCertificate(CertificateFields, db.Model):
+    """The district office's organisation certificate: it signs the audit trail's checkpoints."""
+
+    __tablename__ = "district_certificates"
+
+    district_id: Mapped[int] = mapped_column(sa.ForeignKey("districts.id"), index=True)
+
+    __table_args__ = (sa.UniqueConstraint("district_id", "fingerprint"),)
+
+    def __repr__(self) -> str:
+        return f"<DistrictCertificate district={self.district_id} {self.serial}>"

@@ -235,8 +235,12 @@ def test_the_demo_step_gives_every_person_and_school_a_certificate(app: Flask, m
     schools = [make.school("lqd", "Trường Tiểu học Lê Quang Định"), make.school("hp", "Trường Tiểu học Hiệp Phước")]
     people = [make.user(s, role) for s in schools for role in (Role.PRINCIPAL, Role.HOMEROOM_TEACHER)]
     with app.app_context():
-        assert build_signing_demo("hocbaso2025") == {"person_certificates": 4, "seal_certificates": 2}
-        assert build_signing_demo("hocbaso2025") == {"person_certificates": 0, "seal_certificates": 0}
+        assert build_signing_demo("hocbaso2025") == {"person_certificates": 4, "seal_certificates": 2,
+                                                     "district_certificates": 1}
+        assert build_signing_demo("hocbaso2025") == {"person_certificates": 0, "seal_certificates": 0,
+                                                     "district_certificates": 0}
+        district = services.current_district_certificate(schools[0].district_id)
+        assert district is not None and "KHÔNG DÙNG THẬT" in district.issuer  # it signs the trail's checkpoints
         with all_schools():
             assert set(services.staff_with_valid_certificate().values()) == {2}
             assert services.schools_with_valid_seal() == {s.id for s in schools}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from portal.assessment.models import Enrolment, EnrolmentStatus, Period, SchoolClass, TeachingAssignment
+from portal.audit import AuditEntry
 from portal.extensions import db
 from portal.results.summary import build_class_summary
 from tenants.roles import Role
@@ -167,6 +168,9 @@ def test_the_excel_holds_the_same_numbers_as_the_page(client, app, summary_class
         assert response.status_code == 200
         assert response.mimetype == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         assert "attachment" in response.headers["Content-Disposition"]
+        with app.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).where(
+                AuditEntry.action == "results.summary_exported", AuditEntry.summary.contains(code.lower())))
         heading, sheet_tables = _sheet_tables(response.data)
         assert heading[1] == ["Bảng tổng hợp kết quả đánh giá giáo dục của lớp"]
         assert heading[3] == ["Sĩ số", 5]

@@ -585,6 +585,9 @@ def test_excel_round_trip_with_a_dry_run_first(app, lqd):
     url = lqd.subject_url("ngoai_ngu_1", "CHK1")
     save(gvbm, url, [{"key": lqd.key(1), "version": 0, "cells": {"level": "H", "score": 6}}])
     workbook = _export(gvbm, url)
+    with app.app_context():  # ratings leaving the portal: who took which grid is kept
+        taken = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "grading.exported"))
+        assert taken.actor_id == lqd.gvbm.id and taken.changes["subject"] == "ngoai_ngu_1"
     sheet = workbook.worksheets[0]
     columns = _columns(sheet)
     assert list(columns)[:6] == ["STT", "Mã học sinh", "Họ và tên", "Mức đạt được", "Điểm KTĐK", "Nhận xét"]

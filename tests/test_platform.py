@@ -288,5 +288,6 @@ def test_flask_demo_command_prints_the_logins(app, two_schools):
         result = app.test_cli_runner().invoke(args=["demo"])
     assert result.exit_code == 0, result.output
     assert DEMO_PASSWORD in result.output
+    assert "Audit trail: " in result.output and " chains sealed under the district's demo certificate" in result.output
     for username in ("phong.admin", "ht.lequangdinh", "gvcn1.lequangdinh", "ht.nguyenbinh"):
         assert username in result.output

@@ -365,6 +365,9 @@ def test_the_results_file_has_the_moet_columns_of_the_grade_and_period(app, scho
     rate(app, school, s, 0, "CN", toan=("T", 9), tieng_viet=("H", 7), dao_duc=("T", None))
     response = export_results(s.client, s.year_id, 5, "CN")
     assert response.status_code == 200 and "ket-qua-khoi-5-CN-2024-2025.xlsx" in response.headers["Content-Disposition"]
+    with app.app_context():
+        taken = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "results.exported"))
+        assert taken.summary == "ket-qua-khoi-5-CN-2024-2025.xlsx" and taken.actor_id is not None
     header, *rows = read_xlsx(response.data)
     assert [row[0] for row in rows] == ["7900001A02", "7900001A01", "7900001A00"]  # Hân, Khoa, Tuyết
     assert header[:9] == ["Mã học sinh", "Họ tên", "Lớp", "Tiếng Việt - Mức đạt được", "Tiếng Việt - Điểm KTĐK",

@@ -43,7 +43,7 @@ SCHOOL_PREFIX = "/s/<school_code>"
 DISTRICT_PREFIX = "/district"
 WALKED_METHODS = ("GET", "POST")
 # URL parameters that name no object: held at one valid value in every request, never varied.
-PLAIN_PARAMS: dict[str, object] = {"active": 1, "grade": 5}
+PLAIN_PARAMS: dict[str, object] = {"active": 1, "grade": 5, "kind": "json"}
 # Floors for the walkers, so that a broken rule filter cannot make them walk nothing and pass.
 MIN_SCHOOL_REQUESTS = 50  # (rule, method) pairs under /s/<school_code>
 MIN_SCHOOL_OBJECT_REQUESTS = 30  # of which name at least one object
@@ -77,6 +77,21 @@ def _job_run(app: Flask, school_id: int | None, owner_id: int) -> str:
         return run.id
 
 
+def _checkpoint(app: Flask, school_id: int | None) -> int:
+    """A sealed checkpoint of the school's audit chain (the district's with None), its files stored."""
+    from portal import audit
+    from portal.trail.models import AuditCheckpoint
+
+    with app.app_context():
+        checkpoint = AuditCheckpoint(chain=audit.chain_of(school_id), school_id=school_id, seq=1, last_entry_id=1,
+                                     head_hash=audit.GENESIS, document_digest=storage().put(b'{"seq":1}'),
+                                     signature_digest=storage().put(uuid.uuid4().bytes),
+                                     certificate_fingerprint="0" * 64)
+        db.session.add(checkpoint)
+        db.session.commit()
+        return checkpoint.id
+
+
 def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_owner: User) -> Tenant:
     """One object of every kind a school URL names, in `school`; `teacher` is GVCN and GVBM of its class."""
     staff = make.user(school, Role.SUBJECT_TEACHER)
@@ -96,6 +111,7 @@ def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_own
         # The run's owner is the walker in both schools: job pages also 404 for a run of someone else,
         # and the school check must be what refuses school B's run, not the owner check.
         "run_id": _job_run(app, school.id, run_owner.id),
+        "checkpoint_id": _checkpoint(app, school.id),
         "year_id": year_id,
         "class_id": setup.class_id,
         "period_id": setup.period_ids["CN"],
@@ -123,7 +139,23 @@ def world(app: Flask, make: Factory) -> World:
     b_teacher = make.user(school_b, Role.HOMEROOM_TEACHER, Role.SUBJECT_TEACHER)
     a = _tenant(app, make, school_a, teacher=walker, run_owner=walker)
     b = _tenant(app, make, school_b, teacher=b_teacher, run_owner=walker)
+    _district_certificate(app)
     return World(walker, a, b)
+
+
+def _district_certificate(app: Flask) -> None:
+    """The district office's certificate, that schools download to check their trail's checkpoints."""
+    from portal.signing import pki, pki_folder
+    from portal.signing import services as signing_services
+    from tenants.certificates import KeyKind
+    from tenants.models import District
+
+    issued = pki.create_demo_ca(pki_folder(app)).issue_organisation("Phòng Giáo dục và Đào tạo")
+    with app.app_context():
+        signing_services.register_district_certificate(
+            db.session.scalar(sa.select(District)), signing_services.Upload(
+                data=issued.pkcs12("p", kdf_rounds=1000), key_kind=KeyKind.PKCS12, passphrase="p"), actor=None)
+        db.session.commit()
 
 
 # --- walking the URL map -----------------------------------------------------------------------------
@@ -209,7 +241,7 @@ def test_district_pages_refuse_school_staff(app: Flask, make: Factory, no_csrf: 
     principal = make.user(school_a, *SCHOOL_ROLES)
     officer = make.user(None, district_role=Role.DISTRICT_OFFICER)
     params = {"run_id": _job_run(app, None, principal.id), "code": school_a.code, "milestone_id": 1,
-              "evidence_id": 1}
+              "evidence_id": 1, "checkpoint_id": _checkpoint(app, None), "kind": "json"}
     rules = _rules(app, DISTRICT_PREFIX)
     unmapped = _unmapped(rules, set(params))
     assert not unmapped, ("district routes with a URL parameter the walker cannot fill; add it to `params` in "

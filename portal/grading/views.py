@@ -19,6 +19,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from portal import audit
 from portal.assessment import access
 from portal.extensions import db
 from portal.grading import excel, services
@@ -272,6 +273,11 @@ def _export(grid: Grid) -> Response:
     data = excel.export_grid(g.school, grid, services.grid_records(grid))
     what = grid.subject.code if grid.subject is not None else "pham-chat-nang-luc"
     name = f"danh-gia-{grid.school_class.name}-{what}-{grid.period.code}.xlsx".replace("_", "-")
+    # Pupils' ratings leaving the portal: who took which grid is kept.
+    audit.record("grading.exported", actor=current_user, school_id=g.school.id, obj=grid.school_class, summary=name,
+                 changes={"subject": grid.subject.code if grid.subject is not None else None,
+                          "period": grid.period.code})
+    db.session.commit()
     return send_file(io.BytesIO(data), mimetype=XLSX, as_attachment=True, download_name=name)
 
 

@@ -355,7 +355,11 @@ def results_export() -> str | Response:
         return render_template("pupils/results.html", export_form=export_form, import_form=import_form)
     year, grade, period = chosen
     data = results_exchange.results_xlsx(year, grade, period)
-    return _xlsx(data, results_exchange.export_filename(year, grade, period))
+    filename = results_exchange.export_filename(year, grade, period)
+    audit.record("results.exported", actor=current_user, school_id=g.school.id, obj=year, summary=filename,
+                 changes={"grade": grade, "period": getattr(period, "code", str(period))})
+    db.session.commit()
+    return _xlsx(data, filename)
 
 
 @bp.route("/pupils/results-exchange/confirm", methods=["POST"])

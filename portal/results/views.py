@@ -11,6 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
+from portal import audit
 from portal.assessment.access import can_assess_class, can_view_class
 from portal.assessment.classification import Outcome
 from portal.assessment.models import Period, SchoolClass
@@ -270,5 +271,8 @@ def class_summary_xlsx(class_id: int, period_id: int) -> Response:
     built = _summary_or_404(class_id, period_id)
     content = summary.summary_workbook(built, g.school.name)
     filename = f"tong-hop-{built.school_class.name}-{built.period.code}.xlsx".lower()
+    audit.record("results.summary_exported", actor=current_user, school_id=g.school.id, obj=built.school_class,
+                 summary=filename, changes={"period": built.period.code})
+    db.session.commit()
     return Response(content, mimetype=summary.XLSX_MIMETYPE,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

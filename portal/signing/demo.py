@@ -1,5 +1,6 @@
 """The demo's certificates: a demo CA in the instance folder, a PKCS#12 certificate for every demo
-person and a seal certificate for every demo school, all marked "KHÔNG DÙNG THẬT" (not for real use).
+person, a seal certificate for every demo school and an organisation certificate for the district
+office (it signs the audit trail's checkpoints), all marked "KHÔNG DÙNG THẬT" (not for real use).
 
 Safe to run again: the CA is created once, and whoever already holds an active certificate is skipped.
 The .p12 files' passphrase is the demo password, kept sealed on the server so batch signing works.
@@ -16,7 +17,7 @@ from flask import current_app
 from portal.extensions import db
 from portal.signing import demo_ca, pki, services
 from tenants.certificates import KeyKind, PersonCertificate
-from tenants.models import Membership, School
+from tenants.models import District, Membership, School
 from tenants.roles import Role
 from tenants.scoping import all_schools, school_scope
 
@@ -36,7 +37,13 @@ def build_signing_demo(passphrase: str, *, school_codes: Iterable[str] | None = 
                        at: datetime | None = None) -> dict[str, int]:
     """Create the demo CA and the missing demo certificates; returns how many of each were created."""
     ca = demo_ca(current_app)
-    created = {"person_certificates": 0, "seal_certificates": 0}
+    created = {"person_certificates": 0, "seal_certificates": 0, "district_certificates": 0}
+    district = db.session.scalar(sa.select(District).order_by(District.id).limit(1))
+    if district is not None and services.current_district_certificate(district.id, at) is None:
+        # The district office's organisation certificate signs the audit trail's checkpoints.
+        issued = ca.issue_organisation(district.name, locality=district.city)
+        services.register_district_certificate(district, _upload(issued, passphrase), actor=None, at=at)
+        created["district_certificates"] += 1
     with all_schools():
         query = sa.select(School).where(School.active.is_(True)).order_by(School.id)
         if school_codes is not None:

@@ -830,3 +830,65 @@ def check_level(pdf: bytes, minimum: str) -> None:
     if report.level is None or not level_at_least(report.level, minimum):
         raise BelowLevel(f"Tệp đã ký chỉ đạt mức {report.level or 'không có chữ ký'}, chưa đạt mức {minimum} đã "
                          f"cấu hình: {report.missing}")
+
+
+# --- detached signatures over data (not PDFs) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetachedSignature:
+    """A CMS SignedData (DER) over some bytes, without them, and whether a TSA timestamped it."""
+
+    cms: bytes = field(repr=False)
+    timestamped: bool
+
+
+def sign_detached(data: bytes, key: ServerKey, *, timestamp_url: str | None = None,
+                  trust_roots: Sequence[x509.Certificate] | None = None) -> DetachedSignature:
+    """A detached CMS signature over `data` with a server key (what `openssl cms -verify` and pyHanko check).
+
+    The same keys, certificate checks and timestamp authority as the records' signatures; used for
+    documents that are not PDFs, such as the audit trail's checkpoints.
+    """
+    with key.open() as signer:
+        return asyncio.run(_sign_detached(data, signer, timestamp_url=timestamp_url, trust_roots=trust_roots))
+
+
+async def _sign_detached(data: bytes, signer: signers.Signer, *, timestamp_url: str | None,
+                         trust_roots: Sequence[x509.Certificate] | None) -> DetachedSignature:
+    if hasattr(signer, "ensure_objects_loaded"):
+        await signer.ensure_objects_loaded()
+    await _check_certificate(signer.signing_cert, list(signer.cert_registry), trust_roots=trust_roots)
+    timestamper = _http_timestamper(timestamp_url) if timestamp_url else None
+    try:
+        signed = await signer.async_sign_general_data(data, MD_ALGORITHM, detached=True, timestamper=timestamper,
+                                                      signed_attr_settings=PdfCMSSignedAttributes(
+                                                          signing_time=_utcnow()))
+    except TimestampRequestError as exc:
+        raise _tsa_down(timestamp_url, exc) from exc
+    return DetachedSignature(signed.dump(), timestamper is not None)
+
+
+def validate_detached(data: bytes, signature: bytes, *, trust_roots: Sequence[x509.Certificate],
+                      certificate: x509.Certificate | None = None,
+                      timestamp_roots: Sequence[x509.Certificate] | None = None) -> dict[str, Any]:
+    """pyHanko's judgement of a detached CMS signature: intact, valid, trusted, and the timestamp's.
+
+    `certificate`, when given, must be the signer's (the district's registered certificate).
+    """
+    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+
+    content = cms.ContentInfo.load(signature)
+    roots = [_asn1(r) for r in trust_roots]
+    ts_roots = [_asn1(r) for r in (timestamp_roots if timestamp_roots is not None else trust_roots)]
+    status = asyncio.run(async_validate_detached_cms(
+        data, content["content"], signer_validation_context=ValidationContext(trust_roots=roots),
+        ts_validation_context=ValidationContext(trust_roots=ts_roots or roots)))
+    signer = status.signing_cert
+    same = certificate is None or signer.dump() == certificate.public_bytes(serialization.Encoding.DER)
+    timestamp = status.timestamp_validity
+    return {"intact": status.intact, "valid": status.valid, "trusted": status.trusted, "signer_is_expected": same,
+            "signer": signer.subject.native.get("common_name", ""),
+            "timestamp_at": None if timestamp is None else timestamp.timestamp,
+            "timestamp_trusted": None if timestamp is None else bool(timestamp.intact and timestamp.valid
+                                                                      and timestamp.trusted)}

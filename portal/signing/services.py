@@ -17,6 +17,7 @@ from portal.signing import engine, pki, trust_roots
 from portal.storage import storage
 from tenants.certificates import (
     CertificateFields,
+    DistrictCertificate,
     KeyKind,
     PersonCertificate,
     SealCertificate,
@@ -24,7 +25,7 @@ from tenants.certificates import (
     open_secret,
     seal_secret,
 )
-from tenants.models import Membership, School, User
+from tenants.models import District, Membership, School, User
 
 
 class CertificateRefused(ValueError):
@@ -140,6 +141,41 @@ def register_seal_certificate(school: School, upload: Upload, *, actor: Any,
                  summary=f"{row.common_name} ({row.serial})",
                  changes={"key_kind": row.key_kind.value, "issuer": row.issuer, "not_after": row.not_after})
     return row
+
+
+def register_district_certificate(district: District, upload: Upload, *, actor: Any,
+                                  at: datetime | None = None) -> DistrictCertificate:
+    """Register the district office's organisation certificate (it signs the audit checkpoints)."""
+    read = _read_upload(upload)
+    _check_usable(read, at or utcnow())
+    fingerprint = pki.describe(read.certificate).fingerprint
+    existing = db.session.scalar(sa.select(DistrictCertificate).where(
+        DistrictCertificate.district_id == district.id, DistrictCertificate.fingerprint == fingerprint))
+    if existing is not None and existing.active:
+        raise CertificateRefused("Chứng thư số này đã được đăng kí.")
+    row = existing or DistrictCertificate(district_id=district.id)
+    _fill(row, upload, read, actor)
+    row.active = True
+    for older in db.session.scalars(sa.select(DistrictCertificate).where(
+            DistrictCertificate.district_id == district.id, DistrictCertificate.active.is_(True))):
+        if older is not row:
+            older.active = False
+    db.session.add(row)
+    db.session.flush()
+    audit.record("district_certificate.registered", actor=actor, school_id=None, obj=row,
+                 summary=f"{row.common_name} ({row.serial})",
+                 changes={"key_kind": row.key_kind.value, "issuer": row.issuer, "not_after": row.not_after,
+                          "fingerprint": row.fingerprint})
+    return row
+
+
+def current_district_certificate(district_id: int, at: datetime | None = None) -> DistrictCertificate | None:
+    """The district's active organisation certificate valid at `at` (now), or None."""
+    moment = at or utcnow()
+    return db.session.scalar(sa.select(DistrictCertificate).where(
+        DistrictCertificate.district_id == district_id, DistrictCertificate.active.is_(True),
+        DistrictCertificate.not_before <= moment, DistrictCertificate.not_after >= moment)
+        .order_by(DistrictCertificate.id.desc()).limit(1))
 
 
 def person_certificates(user: User) -> list[PersonCertificate]:
