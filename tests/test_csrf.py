@@ -56,7 +56,7 @@ def world(make: Factory) -> World:
     actor = make.user(school, *SCHOOL_ROLES, username="toan.quyen", district_role=Role.DISTRICT_ADMIN)
     target = make.user(school, Role.SUBJECT_TEACHER, username="gv.target")
     return World(school, actor, target, {"school_code": school.code, "code": school.code, "user_id": target.id,
-                                         "active": 0, "locale": "en", "run_id": "0" * 32})
+                                         "active": 0, "locale": "en", "run_id": "0" * 32, "token": "unknown-link"})
 
 
 @pytest.fixture
