@@ -309,7 +309,7 @@ def finish_jobs(app: Flask, run_ids: list[str], timeout: float = 60) -> None:
         env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
                    REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
                    SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
-                   SESSION_COOKIE_SECURE="false")
+                   SESSION_COOKIE_SECURE="false", PRODUCTION="false")
         subprocess.run([sys.executable, str(Path(PROJECT_ROOT) / "worker.py"), "--burst"], env=env,
                        check=True, timeout=timeout, capture_output=True)
     deadline = time.monotonic() + timeout

@@ -51,9 +51,13 @@ def upgrade():
     # were sealed with the server's key alone are dropped: their holders type the .p12 passphrase when they
     # sign, or set a signing PIN with it (the passphrase is the proof that they hold the key).
     op.execute("UPDATE person_certificates SET passphrase_sealed = NULL, pin_sealed = NULL")
+    with op.batch_alter_table('person_certificates', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('pin_failures', sa.Integer(), server_default='0', nullable=False))
 
 
 def downgrade():
+    with op.batch_alter_table('person_certificates', schema=None) as batch_op:
+        batch_op.drop_column('pin_failures')
     with op.batch_alter_table('account_notices', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_notices_user_id'))
     op.drop_table('account_notices')
