@@ -104,6 +104,7 @@ def end_sessions(user: User) -> None:
 class LoginResult:
     user: User | None
     error: str | None = None
+    throttled: bool = False  # refused without checking the password: this account and address wait
 
 
 def _window_start() -> datetime:
@@ -158,7 +159,7 @@ def authenticate(username: str, password: str, *, address: str) -> LoginResult:
                      summary=username, address=address)
         db.session.commit()
         return LoginResult(None, _("Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau %(wait)s.",
-                                   wait=_wait_text(wait)))
+                                   wait=_wait_text(wait)), throttled=True)
     user = db.session.scalar(sa.select(User).where(User.username == username))
     stored = user.password_hash if user else _dummy_hash()
     password_ok = check_password_hash(stored, password)
