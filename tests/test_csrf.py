@@ -50,13 +50,31 @@ class World:
     url_values: dict[str, object]
 
 
+def _own_certificate(app: Flask, user: User) -> int:
+    """A row for the actor's own .p12 certificate (its pages read the row only, never the key)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tenants.certificates import KeyKind, PersonCertificate
+
+    now = datetime.now(UTC)
+    with app.app_context():
+        row = PersonCertificate(user_id=user.id, common_name=user.full_name, subject=f"CN={user.full_name}",
+                                issuer="CN=CA", serial="01", fingerprint="0" * 64, not_before=now - timedelta(days=1),
+                                not_after=now + timedelta(days=300), certificate=b"der", key_kind=KeyKind.PKCS12,
+                                pkcs12_digest="0" * 64)
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
+
 @pytest.fixture
-def world(make: Factory) -> World:
+def world(app: Flask, make: Factory) -> World:
     school = make.school(SCHOOL, "Trường Tiểu học Lê Quang Định")
     actor = make.user(school, *SCHOOL_ROLES, username="toan.quyen", district_role=Role.DISTRICT_ADMIN)
     target = make.user(school, Role.SUBJECT_TEACHER, username="gv.target")
     return World(school, actor, target, {"school_code": school.code, "code": school.code, "user_id": target.id,
-                                         "active": 0, "locale": "en", "run_id": "0" * 32, "token": "unknown-link"})
+                                         "active": 0, "locale": "en", "run_id": "0" * 32, "token": "unknown-link",
+                                         "certificate_id": _own_certificate(app, actor)})
 
 
 @pytest.fixture

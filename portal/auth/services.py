@@ -125,7 +125,8 @@ def throttle_wait(username: str, address: str) -> timedelta | None:
         LoginFailure.username == username, LoginFailure.address == address, LoginFailure.at >= since)).one()
     free = config["LOGIN_FREE_FAILURES"]
     if count >= free and last is not None:
-        delay = min(timedelta(seconds=config["LOGIN_FIRST_DELAY_SECONDS"] * 2 ** (count - free)),
+        doublings = min(count - free, 16)  # the cap below is reached long before; no overflow either way
+        delay = min(timedelta(seconds=config["LOGIN_FIRST_DELAY_SECONDS"] * 2 ** doublings),
                     timedelta(minutes=config["LOGIN_MAX_DELAY_MINUTES"]))
         if now < last + delay:
             return last + delay - now
@@ -161,7 +162,8 @@ def authenticate(username: str, password: str, *, address: str) -> LoginResult:
         return LoginResult(None, _("Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau %(wait)s.",
                                    wait=_wait_text(wait)), throttled=True)
     user = db.session.scalar(sa.select(User).where(User.username == username))
-    stored = user.password_hash if user else _dummy_hash()
+    # An account still waiting for its holder's password costs as much time as any other wrong password.
+    stored = user.password_hash if user and user.password_hash != UNUSABLE_PASSWORD_HASH else _dummy_hash()
     password_ok = check_password_hash(stored, password)
     if user is None or not password_ok or not user.active:
         db.session.add(LoginFailure(username=username, address=address))
