@@ -29,6 +29,7 @@ from tests.city_helpers import exchange_objects
 from tests.compliance_factory import make_evidence, make_milestone, make_training
 from tests.conftest import PASSWORD, Factory, csrf_token, finish_jobs, login
 from tests.records_factory import insert_version
+from tests.signing_factory import certificate_row
 
 SCHOOL = "lqd"
 # POST routes without a CSRF token on purpose: used by other systems, with no cookie and no session.
@@ -50,23 +51,6 @@ class World:
     url_values: dict[str, object]
 
 
-def _own_certificate(app: Flask, user: User) -> int:
-    """A row for the actor's own .p12 certificate (its pages read the row only, never the key)."""
-    from datetime import UTC, datetime, timedelta
-
-    from tenants.certificates import KeyKind, PersonCertificate
-
-    now = datetime.now(UTC)
-    with app.app_context():
-        row = PersonCertificate(user_id=user.id, common_name=user.full_name, subject=f"CN={user.full_name}",
-                                issuer="CN=CA", serial="01", fingerprint="0" * 64, not_before=now - timedelta(days=1),
-                                not_after=now + timedelta(days=300), certificate=b"der", key_kind=KeyKind.PKCS12,
-                                pkcs12_digest="0" * 64)
-        db.session.add(row)
-        db.session.commit()
-        return row.id
-
-
 @pytest.fixture
 def world(app: Flask, make: Factory) -> World:
     school = make.school(SCHOOL, "Trường Tiểu học Lê Quang Định")
@@ -74,7 +58,7 @@ def world(app: Flask, make: Factory) -> World:
     target = make.user(school, Role.SUBJECT_TEACHER, username="gv.target")
     return World(school, actor, target, {"school_code": school.code, "code": school.code, "user_id": target.id,
                                          "active": 0, "locale": "en", "run_id": "0" * 32, "token": "unknown-link",
-                                         "certificate_id": _own_certificate(app, actor)})
+                                         "certificate_id": certificate_row(app, actor)})
 
 
 @pytest.fixture

@@ -413,6 +413,10 @@ def test_principals_are_managed_by_the_district(app, make, school, principal):
     client = app.test_client()
     login(client, admin)
     detail = f"/district/schools/{school.code}"
+    other = make.school("ntr", "Trường Tiểu học Nguyễn Trãi")
+    elsewhere = f"/district/schools/{other.code}/staff/{principal.id}"  # not a member there: not found
+    assert post(client, f"{elsewhere}/reset-password", {}, form_url=detail).status_code == 404
+    assert post(client, f"{elsewhere}/active/0", {}, form_url=detail).status_code == 404
     response = post(client, f"{detail}/staff/{principal.id}/reset-password", {}, form_url=detail)
     link = shown_link(response)
     assert post(client, f"{detail}/staff/{principal.id}/active/0", {}, form_url=detail).status_code == 302

@@ -38,6 +38,7 @@ from tests.city_helpers import exchange_objects
 from tests.compliance_factory import make_evidence, make_milestone, make_training
 from tests.conftest import Factory, login
 from tests.records_factory import insert_version
+from tests.signing_factory import certificate_row
 
 SCHOOL_PREFIX = "/s/<school_code>"
 DISTRICT_PREFIX = "/district"
@@ -105,6 +106,8 @@ def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_own
         "version_id": version_id,
         "evidence_id": make_evidence(app, school, milestone_id, EvidenceStatus.SUBMITTED, date(2025, 3, 20)),
         "training_id": make_training(app, school, date(2025, 4, 20), [staff.id]),
+        # A person's certificate is theirs, not the school's: the walker's own in A, B's teacher's in B.
+        "certificate_id": certificate_row(app, teacher, school.id),
     })
 
 
@@ -209,7 +212,7 @@ def test_district_pages_refuse_school_staff(app: Flask, make: Factory, no_csrf: 
     principal = make.user(school_a, *SCHOOL_ROLES)
     officer = make.user(None, district_role=Role.DISTRICT_OFFICER)
     params = {"run_id": _job_run(app, None, principal.id), "code": school_a.code, "milestone_id": 1,
-              "evidence_id": 1}
+              "evidence_id": 1, "user_id": principal.id, "active": 0}
     rules = _rules(app, DISTRICT_PREFIX)
     unmapped = _unmapped(rules, set(params))
     assert not unmapped, ("district routes with a URL parameter the walker cannot fill; add it to `params` in "
