@@ -87,28 +87,39 @@ def open_secret(sealed: str, keys: Keys) -> str:
 # --- the holder's signing PIN -----------------------------------------------------------------------------
 
 PIN_PREFIX = "pin1$"
-# scrypt makes every guess of a PIN cost ~50 ms and 16 MB; the wrapping key outside makes a dump alone useless.
-_PIN_KDF = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+# scrypt makes every guess of a PIN cost ~50 ms and 16 MB (n = 2**14); the wrapping key outside makes a dump
+# alone useless. The cost is stored with each lock (the demo's certificates use a lower one, as their .p12
+# files use fewer KDF rounds).
+PIN_KDF_LOG2 = 14
+_PIN_KDF_RANGE = range(10, 17)
 
 
-def _pin_fernet(pin: str, salt: bytes) -> Fernet:
-    key = hashlib.scrypt(pin.encode(), salt=salt, maxmem=64 * 1024 * 1024, **_PIN_KDF)
+def _pin_fernet(pin: str, salt: bytes, log2: int) -> Fernet:
+    if log2 not in _PIN_KDF_RANGE:
+        raise SecretUnreadable(f"unexpected PIN cost 2**{log2}")
+    key = hashlib.scrypt(pin.encode(), salt=salt, n=2**log2, r=8, p=1, dklen=32, maxmem=2 * 128 * 8 * 2**log2)
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def wrap_with_pin(value: str, pin: str, keys: Keys) -> str:
-    """`value` locked with the holder's PIN, then sealed with the wrapping key: `pin1$<salt>$<sealed>`."""
+def wrap_with_pin(value: str, pin: str, keys: Keys, *, log2: int = PIN_KDF_LOG2) -> str:
+    """`value` locked with the holder's PIN, then sealed with the wrapping key: `pin1$<cost>$<salt>$<sealed>`."""
     salt = os.urandom(16)
-    inner = _pin_fernet(pin, salt).encrypt(value.encode()).decode()
-    return f"{PIN_PREFIX}{base64.urlsafe_b64encode(salt).decode()}${seal_secret(inner, keys)}"
+    inner = _pin_fernet(pin, salt, log2).encrypt(value.encode()).decode()
+    return f"{PIN_PREFIX}{log2}${base64.urlsafe_b64encode(salt).decode()}${seal_secret(inner, keys)}"
+
+
+def _pin_parts(wrapped: str) -> tuple[int, str, str]:
+    log2, _sep, rest = wrapped.removeprefix(PIN_PREFIX).partition("$")
+    salt, _sep, sealed = rest.partition("$")
+    return int(log2), salt, sealed
 
 
 def unwrap_with_pin(wrapped: str, pin: str, keys: Keys) -> str:
     """The value locked by `wrap_with_pin`; `WrongPin` for a wrong PIN."""
-    salt, _sep, sealed = wrapped.removeprefix(PIN_PREFIX).partition("$")
+    log2, salt, sealed = _pin_parts(wrapped)
     inner = open_secret(sealed, keys)
     try:
-        return _pin_fernet(pin, base64.urlsafe_b64decode(salt)).decrypt(inner.encode()).decode()
+        return _pin_fernet(pin, base64.urlsafe_b64decode(salt), log2).decrypt(inner.encode()).decode()
     except InvalidToken as exc:
         raise WrongPin("wrong signing PIN") from exc
 
@@ -120,8 +131,8 @@ def is_pin_wrapped(sealed: str | None) -> bool:
 def reseal(sealed: str, keys: Keys) -> str:
     """The same secret sealed with the first wrapping key (a PIN-locked one keeps its PIN lock)."""
     if is_pin_wrapped(sealed):
-        salt, _sep, outer = sealed.removeprefix(PIN_PREFIX).partition("$")
-        return f"{PIN_PREFIX}{salt}${reseal(outer, keys)}"
+        log2, salt, outer = _pin_parts(sealed)
+        return f"{PIN_PREFIX}{log2}${salt}${reseal(outer, keys)}"
     try:
         return _multi(keys).rotate(sealed.encode()).decode()
     except InvalidToken as exc:

@@ -16,6 +16,7 @@ from portal.extensions import db, utcnow
 from portal.signing import engine, pki, trust_roots
 from portal.storage import storage
 from tenants.certificates import (
+    PIN_KDF_LOG2,
     CertificateFields,
     KeyKind,
     PersonCertificate,
@@ -51,6 +52,7 @@ class Upload:
     pkcs11_key_label: str = ""
     pkcs11_pin: str = ""
     signing_pin: str = ""  # a person's key: the PIN that locks its passphrase (kept on the server) for its holder
+    pin_kdf_log2: int = PIN_KDF_LOG2  # the cost of that lock (only the demo lowers it)
 
 
 PIN_MIN_LENGTH = 6
@@ -128,7 +130,7 @@ def _kept(secret: str, upload: Upload, keys: list[str], *, personal: bool) -> st
     problems = signing_pin_problems(upload.signing_pin)
     if problems:
         raise CertificateRefused(" ".join(problems))
-    return wrap_with_pin(secret, upload.signing_pin, keys)
+    return wrap_with_pin(secret, upload.signing_pin, keys, log2=upload.pin_kdf_log2)
 
 
 def register_person_certificate(user: User, upload: Upload, *, school: School | None, actor: Any,
@@ -248,7 +250,8 @@ def schools_with_valid_seal(at: datetime | None = None) -> set[int]:
         SealCertificate.active.is_(True), SealCertificate.not_before <= moment, SealCertificate.not_after >= moment)))
 
 
-def set_signing_pin(certificate: PersonCertificate, passphrase: str, pin: str, *, actor: User) -> None:
+def set_signing_pin(certificate: PersonCertificate, passphrase: str, pin: str, *, actor: User,
+                    kdf_log2: int = PIN_KDF_LOG2) -> None:
     """The holder (re)sets the signing PIN of their .p12, proving with its passphrase that they hold the key.
 
     A forgotten PIN is recovered this way or by registering a new certificate; nobody else can do it.
@@ -264,7 +267,7 @@ def set_signing_pin(certificate: PersonCertificate, passphrase: str, pin: str, *
     problems = signing_pin_problems(pin)
     if problems:
         raise CertificateRefused(" ".join(problems))
-    certificate.passphrase_sealed = wrap_with_pin(passphrase, pin, wrapping_keys())
+    certificate.passphrase_sealed = wrap_with_pin(passphrase, pin, wrapping_keys(), log2=kdf_log2)
     certificate.pin_failures = 0
     audit.record("certificate.pin_set", actor=actor, school_id=certificate.school_id, obj=certificate,
                  summary=f"{certificate.common_name} ({certificate.serial})")
