@@ -336,6 +336,10 @@ def test_reset_gives_a_link_only_the_holder_uses_and_tells_them_at_next_login(ap
     assert link.rsplit("/", 1)[1] not in str(entry) and NEW_PASSWORD not in str(entry)
     [used] = audit_of(app, "auth.password_set_by_link")
     assert used["actor_id"] == teacher.id and NEW_PASSWORD not in str(used)
+    # No page the principal opens ever shows the password the holder chose.
+    for url in ("/s/lqd/staff", f"/s/lqd/staff/{teacher.id}", "/s/lqd/audit", "/s/lqd/certificates/staff"):
+        shown = as_principal.get(url)
+        assert shown.status_code == 200 and NEW_PASSWORD not in page(shown), url
 
 
 def test_a_newer_link_or_the_expiry_ends_an_older_link(app, make, school, as_principal):
