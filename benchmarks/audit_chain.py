@@ -52,7 +52,7 @@ def main() -> None:
 
 
 def bench(label: str, url: str, folder: str, args: argparse.Namespace) -> None:
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "REDIS_URL": ""},
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "REDIS_URL": "", "PRODUCTION": False},
                      instance_path=str(Path(folder) / label))
     from flask_migrate import upgrade
 

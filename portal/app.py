@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, render_template
 from flask_babel import gettext as _
 
-from portal.config import cookie_secure, load_settings, resolve_secret_key
+from portal.config import check_production_keys, cookie_secure, is_production, load_settings, resolve_secret_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,11 +77,16 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
 def _configure(app: Flask, overrides: dict[str, Any] | None) -> None:
     settings = load_settings(os.environ, overrides)
     app.config.update(settings)
+    production = is_production(settings)
+    if production:  # before anything is generated into the instance folder: production names its keys
+        check_production_keys(settings["SECRET_KEY"], settings["WRAPPING_KEYS"])
+    app.config["PRODUCTION"] = production
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     database_url = settings["DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'portal.sqlite'}"
     secure = cookie_secure(settings["SESSION_COOKIE_SECURE"], settings["DATABASE_URL"])
     app.config.update(
         SECRET_KEY=resolve_secret_key(Path(app.instance_path), settings["SECRET_KEY"]),
+        WRAPPING_KEYS=settings["WRAPPING_KEYS"] or (resolve_secret_key(Path(app.instance_path), "", "wrapping_key"),),
         SQLALCHEMY_DATABASE_URI=database_url,
         SESSION_COOKIE_SECURE=secure,
         SESSION_COOKIE_HTTPONLY=True,

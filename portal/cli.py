@@ -17,6 +17,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(create_district)
     app.cli.add_command(create_admin)
+    app.cli.add_command(keys)
 
 
 @click.command("demo")
@@ -37,12 +38,12 @@ def demo() -> None:
                    f"{ratings:,} ratings created at {created['schools']} schools.")
     else:
         click.echo("School year 2024-2025: already there at every school, nothing created.")
-    from portal.signing.demo import build_signing_demo
+    from portal.signing.demo import DEMO_SIGNING_PIN, build_signing_demo
 
     certificates = build_signing_demo(DEMO_PASSWORD)
     click.echo(f"Demo certificates (KHÔNG DÙNG THẬT - demo CA in the instance folder, not for real use): "
                f"{certificates['person_certificates']} personal, {certificates['seal_certificates']} school seals "
-               f"created; .p12 passphrase: {DEMO_PASSWORD}.")
+               f"created; .p12 passphrase: {DEMO_PASSWORD}; signing PIN of every demo person: {DEMO_SIGNING_PIN}.")
     from portal.records.demo import build_records_demo
 
     records = build_records_demo("lequangdinh")
@@ -94,3 +95,26 @@ def create_admin(username: str, full_name: str, password: str) -> None:
                  changes={"username": user.username, "district_role": Role.DISTRICT_ADMIN.value})
     db.session.commit()
     click.echo(f"District admin {user.username} created.")
+
+
+@click.group("keys")
+def keys() -> None:
+    """The keys that wrap the secrets stored in the database."""
+
+
+@keys.command("rotate")
+@with_appcontext
+def rotate_keys() -> None:
+    """Seal every stored secret again with the first key of WRAPPING_KEYS.
+
+    To rotate: put a new key first (WRAPPING_KEYS=new,old), restart, run this, then drop the old key.
+    Signing-PIN locks keep their PIN: only the server's outer layer changes.
+    """
+    from portal.signing.services import rotate_wrapped_secrets
+
+    done = rotate_wrapped_secrets(actor=None)
+    click.echo(f"Re-sealed {done.resealed} stored secrets with the first key of WRAPPING_KEYS.")
+    if done.unreadable:
+        click.echo(f"{len(done.unreadable)} did not open with any configured key and were left as they are: "
+                   + ", ".join(done.unreadable), err=True)
+        raise SystemExit(1)

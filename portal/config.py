@@ -96,19 +96,36 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLAlchemy URL; empty means SQLite in the instance folder"),
     Setting("REDIS_URL", "", str,
             "Redis for the RQ job queues; empty means jobs run in-process without Redis"),
+    Setting("PRODUCTION", "auto", str,
+            "true refuses unsafe settings at start-up (weak keys); auto: true whenever DATABASE_URL is set "
+            "(except in tests); false for a development machine"),
     Setting("SECRET_KEY", "", str,
-            "signs sessions and CSRF tokens; empty means one generated into the instance folder"),
+            "signs sessions and CSRF tokens (at least 32 random bytes); empty means one generated into the "
+            "instance folder, which production refuses"),
+    Setting("WRAPPING_KEYS", "", lambda raw: tuple(k.strip() for k in raw.split(",") if k.strip()),
+            "keys that encrypt the secrets kept in the database (seal passphrases, HSM PINs, the outer layer of "
+            "signing-PIN locks), comma-separated, newest first: the first seals, the others only open (during a "
+            "rotation, see `flask keys rotate`); empty means one generated into the instance folder, which "
+            "production refuses"),
     Setting("SESSION_COOKIE_SECURE", "auto", str,
             "send cookies over HTTPS only: true, false, or auto (true whenever DATABASE_URL is set)"),
-    Setting("SESSION_HOURS", "12", _positive_int, "how long a login lasts"),
+    Setting("SESSION_HOURS", "12", _positive_int, "how long a login lasts without activity (hours)"),
+    Setting("SESSION_ABSOLUTE_HOURS", "24", _positive_int,
+            "longest a login lasts however active it is (hours); then the user signs in again"),
     Setting("PASSWORD_HASH_METHOD", "scrypt", str,
             "werkzeug password hash method (scrypt by default)"),
     Setting("PASSWORD_MIN_LENGTH", "8", _positive_int, "shortest password accepted"),
-    Setting("LOGIN_MAX_FAILURES_PER_ACCOUNT", "5", _positive_int,
-            "failed logins on one account within the window before it is throttled"),
-    Setting("LOGIN_MAX_FAILURES_PER_ADDRESS", "20", _positive_int,
-            "failed logins from one address within the window before it is throttled"),
-    Setting("LOGIN_THROTTLE_MINUTES", "15", _positive_int, "the throttling window, in minutes"),
+    Setting("PASSWORD_LINK_HOURS", "72", _positive_int,
+            "how long a set-password link (a reset or a new account) stays usable"),
+    Setting("LOGIN_FREE_FAILURES", "5", _positive_int,
+            "failed logins of one account from one address within the window before each try must wait"),
+    Setting("LOGIN_FIRST_DELAY_SECONDS", "30", _positive_int,
+            "the first wait after the free failures; it doubles with every further failure of that pair"),
+    Setting("LOGIN_MAX_DELAY_MINUTES", "15", _positive_int, "the longest wait between two tries"),
+    Setting("LOGIN_MAX_ACCOUNTS_PER_ADDRESS", "30", _positive_int,
+            "accounts one address may fail on within the window before it waits too (password spraying); "
+            "accounts that signed in from that address before are not held back"),
+    Setting("LOGIN_THROTTLE_MINUTES", "15", _positive_int, "the window over which failures count, in minutes"),
     Setting("DEFAULT_LOCALE", "vi", _one_of("vi", "en"), "interface language for new visitors"),
     Setting("TIMEZONE", "Asia/Ho_Chi_Minh", _timezone, "time zone in which times are shown"),
     Setting("JOB_QUEUE", "portal", str, "name of the RQ queue the portal's jobs go to"),
@@ -211,11 +228,11 @@ def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | Non
     return values
 
 
-def resolve_secret_key(instance_path: Path, configured: str) -> str:
+def resolve_secret_key(instance_path: Path, configured: str, name: str = "secret_key") -> str:
     """The configured key, or one generated once into the instance folder and kept there."""
     if configured:
         return configured
-    path = instance_path / "secret_key"
+    path = instance_path / name
     if not path.exists():
         instance_path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -233,3 +250,49 @@ def cookie_secure(value: Any, database_url: str) -> bool:
         return _boolean(value)
     except ValueError as exc:
         raise ConfigError(f"SESSION_COOKIE_SECURE={value!r} is not valid: expected true, false or auto") from exc
+
+
+def is_production(settings: Mapping[str, Any]) -> bool:
+    """Production refuses unsafe settings: explicitly, or whenever DATABASE_URL is set outside the tests."""
+    value = settings.get("PRODUCTION", "auto")
+    if isinstance(value, bool):
+        return value
+    if value == "auto":
+        return bool(settings.get("DATABASE_URL")) and not settings.get("TESTING")
+    try:
+        return _boolean(value)
+    except ValueError as exc:
+        raise ConfigError(f"PRODUCTION={value!r} is not valid: expected true, false or auto") from exc
+
+
+MIN_KEY_BYTES = 32
+# Values seen in tutorials, examples and this project's own tests: never a production key.
+KNOWN_WEAK_KEYS = frozenset({
+    "dev", "development", "secret", "secret-key", "secret_key", "secretkey", "changeme", "change-me", "change_me",
+    "please-change-me", "test", "testing", "test-secret-key", "bench", "default", "password", "hocbaso",
+    "hocbaso2025", "your-secret-key", "your-secret-key-here", "super-secret", "supersecret", "not-secret",
+    "replace-me", "xxx", "...",
+})
+
+
+def key_problem(name: str, value: str) -> str | None:
+    """Why `value` is not a safe production key for the setting `name`, or None."""
+    generate = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if not value:
+        return f"{name} is not set: production needs a long random value of its own ({generate})"
+    if value.strip().lower() in KNOWN_WEAK_KEYS or len(set(value)) < 10:
+        return f"{name} is a known or guessable value: set a long random one ({generate})"
+    if len(value.encode()) < MIN_KEY_BYTES:
+        return f"{name} is too short ({len(value.encode())} bytes, at least {MIN_KEY_BYTES}): {generate}"
+    return None
+
+
+def check_production_keys(secret_key: str, wrapping_keys: tuple[str, ...]) -> None:
+    """Stop a production start-up on a missing, short or weak key, naming the variable."""
+    problem = key_problem("SECRET_KEY", secret_key)
+    if problem is None:
+        problem = key_problem("WRAPPING_KEYS", wrapping_keys[0] if wrapping_keys else "")
+    if problem is None and secret_key in wrapping_keys:
+        problem = "WRAPPING_KEYS must differ from SECRET_KEY: the session key and the key of stored secrets are two"
+    if problem:
+        raise ConfigError(problem)

@@ -153,6 +153,25 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
+# Authority is ordered: nobody resets the password of, locks, unlocks or changes the roles of an account
+# holding equal or greater authority. Teachers < IT staff < vice principal < principal < the district
+# (whose admin manages principals). Someone holding several roles counts at their highest.
+AUTHORITY: dict[Role, int] = {
+    Role.SUBJECT_TEACHER: 0, Role.HOMEROOM_TEACHER: 0, Role.SCHOOL_IT: 1, Role.VICE_PRINCIPAL: 2,
+    Role.PRINCIPAL: 3, Role.DISTRICT_OFFICER: 4, Role.DISTRICT_ADMIN: 4,
+}
+
+
+def authority(roles: set[Role] | frozenset[Role]) -> int:
+    """The authority of someone holding `roles` (-1 for no role at all)."""
+    return max((AUTHORITY[role] for role in roles), default=-1)
+
+
+def outranks(actor_roles: set[Role] | frozenset[Role], target_roles: set[Role] | frozenset[Role]) -> bool:
+    """Whether the holder of `actor_roles` may manage an account holding `target_roles`."""
+    return authority(actor_roles) > authority(target_roles)
+
+
 def permissions_for(roles: set[Role] | frozenset[Role]) -> frozenset[Permission]:
     """Everything the given roles allow together."""
     granted: set[Permission] = set()

@@ -335,7 +335,7 @@ def worker_env(app: Flask) -> dict[str, str]:
     return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
                 REDIS_URL=app.config["REDIS_URL"], JOB_QUEUE=app.config["JOB_QUEUE"],
                 SECRET_KEY=app.config["SECRET_KEY"], PORTAL_INSTANCE_PATH=app.instance_path,
-                SESSION_COOKIE_SECURE="false", SIGNATURE_LEVEL=app.config["SIGNATURE_LEVEL"],
+                SESSION_COOKIE_SECURE="false", PRODUCTION="false", SIGNATURE_LEVEL=app.config["SIGNATURE_LEVEL"],
                 DEMO_PKI_URL=app.config["DEMO_PKI_URL"],
                 SIGNING_SERVICE_RETRY_SECONDS=str(app.config["SIGNING_SERVICE_RETRY_SECONDS"]))
 

@@ -80,6 +80,24 @@ def flip_byte(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
 
 
+def certificate_row(app, user, school_id: int | None = None) -> int:
+    """A person's .p12 certificate as a bare row (for pages that read the row only, never the key); its id."""
+    from datetime import UTC, datetime, timedelta
+
+    from portal.extensions import db
+    from tenants.certificates import KeyKind, PersonCertificate
+
+    now = datetime.now(UTC)
+    with app.app_context():
+        row = PersonCertificate(user_id=user.id, school_id=school_id, common_name=user.full_name,
+                                subject=f"CN={user.full_name}", issuer="CN=CA", serial="01", fingerprint="0" * 64,
+                                not_before=now - timedelta(days=1), not_after=now + timedelta(days=300),
+                                certificate=b"der", key_kind=KeyKind.PKCS12, pkcs12_digest="0" * 64)
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
+
 # --- SoftHSM ------------------------------------------------------------------------------------------------
 
 

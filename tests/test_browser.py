@@ -37,8 +37,8 @@ def test_principal_logs_in_and_manages_staff(browser, live_url, make, app):
     page.check("input[value=homeroom_teacher]")
     page.check("input[value=subject_teacher]")
     page.click("main button.primary")
-    temporary = page.inner_text("#temporary-password")
-    assert len(temporary) == 10
+    link = page.get_attribute("#set-password-link", "href")
+    assert "/account/set-password/" in link and page.locator("#temporary-password").count() == 0
 
     # Deactivate the old subject teacher, confirming the browser's dialog.
     page.click("text=Về danh sách")
@@ -50,19 +50,18 @@ def test_principal_logs_in_and_manages_staff(browser, live_url, make, app):
 
     with app.app_context(), all_schools():
         created = db.session.scalar(sa.select(User).where(User.username == "gvcn.moi"))
-        assert created is not None and created.must_change_password
+        assert created is not None
         old = db.session.scalar(sa.select(Membership).join(User).where(User.username == "gv.cu"))
         assert old is not None and not old.active
 
-    # The new teacher signs in with the temporary password and must choose her own first.
+    # The new teacher opens her link, chooses her own password (nobody else sees it) and signs in with it.
     other = browser.new_context().new_page()
-    other.goto(f"{live_url}/login")
-    other.fill("#username", "gvcn.moi")
-    other.fill("#password", temporary)
+    other.goto(link)
+    other.fill("#new", "Tuyet-Hoa-Sen-2026")
+    other.fill("#confirm", "Tuyet-Hoa-Sen-2026")
     other.click("main button.primary")
-    other.wait_for_url(f"{live_url}/account/password")
-    other.fill("#current", temporary)
-    other.fill("#new", "TuyetMoi2026")
-    other.fill("#confirm", "TuyetMoi2026")
+    other.wait_for_url(f"{live_url}/login")
+    other.fill("#username", "gvcn.moi")
+    other.fill("#password", "Tuyet-Hoa-Sen-2026")
     other.click("main button.primary")
     other.wait_for_url(f"{live_url}/s/lequangdinh/")

@@ -17,7 +17,15 @@ from portal.audit import AuditEntry
 from portal.extensions import db
 from portal.signing import engine, pki, pki_folder, services
 from portal.signing.validate import validate_pdf
-from tenants.certificates import KeyKind, PersonCertificate, SealCertificate, open_secret
+from tenants.certificates import (
+    KeyKind,
+    PersonCertificate,
+    SealCertificate,
+    WrongPin,
+    open_secret,
+    seal_secret,
+    unwrap_with_pin,
+)
 from tenants.models import School, User
 from tenants.roles import Role
 from tenants.scoping import TenantRequired, all_schools, school_scope
@@ -25,6 +33,7 @@ from tests.conftest import Factory, csrf_token, login
 from tests.signing_factory import record_pdf, stamp
 
 PASSPHRASE = "p12-Matkhau"
+PIN = "482916"  # the holder's signing PIN
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def p12_for(ca: pki.DemoCA, name: str, **options: object) -> pki.IssuedCertifica
 def post_certificate(client: FlaskClient, url: str, data: bytes, *, filename: str = "chungthu.p12",
                      **fields: object):
     form = {"csrf_token": csrf_token(client, url), "key_kind": "pkcs12", "passphrase": PASSPHRASE,
-            "keep_passphrase": "y", **fields}
+            "keep_passphrase": "y", "signing_pin": PIN, "signing_pin_confirm": PIN, **fields}
     form["file"] = (BytesIO(data), filename)
     return client.post(url, data=form, content_type="multipart/form-data")
 
@@ -73,7 +82,11 @@ def test_a_teacher_registers_a_p12_and_sees_its_details(app: Flask, client: Flas
         row = db.session.scalar(sa.select(PersonCertificate))
         assert (row.user_id, row.school_id, row.key_kind, row.active) == (teacher.id, school.id, KeyKind.PKCS12, True)
         assert PASSPHRASE not in row.passphrase_sealed  # sealed, not stored as typed
-        assert open_secret(row.passphrase_sealed, app.config["SECRET_KEY"]) == PASSPHRASE
+        assert row.needs_signing_pin and row.secret_to_ask == "pin"
+        assert unwrap_with_pin(row.passphrase_sealed, PIN, services.wrapping_keys()) == PASSPHRASE
+        with pytest.raises(WrongPin):  # the server's keys alone open nothing
+            unwrap_with_pin(row.passphrase_sealed, "000000", services.wrapping_keys())
+        assert "khóa bằng mã PIN ký số của người ký" in page
         assert db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.object_type == "PersonCertificate")
                                  ) == "certificate.registered"
 
@@ -154,7 +167,8 @@ def test_the_principal_registers_the_seal_and_sees_who_holds_a_certificate(
     with app.app_context(), school_scope(school.id):
         services.register_person_certificate(
             db.session.get(User, teacher.id),
-            services.Upload(p12_for(ca, teacher.full_name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE),
+            services.Upload(p12_for(ca, teacher.full_name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE,
+                            signing_pin=PIN),
             school=db.session.get(School, school.id), actor=None)
         db.session.commit()
     login(client, principal)
@@ -189,7 +203,7 @@ def test_tenant_isolation(app: Flask, client: FlaskClient, make: Factory, school
             services.register_seal_certificate(db.session.get(School, other.id), services.Upload(
                 ca.issue_organisation(other.name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE), actor=None)
             services.register_person_certificate(db.session.get(User, teacher_b.id), services.Upload(
-                p12_for(ca, teacher_b.full_name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE),
+                p12_for(ca, teacher_b.full_name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE, signing_pin=PIN),
                 school=db.session.get(School, other.id), actor=None)
         db.session.commit()
         with school_scope(school.id):  # school A's scope sees no seal of school B
@@ -214,10 +228,12 @@ def test_a_registered_certificate_signs_through_the_engine(app: Flask, make: Fac
     with app.app_context(), school_scope(school.id):
         user = db.session.get(User, teacher.id)
         kept = services.register_person_certificate(user, services.Upload(
-            issued.pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE), school=None, actor=None)
+            issued.pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE, signing_pin=PIN), school=None, actor=None)
         db.session.commit()
         assert services.current_person_certificate(teacher.id) is kept
-        pdf = engine.sign_field(record_pdf(), "gvcn", services.server_key(kept), certify=True,
+        with pytest.raises(engine.SigningError, match="Cần nhập mã PIN ký số"):
+            services.server_key(kept)
+        pdf = engine.sign_field(record_pdf(), "gvcn", services.server_key(kept, secret=PIN), certify=True,
                                 stamp=stamp("gvcn", issued))
         assert validate_pdf(pdf, [ca.root]).signatures[0].bottom_line
         held = services.register_person_certificate(user, services.Upload(
@@ -226,11 +242,11 @@ def test_a_registered_certificate_signs_through_the_engine(app: Flask, make: Fac
         assert held.passphrase_held_by_user and services.current_person_certificate(teacher.id) is held
         with pytest.raises(engine.SigningError, match="Cần nhập mật khẩu"):
             services.server_key(held)
-        assert isinstance(services.server_key(held, passphrase=PASSPHRASE), engine.Pkcs12Key)
+        assert isinstance(services.server_key(held, secret=PASSPHRASE), engine.Pkcs12Key)
 
 
 def test_the_demo_step_gives_every_person_and_school_a_certificate(app: Flask, make: Factory) -> None:
-    from portal.signing.demo import build_signing_demo
+    from portal.signing.demo import DEMO_SIGNING_PIN, build_signing_demo
 
     schools = [make.school("lqd", "Trường Tiểu học Lê Quang Định"), make.school("hp", "Trường Tiểu học Hiệp Phước")]
     people = [make.user(s, role) for s in schools for role in (Role.PRINCIPAL, Role.HOMEROOM_TEACHER)]
@@ -247,6 +263,76 @@ def test_the_demo_step_gives_every_person_and_school_a_certificate(app: Flask, m
             for person in people:
                 row = services.current_person_certificate(person.id)
                 assert row is not None and "KHÔNG DÙNG THẬT" in row.issuer
-                key = services.server_key(row)
+                assert row.needs_signing_pin  # the demo PIN, printed by `flask demo`
+                key = services.server_key(row, secret=DEMO_SIGNING_PIN)
                 assert isinstance(key, engine.Pkcs12Key) and key.bundle().certificate.serial_number
     assert (pki_folder(app) / pki.ROOT_FILE).exists()
+
+
+def test_registering_a_key_kept_on_the_server_asks_the_holder_for_a_signing_pin(
+        app: Flask, client: FlaskClient, make: Factory, school: School, ca: pki.DemoCA) -> None:
+    login(client, make.user(school, Role.HOMEROOM_TEACHER))
+    data = p12_for(ca, "Trần Văn Hùng").pkcs12(PASSPHRASE)
+    missing = post_certificate(client, "/s/lqd/certificates/new", data, signing_pin="", signing_pin_confirm="")
+    assert "Cần đặt mã PIN ký số" in text_of(missing)
+    differ = post_certificate(client, "/s/lqd/certificates/new", data, signing_pin_confirm="482917")
+    assert "Hai mã PIN không giống nhau." in text_of(differ)
+    weak = post_certificate(client, "/s/lqd/certificates/new", data, signing_pin="123456", signing_pin_confirm="123456")
+    assert "quá dễ đoán" in text_of(weak)
+    with app.app_context(), all_schools():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(PersonCertificate)) == 0
+    # Keeping the passphrase to type each time needs no PIN.
+    typed = post_certificate(client, "/s/lqd/certificates/new", data, keep_passphrase="", signing_pin="")
+    assert typed.status_code == 302
+
+
+def test_a_persons_secret_sealed_by_the_server_alone_no_longer_signs(app: Flask, make: Factory, school: School,
+                                                                     ca: pki.DemoCA) -> None:
+    """What the server alone could open before signing PINs (dropped by the migration) never signs for a person."""
+    teacher = make.user(school, Role.HOMEROOM_TEACHER)
+    with app.app_context(), school_scope(school.id):
+        row = services.register_person_certificate(db.session.get(User, teacher.id), services.Upload(
+            p12_for(ca, teacher.full_name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE, signing_pin=PIN),
+            school=None, actor=None)
+        row.passphrase_sealed = seal_secret(PASSPHRASE, app.config["SECRET_KEY"])
+        with pytest.raises(engine.SigningError, match="chưa có mã PIN ký số"):
+            services.server_key(row, secret="anything")
+        db.session.rollback()
+
+
+def test_rotating_the_wrapping_key_keeps_every_secret_and_every_pin(app: Flask, make: Factory, school: School,
+                                                                    ca: pki.DemoCA) -> None:
+    from portal.cli import rotate_keys
+
+    teacher = make.user(school, Role.HOMEROOM_TEACHER)
+    old_keys = app.config["WRAPPING_KEYS"]
+    with app.app_context(), school_scope(school.id):
+        services.register_person_certificate(db.session.get(User, teacher.id), services.Upload(
+            p12_for(ca, teacher.full_name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE, signing_pin=PIN),
+            school=None, actor=None)
+        services.register_seal_certificate(db.session.get(School, school.id), services.Upload(
+            ca.issue_organisation(school.name).pkcs12(PASSPHRASE), KeyKind.PKCS12, PASSPHRASE), actor=None)
+        seal = db.session.scalar(sa.select(SealCertificate))
+        seal.pin_sealed = seal_secret("hsm-pin", app.config["SECRET_KEY"])  # sealed before WRAPPING_KEYS existed
+        db.session.commit()
+    new_key = "k" + "Zx9-Qw8_Er7Ty6Ui5Op4As3Df2Gh1Jk0Lm" * 2
+    old_secret_key = app.config["SECRET_KEY"]
+    app.config["WRAPPING_KEYS"] = (new_key, *old_keys)
+    try:
+        result = app.test_cli_runner().invoke(rotate_keys)
+        assert result.exit_code == 0 and "Re-sealed 3 stored secrets" in result.output, result.output
+        app.config["WRAPPING_KEYS"] = (new_key,)  # the old key is dropped ...
+        app.config["SECRET_KEY"] = "another-session-key-" + "x1y2z3" * 5  # the session key is not needed
+        with app.app_context(), all_schools():
+            person = db.session.scalar(sa.select(PersonCertificate))
+            seal = db.session.scalar(sa.select(SealCertificate))
+            # ... and everything still opens, the person's key still only with the PIN.
+            assert isinstance(services.server_key(person, secret=PIN), engine.Pkcs12Key)
+            with pytest.raises(engine.SigningError, match="không đúng"):
+                services.server_key(person, secret="975310")
+            assert isinstance(services.server_key(seal), engine.Pkcs12Key)
+            assert open_secret(seal.pin_sealed, [new_key]) == "hsm-pin"
+            assert db.session.scalar(sa.select(AuditEntry.action).where(AuditEntry.action == "keys.rotated"))
+    finally:
+        app.config["WRAPPING_KEYS"] = old_keys
+        app.config["SECRET_KEY"] = old_secret_key

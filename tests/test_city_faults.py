@@ -259,7 +259,7 @@ def test_a_worker_killed_in_the_middle(app, city, school, monkeypatch):
         first_run = run.id
     env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
                JOB_QUEUE=app.config["JOB_QUEUE"], SECRET_KEY=app.config["SECRET_KEY"],
-               PORTAL_INSTANCE_PATH=app.instance_path, SESSION_COOKIE_SECURE="false")
+               PORTAL_INSTANCE_PATH=app.instance_path, SESSION_COOKIE_SECURE="false", PRODUCTION="false")
     worker = subprocess.Popen([sys.executable, str(Path(app.root_path).parent / "worker.py")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

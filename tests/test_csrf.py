@@ -29,6 +29,8 @@ from tests.city_helpers import exchange_objects
 from tests.compliance_factory import make_evidence, make_milestone, make_training
 from tests.conftest import PASSWORD, Factory, csrf_token, finish_jobs, login
 from tests.records_factory import insert_version
+from tests.signing_factory import certificate_row
+from tests.test_tenancy import _signing_batch
 
 SCHOOL = "lqd"
 # POST routes without a CSRF token on purpose: used by other systems, with no cookie and no session.
@@ -51,12 +53,13 @@ class World:
 
 
 @pytest.fixture
-def world(make: Factory) -> World:
+def world(app: Flask, make: Factory) -> World:
     school = make.school(SCHOOL, "Trường Tiểu học Lê Quang Định")
     actor = make.user(school, *SCHOOL_ROLES, username="toan.quyen", district_role=Role.DISTRICT_ADMIN)
     target = make.user(school, Role.SUBJECT_TEACHER, username="gv.target")
     return World(school, actor, target, {"school_code": school.code, "code": school.code, "user_id": target.id,
-                                         "active": 0, "locale": "en", "run_id": "0" * 32})
+                                         "active": 0, "locale": "en", "run_id": "0" * 32, "token": "unknown-link",
+                                         "certificate_id": certificate_row(app, actor)})
 
 
 @pytest.fixture
@@ -78,6 +81,7 @@ def full_world(app: Flask, world: World) -> World:
     values.update(milestone_id=milestone_id, training_id=make_training(app, school, date(2025, 4, 20), [actor.id]),
                   evidence_id=make_evidence(app, school, milestone_id, EvidenceStatus.SUBMITTED, date(2025, 3, 20)))
     values.update(exchange_objects(app, Factory(app), school, values["version_id"]))  # upload, received, transfer
+    values["batch_id"] = _signing_batch(app, school.id, actor.id)  # the actor's own batch: its pages open
     return World(school, actor, world.target, {**world.url_values, **values})
 
 
@@ -160,7 +164,8 @@ def test_the_walk_builds_urls_of_real_objects(app, client, full_world):
     login(client, world.actor)
     token = csrf_token(client, f"/s/{SCHOOL}/staff")
     adapter = app.url_map.bind("localhost")
-    fake = {"run_id", "filename", "checkpoint_id"}  # no job, static file or checkpoint needed: their 404 is right
+    # no job, static file, checkpoint or set-password link is needed: their 404 is right
+    fake = {"run_id", "filename", "checkpoint_id", "token"}
     used: set[str] = set()
     tried: set[frozenset[str]] = set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -198,8 +203,10 @@ def _target_locked(app: Flask, world: World) -> bool:
 
 
 def _target_password_reset(app: Flask, world: World) -> bool:
+    from portal.auth.models import PasswordLink
+
     with app.app_context(), all_schools():
-        return db.session.get(User, world.target.id).password_hash != world.target.password_hash
+        return db.session.scalar(sa.select(PasswordLink.id).where(PasswordLink.user_id == world.target.id)) is not None
 
 
 def _school_created(app: Flask, world: World) -> bool:

@@ -19,7 +19,7 @@ from tenants.roles import Role
 from tenants.scoping import all_schools, school_scope
 from tests.conftest import Factory, csrf_token, login
 
-NEW_PASSWORD = "Matkhaumoi2025"
+NEW_PASSWORD = "Cay-Dua-Ben-Song7"
 
 
 @pytest.fixture
@@ -52,8 +52,11 @@ def new_account(client: FlaskClient, code: str, role: str, username: str, full_n
 
 
 def shown_password(response: TestResponse) -> str:
-    match = re.search(r'id="temporary-password">([^<]+)<', response.get_data(as_text=True))
-    assert match, "no temporary password on the page"
+    """The set-password link (its path) shown once for a new account: never a password."""
+    match = re.search(r'id="set-password-link" href="http://[^/"]+(/account/set-password/[^"]+)"',
+                      response.get_data(as_text=True))
+    assert match, "no set-password link on the page"
+    assert "temporary-password" not in response.get_data(as_text=True)
     return match.group(1)
 
 
@@ -83,13 +86,12 @@ def roles_in(app: Flask, school: School, username: str) -> set[Role] | None:
         return None if membership is None else set(membership.role_set)
 
 
-def first_login(app: Flask, username: str, password: str) -> FlaskClient:
-    """Sign in with a temporary password and replace it, as a new account must."""
+def first_login(app: Flask, username: str, link: str) -> FlaskClient:
+    """The holder sets their own password with the link they were handed, then signs in with it."""
     client = app.test_client()
-    login(client, username, password)
-    assert client.get("/").location.endswith("/account/password")
-    response = post(client, "/account/password", {"current": password, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    response = post(client, link, {"new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert response.status_code == 302
+    login(client, username, NEW_PASSWORD)
     return client
 
 

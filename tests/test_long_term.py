@@ -59,8 +59,8 @@ def _sign(app, world, version_id: int, step: str) -> workflow.Signed:
     with app.app_context(), school_scope(world["school"].id):
         here = db.session.get(School, world["school"].id)
         signer = db.session.get(User, (world["gvcn"] if step == "gvcn" else world["principal"]).id)
-        [result] = workflow.sign_batch(here, workflow.STEPS[step], [version_id], signer=signer,
-                                       passphrase=flow.PASSPHRASE if step == "hieu_truong" else None)
+        secret = {"gvcn": flow.GVCN_PIN, "hieu_truong": flow.PASSPHRASE}.get(step)
+        [result] = workflow.sign_batch(here, workflow.STEPS[step], [version_id], signer=signer, secret=secret)
         return result
 
 
@@ -135,7 +135,7 @@ def test_issuing_retries_then_fails_clearly_when_the_timestamp_authority_does_no
     try:
         with app.app_context(), school_scope(world["school"].id):
             results = workflow.sign_batch(db.session.get(School, world["school"].id), workflow.STEPS["gvcn"], ids,
-                                          signer=db.session.get(User, world["gvcn"].id))
+                                          signer=db.session.get(User, world["gvcn"].id), secret=flow.GVCN_PIN)
     finally:
         after = _behave(pki_service, down=False)["served"].get("tsa", 0)
     assert [r.outcome for r in results] == ["failed"] * 3

@@ -266,7 +266,7 @@ def test_a_cookie_session_alone_cannot_use_the_api(app, client, teacher):
 def test_sign_in_is_throttled_like_the_login_page(app, client, teacher):
     wrong = agent_sign_in(client, "gv.lan", "sai-mat-khau")
     assert wrong.status_code == 401 and wrong.json["error"] == "Tên đăng nhập hoặc mật khẩu không đúng."
-    for _attempt in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] - 1):
+    for _attempt in range(app.config["LOGIN_FREE_FAILURES"] - 1):
         agent_sign_in(client, "gv.lan", "sai-mat-khau")
     throttled = agent_sign_in(client, "gv.lan")  # even the right password, for the window
     assert throttled.status_code == 429 and "quá nhiều lần" in throttled.json["error"]

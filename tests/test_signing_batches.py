@@ -114,7 +114,8 @@ def remote_principal(app, world, tmp_path, monkeypatch) -> Iterator[Csc]:
     school = world["school"]
     with app.app_context(), school_scope(school.id):
         workflow.sign_batch(db.session.get(School, school.id), workflow.STEPS["gvcn"],
-                            [v.id for v in world["versions"]], signer=db.session.get(User, world["gvcn"].id))
+                            [v.id for v in world["versions"]], signer=db.session.get(User, world["gvcn"].id),
+                            secret=workflow_tests.GVCN_PIN)
         principal = db.session.get(User, world["principal"].id)
         issued = world["ca"].issue_person(principal.full_name, title="Hiệu trưởng", organisation=school.name)
         (tmp_path / f"{principal.username}.p12").write_bytes(issued.pkcs12(PASSPHRASE, kdf_rounds=1000))

@@ -14,7 +14,7 @@ from tenants.models import School, User
 from tenants.scoping import school_scope
 from tests.browser import ARGS, CHROMIUM, require_browser
 from tests.conftest import PASSWORD, finish_jobs
-from tests.test_signing_workflow import PASSPHRASE, ca, world  # noqa: F401 - the fixtures
+from tests.test_signing_workflow import GVCN_PIN, PASSPHRASE, ca, world  # noqa: F401 - the fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,7 +25,8 @@ def signed_by_the_gvcn(app, world):  # noqa: F811
     school = world["school"]
     with app.app_context(), school_scope(school.id):
         workflow.sign_batch(db.session.get(School, school.id), workflow.STEPS["gvcn"],
-                            [v.id for v in world["versions"]], signer=db.session.get(User, world["gvcn"].id))
+                            [v.id for v in world["versions"]], signer=db.session.get(User, world["gvcn"].id),
+                            secret=GVCN_PIN)
     return world
 
 

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from portal import jobs
+from portal.audit import AuditEntry
 from portal.extensions import db
 from portal.records import services, workflow
 from portal.records.models import RecordSignature, RecordStatus, RecordVersion
@@ -23,6 +24,7 @@ from tests.records_factory import assessed_class, generate
 from tests.tools import require
 
 PASSPHRASE = "mat-khau-p12"
+GVCN_PIN = "864209"  # the GVCN's signing PIN: only she knows it
 
 
 @pytest.fixture
@@ -46,7 +48,8 @@ def world(app, make, ca):
             certificates.register_person_certificate(
                 db.session.get(User, user.id), certificates.Upload(issued.pkcs12(PASSPHRASE, kdf_rounds=1000),
                                                                    KeyKind.PKCS12, PASSPHRASE,
-                                                                   keep_passphrase_on_server=keep),
+                                                                   keep_passphrase_on_server=keep,
+                                                                   signing_pin=GVCN_PIN if keep else ""),
                 school=here, actor=None)
         seal = ca.issue_organisation(school.name, locality="Nhà Bè")
         certificates.register_seal_certificate(here, certificates.Upload(seal.pkcs12(PASSPHRASE, kdf_rounds=1000),
@@ -82,7 +85,7 @@ def test_a_class_goes_from_draft_to_issued_in_three_batches(client, world):
     app, school = world["app"], world["school"]
     ids = [v.id for v in world["versions"]]
     login(client, world["gvcn"])
-    run = _sign(client, app, "gvcn", class_id=world["class_id"])
+    run = _sign(client, app, "gvcn", class_id=world["class_id"], passphrase=GVCN_PIN)  # her PIN, once
     assert run.state == jobs.JobState.FINISHED, run.error
     assert [i["outcome"] for i in run.result["items"]] == ["signed"] * 3
     assert set(_statuses(app, school).values()) == {RecordStatus.SIGNED_HOMEROOM}
@@ -130,9 +133,9 @@ def test_a_batch_run_twice_signs_nothing_twice(world):
     step = workflow.STEPS["gvcn"]
     with app.app_context(), school_scope(school.id):
         here, gvcn = db.session.get(School, school.id), db.session.get(User, world["gvcn"].id)
-        first = workflow.sign_batch(here, step, ids[:2], signer=gvcn)
+        first = workflow.sign_batch(here, step, ids[:2], signer=gvcn, secret=GVCN_PIN)
         # A crash after two records: the batch is run again over all three.
-        again = workflow.sign_batch(here, step, ids, signer=gvcn)
+        again = workflow.sign_batch(here, step, ids, signer=gvcn, secret=GVCN_PIN)
         counts = dict(db.session.execute(sa.select(RecordSignature.record_version_id, sa.func.count())
                                          .group_by(RecordSignature.record_version_id)).all())
     assert [r.outcome for r in first] == ["signed", "signed"]
@@ -146,9 +149,9 @@ def test_the_seal_is_refused_on_a_tampered_file(world):
     with app.app_context(), school_scope(school.id):
         here = db.session.get(School, school.id)
         gvcn, principal = db.session.get(User, world["gvcn"].id), db.session.get(User, world["principal"].id)
-        workflow.sign_batch(here, workflow.STEPS["gvcn"], [version_id], signer=gvcn)
+        workflow.sign_batch(here, workflow.STEPS["gvcn"], [version_id], signer=gvcn, secret=GVCN_PIN)
         workflow.sign_batch(here, workflow.STEPS["hieu_truong"], [version_id], signer=principal,
-                            passphrase=PASSPHRASE)
+                            secret=PASSPHRASE)
         version = db.session.get(RecordVersion, version_id)
         data = bytearray(services.read_file(version.current_digest))
         data[len(data) // 3] ^= 0x01  # one flipped byte inside the signed range
@@ -166,7 +169,7 @@ def test_wrong_passphrase_and_missing_certificate_fail_with_a_message(world, mak
     with app.app_context(), school_scope(school.id):
         here = db.session.get(School, school.id)
         gvcn, principal = db.session.get(User, world["gvcn"].id), db.session.get(User, world["principal"].id)
-        workflow.sign_batch(here, workflow.STEPS["gvcn"], [world["versions"][0].id], signer=gvcn)
+        workflow.sign_batch(here, workflow.STEPS["gvcn"], [world["versions"][0].id], signer=gvcn, secret=GVCN_PIN)
         with pytest.raises(Exception) as refused:
             workflow.sign_batch(here, workflow.STEPS["hieu_truong"], [world["versions"][0].id], signer=principal)
         assert "mật khẩu" in str(refused.value)
@@ -175,6 +178,101 @@ def test_wrong_passphrase_and_missing_certificate_fail_with_a_message(world, mak
           pytest.raises(workflow.WorkflowError, match="chưa đăng kí chứng thư số")):
         workflow.signing_certificate(db.session.get(School, school.id), workflow.STEPS["gvcn"],
                                      db.session.get(User, stranger.id))
+
+
+def _gvcn_certificate(app, world):
+    from tenants.certificates import PersonCertificate
+
+    with app.app_context():
+        certificate = db.session.scalar(sa.select(PersonCertificate).where(
+            PersonCertificate.user_id == world["gvcn"].id))
+        db.session.expunge(certificate)
+        return certificate
+
+
+def _refused_sign(client, step: str, **data) -> str:
+    """POST a signing batch; returns the page it lands on (the refusal is flashed, no job is queued)."""
+    form = {"csrf_token": csrf_token(client, "/s/lqd/records/"), "step": step, **data}
+    response = client.post("/s/lqd/records/sign", data=form, follow_redirects=True)
+    assert "/jobs/" not in response.request.path
+    return response.get_data(as_text=True)
+
+
+def test_a_principal_who_resets_a_gvcns_password_cannot_sign_as_that_gvcn(app, world):
+    """Even if the principal takes over the GVCN's account through the reset link, the GVCN's key stays hers."""
+    import html
+    import re
+
+    gvcn = world["gvcn"]
+    before = _gvcn_certificate(app, world)
+    principal = app.test_client()
+    login(principal, world["principal"])
+    staff_page = f"/s/lqd/staff/{gvcn.id}"
+    response = principal.post(f"{staff_page}/reset-password", data={"csrf_token": csrf_token(principal, staff_page)})
+    link = re.search(r'id="set-password-link" href="http://[^/"]+([^"]+)"', response.get_data(as_text=True)).group(1)
+    # The worst case: the principal uses the link himself and signs in as the GVCN.
+    takeover = app.test_client()
+    assert takeover.post(link, data={"new": "Chiem-Quyen-2026", "confirm": "Chiem-Quyen-2026",
+                                     "csrf_token": csrf_token(takeover, link)}).status_code == 302
+    login(takeover, gvcn.username, "Chiem-Quyen-2026")
+    index = html.unescape(takeover.get("/s/lqd/records/").get_data(as_text=True))
+    assert "Mã PIN ký số của bạn" in index  # the batch asks for the holder's PIN
+    class_id = world["class_id"]
+    assert "Cần nhập mã PIN ký số" in html.unescape(_refused_sign(takeover, "gvcn", class_id=class_id))
+    for guess in ("123456", "000000", "hocbaso2025", PASSPHRASE):
+        assert "Mã PIN ký số không đúng" in html.unescape(_refused_sign(takeover, "gvcn", class_id=class_id,
+                                                                       passphrase=guess))
+    assert set(_statuses(app, world["school"]).values()) == {RecordStatus.DRAFT}  # nothing signed as her
+    # Without the .p12 passphrase the PIN cannot be replaced either.
+    pin_page = f"/s/lqd/certificates/{before.id}/pin"
+    refused = takeover.post(pin_page, data={"passphrase": "doan-bua", "signing_pin": "975310",
+                                            "signing_pin_confirm": "975310",
+                                            "csrf_token": csrf_token(takeover, pin_page)})
+    assert "Mật khẩu tệp .p12/.pfx không đúng." in html.unescape(refused.get_data(as_text=True))
+    # The PIN lock is untouched by the reset, and nobody else opens the principal's certificates page for it.
+    assert _gvcn_certificate(app, world).passphrase_sealed == before.passphrase_sealed
+    assert principal.get(pin_page).status_code == 404
+    # The job cannot be asked directly either: a batch queued without her PIN signs nothing.
+    with app.app_context(), school_scope(world["school"].id):
+        here = db.session.get(School, world["school"].id)
+        results = None
+        with pytest.raises(Exception, match="mã PIN"):
+            results = workflow.sign_batch(here, workflow.STEPS["gvcn"], [v.id for v in world["versions"]],
+                                          signer=db.session.get(User, gvcn.id))
+        assert results is None
+
+
+def test_wrong_pins_block_the_key_until_its_holder_sets_the_pin_again(app, world):
+    import html
+
+    from portal.signing.services import PIN_MAX_FAILURES
+
+    school, ids = world["school"], [v.id for v in world["versions"]]
+    step = workflow.STEPS["gvcn"]
+    with app.app_context(), school_scope(school.id):
+        here, gvcn = db.session.get(School, school.id), db.session.get(User, world["gvcn"].id)
+        for _ in range(PIN_MAX_FAILURES):
+            with pytest.raises(Exception, match="không đúng"):
+                workflow.sign_batch(here, step, ids[:1], signer=gvcn, secret="975310")
+        with pytest.raises(Exception, match="đã bị khóa"):  # now even her right PIN waits for a new one
+            workflow.sign_batch(here, step, ids[:1], signer=gvcn, secret=GVCN_PIN)
+    certificate = _gvcn_certificate(app, world)
+    holder = app.test_client()
+    login(holder, world["gvcn"])
+    pin_page = f"/s/lqd/certificates/{certificate.id}/pin"
+    weak = holder.post(pin_page, data={"passphrase": PASSPHRASE, "signing_pin": "111111",
+                                       "signing_pin_confirm": "111111", "csrf_token": csrf_token(holder, pin_page)})
+    assert "quá dễ đoán" in html.unescape(weak.get_data(as_text=True))
+    done = holder.post(pin_page, data={"passphrase": PASSPHRASE, "signing_pin": "975310",
+                                       "signing_pin_confirm": "975310", "csrf_token": csrf_token(holder, pin_page)})
+    assert done.status_code == 302
+    with app.app_context(), school_scope(school.id):
+        here, gvcn = db.session.get(School, school.id), db.session.get(User, world["gvcn"].id)
+        [result] = workflow.sign_batch(here, step, ids[:1], signer=gvcn, secret="975310")
+        assert result.outcome == "signed"
+        actions = list(db.session.scalars(sa.select(AuditEntry.action).where(
+            AuditEntry.action.like("certificate.pin%"))))
+    assert actions.count("certificate.pin_wrong") == PIN_MAX_FAILURES and "certificate.pin_set" in actions
 
 
 def _drop_jobs(app, run_ids: list[str]) -> None:
@@ -193,10 +291,9 @@ def _issue(app, school, world, version_id: int) -> None:
     with app.app_context(), school_scope(school.id):
         here = db.session.get(School, school.id)
         gvcn, principal = db.session.get(User, world["gvcn"].id), db.session.get(User, world["principal"].id)
-        for step, signer, passphrase in (("gvcn", gvcn, None), ("hieu_truong", principal, PASSPHRASE),
-                                         ("con_dau", principal, None)):
-            [result] = workflow.sign_batch(here, workflow.STEPS[step], [version_id], signer=signer,
-                                           passphrase=passphrase)
+        for step, signer, secret in (("gvcn", gvcn, GVCN_PIN), ("hieu_truong", principal, PASSPHRASE),
+                                     ("con_dau", principal, None)):
+            [result] = workflow.sign_batch(here, workflow.STEPS[step], [version_id], signer=signer, secret=secret)
             assert result.outcome == "signed", result
 
 
@@ -310,13 +407,15 @@ def test_a_worker_killed_in_the_middle_of_a_batch_leaves_nothing_signed_twice(ap
         for user, title in ((gvcn, "Giáo viên chủ nhiệm"), (principal, "Hiệu trưởng")):
             issued = ca.issue_person(user.full_name, title=title, organisation=school.name)
             certificates.register_person_certificate(db.session.get(User, user.id), certificates.Upload(
-                issued.pkcs12(PASSPHRASE, kdf_rounds=1000), KeyKind.PKCS12, PASSPHRASE), school=here, actor=None)
+                issued.pkcs12(PASSPHRASE, kdf_rounds=1000), KeyKind.PKCS12, PASSPHRASE, signing_pin=GVCN_PIN),
+                school=here, actor=None)
         seal = ca.issue_organisation(school.name)
         certificates.register_seal_certificate(here, certificates.Upload(
             seal.pkcs12(PASSPHRASE, kdf_rounds=1000), KeyKind.PKCS12, PASSPHRASE), actor=None)
         db.session.commit()
-        workflow.sign_batch(here, workflow.STEPS["gvcn"], ids, signer=db.session.get(User, gvcn.id))
-        workflow.sign_batch(here, workflow.STEPS["hieu_truong"], ids, signer=db.session.get(User, principal.id))
+        workflow.sign_batch(here, workflow.STEPS["gvcn"], ids, signer=db.session.get(User, gvcn.id), secret=GVCN_PIN)
+        workflow.sign_batch(here, workflow.STEPS["hieu_truong"], ids, signer=db.session.get(User, principal.id),
+                            secret=GVCN_PIN)
         first = jobs.enqueue("records.sign", school_id=school.id, actor=db.session.get(User, principal.id),
                              title="Đóng dấu", step="con_dau", version_ids=ids)
         db.session.commit()

@@ -23,7 +23,7 @@ from tenants.roles import Role
 from tenants.scoping import all_schools
 from tests.conftest import PASSWORD, Factory, csrf_token, login
 
-NEW_PASSWORD = "Matkhaumoi2025"
+NEW_PASSWORD = "Cay-Dua-Ben-Song7"
 STAFF_ACTIONS = ("staff.created", "staff.updated", "staff.deactivated", "staff.activated",
                  "staff.password_reset", "staff.imported")
 
@@ -62,10 +62,18 @@ def create(client: FlaskClient, username: str, full_name: str, roles: list[str],
                 {"username": username, "full_name": full_name, "email": email, "roles": roles})
 
 
-def shown_password(response: TestResponse) -> str:
-    match = re.search(r'id="temporary-password">([^<]+)<', response.get_data(as_text=True))
-    assert match, "no temporary password on the page"
+def shown_link(response: TestResponse) -> str:
+    """The path of the set-password link on the slip page."""
+    match = re.search(r'id="set-password-link" href="http://[^/"]+(/account/set-password/[^"]+)"',
+                      response.get_data(as_text=True))
+    assert match, "no set-password link on the page"
     return match.group(1)
+
+
+def set_password_by_link(app: Flask, link: str, password: str = NEW_PASSWORD) -> TestResponse:
+    """The holder opens the link in their own browser and chooses a password."""
+    client = app.test_client()
+    return client.post(link, data={"new": password, "confirm": password, "csrf_token": csrf_token(client, link)})
 
 
 def try_login(app: Flask, username: str, password: str) -> tuple[FlaskClient, TestResponse]:
@@ -138,48 +146,50 @@ def import_rows(response: TestResponse) -> dict[int, tuple[str, str]]:
 
 # --- creating accounts -----------------------------------------------------------------------------
 
-def test_principal_creates_account_shown_once_and_first_login_forces_change(app, school, principal, as_principal):
+def test_principal_creates_account_and_only_its_holder_sets_the_password(app, school, principal, as_principal):
     response = create(as_principal, "gv.lan", "Lê Thị Lan", [Role.HOMEROOM_TEACHER.value], "lan@lqd.edu.vn")
     assert response.status_code == 200
     assert "Đã tạo tài khoản" in page(response)
-    password = shown_password(response)
-    assert len(password) >= 8
+    link = shown_link(response)
+    assert "temporary-password" not in page(response) and "Mật khẩu tạm thời" not in page(response)
 
     user = user_named(app, "gv.lan")
     assert user is not None and user.full_name == "Lê Thị Lan" and user.email == "lan@lqd.edu.vn"
-    assert user.must_change_password
     assert membership_of(app, school, "gv.lan") == (True, {Role.HOMEROOM_TEACHER})
     # Shown once: neither the list nor the person's page repeats it.
     assert "gv.lan" in page(as_principal.get("/s/lqd/staff"))
-    assert password not in page(as_principal.get("/s/lqd/staff"))
-    assert password not in page(as_principal.get(f"/s/lqd/staff/{user.id}"))
+    assert link not in page(as_principal.get("/s/lqd/staff"))
+    assert link not in page(as_principal.get(f"/s/lqd/staff/{user.id}"))
 
     [entry] = audit_of(app, "staff.created")
     assert entry["school_id"] == school.id and entry["actor_id"] == principal.id
     assert entry["object_id"] == str(user.id)
     assert entry["changes"]["roles"] == [Role.HOMEROOM_TEACHER.value]
-    assert password not in str(entry)
+    assert link.rsplit("/", 1)[1] not in str(entry)
 
-    teacher, response = try_login(app, "gv.lan", password)
+    assert try_login(app, "gv.lan", "")[1].status_code == 200  # no password works before the holder sets one
+    weak = set_password_by_link(app, link, "matkhau123")
+    assert weak.status_code == 200 and "Mật khẩu quá dễ đoán" in page(weak)
+    assert set_password_by_link(app, link).status_code == 302
+    teacher, response = try_login(app, "gv.lan", NEW_PASSWORD)
     assert response.status_code == 302
-    forced = teacher.get("/s/lqd/")
-    assert forced.status_code == 302 and forced.location.endswith("/account/password")
-    assert change_password(teacher, password).status_code == 302
     landed = teacher.get("/", follow_redirects=True)
     assert landed.request.path == "/s/lqd/" and "Lê Thị Lan" in page(landed)
-    assert user_named(app, "gv.lan").must_change_password is False
+    # One time only.
+    assert app.test_client().get(link).status_code == 404
+    assert set_password_by_link(app, link, "Mot-Lan-Nua-2026").status_code == 404
 
 
 def test_one_person_holds_several_roles(app, school, as_principal):
     response = create(as_principal, "gv.minh", "Phan Văn Minh",
                       [Role.HOMEROOM_TEACHER.value, Role.SUBJECT_TEACHER.value])
-    password = shown_password(response)
+    link = shown_link(response)
     assert membership_of(app, school, "gv.minh") == (True, {Role.HOMEROOM_TEACHER, Role.SUBJECT_TEACHER})
     [entry] = audit_of(app, "staff.created")
     assert sorted(entry["changes"]["roles"]) == sorted([Role.HOMEROOM_TEACHER.value, Role.SUBJECT_TEACHER.value])
 
-    teacher, _ = try_login(app, "gv.minh", password)
-    change_password(teacher, password)
+    set_password_by_link(app, link)
+    teacher, _ = try_login(app, "gv.minh", NEW_PASSWORD)
     home = page(teacher.get("/s/lqd/"))
     assert "Giáo viên chủ nhiệm" in home and "Giáo viên bộ môn" in home
 
@@ -219,7 +229,7 @@ def test_bad_input_gets_a_vietnamese_message_and_creates_nothing(app, make, scho
     text = page(response)
     assert message in text
     assert "This field" not in text and "Field must" not in text  # no untranslated WTForms message
-    assert "temporary-password" not in text
+    assert "set-password-link" not in text
     assert user_count(app) == users
     assert audit_of(app, *STAFF_ACTIONS) == []
 
@@ -300,29 +310,136 @@ def test_principal_cannot_lock_themselves_out(app, school, principal, as_princip
     assert audit_of(app, "staff.deactivated") == []
 
 
-def test_reset_password(app, make, school, principal, as_principal):
+def test_reset_gives_a_link_only_the_holder_uses_and_tells_them_at_next_login(app, make, school, principal,
+                                                                           as_principal):
     teacher = make.user(school, Role.SUBJECT_TEACHER, username="gv.son")
-    teacher_client = app.test_client()
-    login(teacher_client, teacher)
-
     response = post(as_principal, f"/s/lqd/staff/{teacher.id}/reset-password", {},
                     form_url=f"/s/lqd/staff/{teacher.id}")
-    assert response.status_code == 200 and "Đã đặt lại mật khẩu" in page(response)
-    password = shown_password(response)
-    assert password != PASSWORD
+    assert response.status_code == 200 and "Đã tạo liên kết đặt lại mật khẩu" in page(response)
+    link = shown_link(response)
+    assert "temporary-password" not in page(response)
+    # The current password still works (a reset locks nobody out) until the holder sets a new one...
+    client, accepted = try_login(app, "gv.son", PASSWORD)
+    assert accepted.status_code == 302
+    # ... and the holder is told who reset it.
+    told = page(client.get("/", follow_redirects=True))
+    assert "Trần Văn Hiệu đã tạo liên kết đặt lại mật khẩu cho tài khoản của bạn." in told
 
-    assert teacher_client.get("/s/lqd/").status_code == 302  # the old session ended
+    assert set_password_by_link(app, link).status_code == 302
+    assert client.get("/s/lqd/").status_code == 302  # setting the password ended every session
     _, refused = try_login(app, "gv.son", PASSWORD)
     assert refused.status_code == 200 and "Tên đăng nhập hoặc mật khẩu không đúng." in page(refused)
-    client, accepted = try_login(app, "gv.son", password)
-    assert accepted.status_code == 302
-    assert client.get("/s/lqd/").location.endswith("/account/password")
-    change_password(client, password)
-    assert client.get("/s/lqd/").status_code == 200
+    assert try_login(app, "gv.son", NEW_PASSWORD)[1].status_code == 302
 
     [entry] = audit_of(app, "staff.password_reset")
     assert (entry["school_id"], entry["actor_id"], entry["object_id"]) == (school.id, principal.id, str(teacher.id))
-    assert password not in str(entry)
+    assert link.rsplit("/", 1)[1] not in str(entry) and NEW_PASSWORD not in str(entry)
+    [used] = audit_of(app, "auth.password_set_by_link")
+    assert used["actor_id"] == teacher.id and NEW_PASSWORD not in str(used)
+    # No page the principal opens ever shows the password the holder chose.
+    for url in ("/s/lqd/staff", f"/s/lqd/staff/{teacher.id}", "/s/lqd/audit", "/s/lqd/certificates/staff"):
+        shown = as_principal.get(url)
+        assert shown.status_code == 200 and NEW_PASSWORD not in page(shown), url
+
+
+def test_a_newer_link_or_the_expiry_ends_an_older_link(app, make, school, as_principal):
+    from datetime import timedelta
+
+    from portal.auth.models import PasswordLink
+
+    teacher = make.user(school, Role.SUBJECT_TEACHER, username="gv.tam")
+    reset = f"/s/lqd/staff/{teacher.id}/reset-password"
+    first = shown_link(post(as_principal, reset, {}, form_url=f"/s/lqd/staff/{teacher.id}"))
+    second = shown_link(post(as_principal, reset, {}, form_url=f"/s/lqd/staff/{teacher.id}"))
+    assert app.test_client().get(first).status_code == 404
+    assert app.test_client().get(second).status_code == 200
+    with app.app_context():
+        for link in db.session.scalars(sa.select(PasswordLink)):
+            link.expires_at -= timedelta(hours=app.config["PASSWORD_LINK_HOURS"] + 1)
+        db.session.commit()
+    assert set_password_by_link(app, second).status_code == 404
+
+
+# --- authority is ordered --------------------------------------------------------------------------
+
+REFUSED_AUTHORITY = "Bạn không thể đặt lại mật khẩu, khóa, mở khóa hay đổi vai trò của người có thẩm quyền"
+
+
+def test_it_staff_cannot_reset_lock_or_re_role_the_principal(app, make, school, principal):
+    it_staff = make.user(school, Role.SCHOOL_IT, username="cntt.lqd")
+    vice = make.user(school, Role.VICE_PRINCIPAL, username="pht.lqd")
+    colleague = make.user(school, Role.SCHOOL_IT, username="cntt2.lqd")
+    client = app.test_client()
+    login(client, it_staff)
+    for target in (principal, vice, colleague):
+        reset = post(client, f"/s/lqd/staff/{target.id}/reset-password", {}, form_url="/s/lqd/staff",
+                     follow_redirects=True)
+        assert REFUSED_AUTHORITY in page(reset) and "set-password-link" not in page(reset), target.username
+        locked = post(client, f"/s/lqd/staff/{target.id}/active/0", {}, form_url="/s/lqd/staff",
+                      follow_redirects=True)
+        assert REFUSED_AUTHORITY in page(locked), target.username
+        roles = post(client, f"/s/lqd/staff/{target.id}", {"full_name": "Ai Đó", "email": "",
+                                                          "roles": [Role.SUBJECT_TEACHER.value]},
+                     form_url="/s/lqd/staff")
+        assert REFUSED_AUTHORITY in page(roles), target.username
+    assert membership_of(app, school, "ht.lqd") == (True, {Role.PRINCIPAL})
+    assert user_named(app, "ht.lqd").full_name == "Trần Văn Hiệu"
+    assert membership_of(app, school, "pht.lqd") == (True, {Role.VICE_PRINCIPAL})
+    assert audit_of(app, *STAFF_ACTIONS) == []
+    # The page offers no such button either.
+    listing = page(client.get("/s/lqd/staff"))
+    row = re.search(r'data-username="ht.lqd">(.*?)</tr>', listing, re.S).group(1)
+    assert "Khóa" not in row
+    assert "reset-password" not in page(client.get(f"/s/lqd/staff/{principal.id}"))
+    # The teachers remain IT's to manage.
+    teacher = make.user(school, Role.SUBJECT_TEACHER, username="gv.nam")
+    assert shown_link(post(client, f"/s/lqd/staff/{teacher.id}/reset-password", {}, form_url="/s/lqd/staff"))
+
+
+def test_a_teacher_who_is_principal_elsewhere_is_not_reset_by_it_staff(app, make, school):
+    other = make.school("ntr", "Trường Tiểu học Nguyễn Trãi")
+    both = make.user(other, Role.PRINCIPAL, username="ht.ntr")
+    with app.app_context(), all_schools():
+        from tenants.models import MembershipRole
+        db.session.add(Membership(school_id=school.id, user_id=both.id, roles=[
+            MembershipRole(school_id=school.id, role=Role.SUBJECT_TEACHER)]))
+        db.session.commit()
+    it_staff = make.user(school, Role.SCHOOL_IT, username="cntt.lqd")
+    client = app.test_client()
+    login(client, it_staff)
+    response = post(client, f"/s/lqd/staff/{both.id}/reset-password", {}, form_url="/s/lqd/staff",
+                    follow_redirects=True)
+    assert REFUSED_AUTHORITY in page(response)  # a password is the whole account's
+
+
+def test_principals_are_managed_by_the_district(app, make, school, principal):
+    admin = make.user(username="phong.admin", district_role=Role.DISTRICT_ADMIN, full_name="Trần Minh Quân")
+    client = app.test_client()
+    login(client, admin)
+    detail = f"/district/schools/{school.code}"
+    other = make.school("ntr", "Trường Tiểu học Nguyễn Trãi")
+    elsewhere = f"/district/schools/{other.code}/staff/{principal.id}"  # not a member there: not found
+    assert post(client, f"{elsewhere}/reset-password", {}, form_url=detail).status_code == 404
+    assert post(client, f"{elsewhere}/active/0", {}, form_url=detail).status_code == 404
+    response = post(client, f"{detail}/staff/{principal.id}/reset-password", {}, form_url=detail)
+    link = shown_link(response)
+    assert post(client, f"{detail}/staff/{principal.id}/active/0", {}, form_url=detail).status_code == 302
+    assert membership_of(app, school, "ht.lqd") == (False, {Role.PRINCIPAL})
+    assert post(client, f"{detail}/staff/{principal.id}/active/1", {}, form_url=detail).status_code == 302
+    assert set_password_by_link(app, link).status_code == 302
+    owner, _ = try_login(app, "ht.lqd", NEW_PASSWORD)
+    told = page(owner.get("/", follow_redirects=True))
+    assert "Trần Minh Quân đã tạo liên kết đặt lại mật khẩu" in told and "đã khóa tài khoản của bạn" in told
+    # The district admin is no one's to manage from a school.
+    with app.app_context(), all_schools():
+        from tenants.models import MembershipRole
+        db.session.add(Membership(school_id=school.id, user_id=admin.id, roles=[
+            MembershipRole(school_id=school.id, role=Role.SUBJECT_TEACHER)]))
+        db.session.commit()
+    login(as_ht := app.test_client(), "ht.lqd", NEW_PASSWORD)
+    refused = post(as_ht, f"/s/lqd/staff/{admin.id}/reset-password", {}, form_url="/s/lqd/staff",
+                   follow_redirects=True)
+    assert REFUSED_AUTHORITY in page(refused)
 
 
 def test_staff_pages_are_closed_to_teachers_and_other_schools(app, make, school, as_principal):
@@ -371,12 +488,12 @@ def test_import_xlsx_dry_run_then_confirm(app, school, principal, as_principal):
     assert membership_of(app, school, "gv.cuc") == (True, {Role.HOMEROOM_TEACHER})
     anh = user_named(app, "gv.anh")
     assert anh.full_name == unicodedata.normalize("NFC", "Nguyễn Thị Ánh") and anh.email == "anh@lqd.edu.vn"
-    assert anh.must_change_password
 
-    passwords = dict(re.findall(r'<td class="mono">([^<]+)</td><td class="mono">([^<]+)</td>', page(done)))
-    assert set(passwords) == {"gv.anh", "gv.binh", "gv.cuc"}
-    client, response = try_login(app, "gv.cuc", passwords["gv.cuc"])
-    assert response.status_code == 302 and client.get("/s/lqd/").location.endswith("/account/password")
+    links = dict(re.findall(r'<td class="mono">([^<]+)</td><td class="mono">http://[^/<]+([^<]+)</td>', page(done)))
+    assert set(links) == {"gv.anh", "gv.binh", "gv.cuc"}
+    assert set_password_by_link(app, links["gv.cuc"]).status_code == 302
+    client, response = try_login(app, "gv.cuc", NEW_PASSWORD)
+    assert response.status_code == 302 and client.get("/s/lqd/").status_code == 200
 
     created = audit_of(app, "staff.created")
     assert len(created) == 3

@@ -38,6 +38,7 @@ from tests.city_helpers import exchange_objects
 from tests.compliance_factory import make_evidence, make_milestone, make_training
 from tests.conftest import Factory, login
 from tests.records_factory import insert_version
+from tests.signing_factory import certificate_row
 
 SCHOOL_PREFIX = "/s/<school_code>"
 DISTRICT_PREFIX = "/district"
@@ -77,6 +78,27 @@ def _job_run(app: Flask, school_id: int | None, owner_id: int) -> str:
         return run.id
 
 
+def _signing_batch(app: Flask, school_id: int, signer_id: int) -> str:
+    """A batch of two signing requests waiting for the signer's USB token at this school."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    from portal.signing import pki
+    from portal.signing import requests as signing_requests
+
+    issued = pki.create_ca().issue_person("Người Ký", title="Giáo viên chủ nhiệm", organisation="Trường")
+    items = [signing_requests.RequestItem(subject_id=n, step="gvcn", prepared_digest="0" * 64,
+                                          digest=hashlib.sha256(f"{school_id}-{n}".encode()).hexdigest(),
+                                          description=f"Học sinh Số {n} · 5A") for n in (1, 2)]
+    with app.app_context(), all_schools():
+        created = signing_requests.create_requests(
+            school_id, signer_id=signer_id, kind="usb", purpose="record_step", items=items, actor=None,
+            certificate_der=issued.certificate.public_bytes(serialization.Encoding.DER))
+        db.session.commit()
+        return created[0].batch_id
+
+
 def _checkpoint(app: Flask, school_id: int | None) -> int:
     """A sealed checkpoint of the school's audit chain (the district's with None), its files stored."""
     from portal import audit
@@ -112,6 +134,7 @@ def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_own
         # and the school check must be what refuses school B's run, not the owner check.
         "run_id": _job_run(app, school.id, run_owner.id),
         "checkpoint_id": _checkpoint(app, school.id),
+        "batch_id": _signing_batch(app, school.id, teacher.id),
         "year_id": year_id,
         "class_id": setup.class_id,
         "period_id": setup.period_ids["CN"],
@@ -121,6 +144,8 @@ def _tenant(app: Flask, make: Factory, school: School, *, teacher: User, run_own
         "version_id": version_id,
         "evidence_id": make_evidence(app, school, milestone_id, EvidenceStatus.SUBMITTED, date(2025, 3, 20)),
         "training_id": make_training(app, school, date(2025, 4, 20), [staff.id]),
+        # A person's certificate is theirs, not the school's: the walker's own in A, B's teacher's in B.
+        "certificate_id": certificate_row(app, teacher, school.id),
     })
 
 
@@ -241,7 +266,8 @@ def test_district_pages_refuse_school_staff(app: Flask, make: Factory, no_csrf: 
     principal = make.user(school_a, *SCHOOL_ROLES)
     officer = make.user(None, district_role=Role.DISTRICT_OFFICER)
     params = {"run_id": _job_run(app, None, principal.id), "code": school_a.code, "milestone_id": 1,
-              "evidence_id": 1, "checkpoint_id": _checkpoint(app, None), "kind": "json"}
+              "evidence_id": 1, "checkpoint_id": _checkpoint(app, None), "kind": "json",
+              "user_id": principal.id, "active": 0}
     rules = _rules(app, DISTRICT_PREFIX)
     unmapped = _unmapped(rules, set(params))
     assert not unmapped, ("district routes with a URL parameter the walker cannot fill; add it to `params` in "

@@ -20,3 +20,13 @@ class ChangePasswordForm(PortalForm):
         _l("Nhập lại mật khẩu mới"),
         validators=[DataRequired(), EqualTo("new", message=_l("Hai mật khẩu mới không giống nhau."))],
     )
+
+
+class SetPasswordForm(PortalForm):
+    """The holder of a set-password link chooses a password."""
+
+    new = PasswordField(_l("Mật khẩu mới"), validators=[DataRequired(), Length(max=200)])
+    confirm = PasswordField(
+        _l("Nhập lại mật khẩu mới"),
+        validators=[DataRequired(), EqualTo("new", message=_l("Hai mật khẩu mới không giống nhau."))],
+    )

@@ -1,26 +1,27 @@
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from portal import audit
 from portal.auth import services
-from portal.auth.forms import ChangePasswordForm, LoginForm
+from portal.auth.forms import ChangePasswordForm, LoginForm, SetPasswordForm
 from portal.extensions import db, login_manager
 from portal.i18n import LOCALES
-from tenants.models import Membership, School
+from tenants.models import Membership, School, User
 from tenants.roles import PERMISSION_LABELS, ROLE_PERMISSIONS, Permission, Role
 from tenants.scoping import all_schools
 
 bp = Blueprint("auth", __name__)
 
 # Pages a user who must change a temporary password may still open.
-_OPEN_WHILE_PASSWORD_EXPIRED = {"auth.change_password", "auth.logout", "auth.set_language", "static"}
+_OPEN_WHILE_PASSWORD_EXPIRED = {"auth.change_password", "auth.logout", "auth.set_language", "static",
+                                 "auth.set_password"}
 
 
 def init_app(app: Flask) -> None:
@@ -29,8 +30,23 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = None
     login_manager.session_protection = "strong"
     login_manager.user_loader(services.load_user)
+    app.before_request(_end_old_session)
     app.before_request(_force_password_change)
     app.register_blueprint(bp)
+
+
+def _end_old_session() -> Response | None:
+    """An absolute limit besides the idle one: a login older than SESSION_ABSOLUTE_HOURS ends, however busy."""
+    if not current_user.is_authenticated:
+        return None
+    started = session.get("auth_at")
+    limit = current_app.config["SESSION_ABSOLUTE_HOURS"] * 3600
+    if isinstance(started, int | float) and time.time() - started <= limit:
+        return None
+    logout_user()
+    session.clear()
+    flash(_("Phiên đăng nhập đã hết hạn. Vui lòng đăng nhập lại."), "info")
+    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
 def _force_password_change() -> Response | None:
@@ -62,6 +78,8 @@ def login() -> str | Response:
             session.clear()
             login_user(result.user)
             session.permanent = True
+            session["auth_at"] = time.time()
+            _flash_notices(result.user)
             return redirect(_safe_next(form.next.data) or url_for("auth.home"))
         flash(result.error, "danger")
     return render_template("auth/login.html", form=form)
@@ -70,9 +88,8 @@ def login() -> str | Response:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Response:
-    audit.record("auth.logout", actor=current_user, school_id=None, obj=current_user,
-                 address=request.remote_addr)
-    db.session.commit()
+    services.log_out(current_user._get_current_object(),  # type: ignore[attr-defined]
+                     address=request.remote_addr)
     logout_user()
     session.clear()
     flash(_("Bạn đã đăng xuất."), "info")
@@ -89,10 +106,40 @@ def change_password() -> str | Response:
                                                 address=request.remote_addr or "unknown")
         if not problems:
             login_user(user)  # the session token rotated: keep this session, end the others
+            session["auth_at"] = time.time()
             flash(_("Đã đổi mật khẩu."), "success")
             return redirect(url_for("auth.home"))
         form.new.errors = list(form.new.errors) + problems
     return render_template("auth/change_password.html", form=form)
+
+
+def _flash_notices(user: object) -> None:
+    """Tell the holder what others did to their account since their last login (once)."""
+    notices = services.take_notices(user)  # type: ignore[arg-type]
+    for notice in notices:
+        flash(_(notice.message, **notice.params), "warning")
+    if notices:
+        db.session.commit()
+
+
+@bp.route("/account/set-password/<token>", methods=["GET", "POST"])
+def set_password(token: str) -> str | Response:
+    """The holder of a set-password link chooses their own password; nobody else ever sees it."""
+    link = services.valid_password_link(token)
+    if link is None:
+        return render_template("auth/set_password.html", form=None, user=None), 404
+    user = db.session.get(User, link.user_id)
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        problems = services.set_password_with_link(link, form.new.data, address=request.remote_addr or "unknown")
+        if not problems:
+            if current_user.is_authenticated:
+                logout_user()
+            session.clear()
+            flash(_("Đã đặt mật khẩu. Hãy đăng nhập bằng mật khẩu mới."), "success")
+            return redirect(url_for("auth.login"))
+        form.new.errors = list(form.new.errors) + problems
+    return render_template("auth/set_password.html", form=form, user=user)
 
 
 @bp.route("/language/<locale>", methods=["POST"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from flask import Flask, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -8,8 +9,9 @@ from portal.district import services
 from portal.district.forms import SchoolAdminForm, SchoolForm
 from portal.extensions import db
 from portal.school import services as staff_services
+from portal.school.forms import ActionForm
 from tenants.access import can, district_blueprint, require
-from tenants.models import School
+from tenants.models import Membership, School
 from tenants.roles import Permission, Role
 from tenants.scoping import school_scope
 
@@ -75,8 +77,57 @@ def school_detail(code: str) -> str:
             else:
                 db.session.commit()
                 return render_template("school/staff_password.html", user=account.user, school=school,
-                                       password=account.temporary_password, created=True)
+                                       token=account.link_token, created=True)
     with school_scope(school.id):
         members = staff_services.list_staff(school)
-        return render_template("district/school_detail.html", school=school, members=members, form=form)
+        manageable = {m.user_id for m in members if can(Permission.MANAGE_SCHOOLS)
+                      and staff_services.may_manage(school, current_user, m.user)}
+        return render_template("district/school_detail.html", school=school, members=members, form=form,
+                               manageable=manageable, action_form=ActionForm())
+
+
+def _school_member_or_404(school: School, user_id: int) -> Membership:
+    membership = staff_services.get_member(school, user_id)
+    if membership is None:
+        abort(404)
+    return membership
+
+
+@bp.route("/schools/<code>/staff/<int:user_id>/reset-password", methods=["POST"])
+@require(Permission.VIEW_DISTRICT, Permission.MANAGE_SCHOOLS)
+def staff_reset_password(code: str, user_id: int) -> str | Response:
+    """The district admin manages the accounts that run a school (its principal above all)."""
+    school = _school_or_404(code)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    with school_scope(school.id):
+        membership = _school_member_or_404(school, user_id)
+        try:
+            token = staff_services.reset_staff_password(school, membership, actor=current_user)
+        except staff_services.StaffError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return redirect(url_for("district.school_detail", code=code))
+        db.session.commit()
+        return render_template("school/staff_password.html", user=membership.user, school=school, token=token,
+                               created=False)
+
+
+@bp.route("/schools/<code>/staff/<int:user_id>/active/<int:active>", methods=["POST"])
+@require(Permission.VIEW_DISTRICT, Permission.MANAGE_SCHOOLS)
+def staff_set_active(code: str, user_id: int, active: int) -> Response:
+    school = _school_or_404(code)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    with school_scope(school.id):
+        membership = _school_member_or_404(school, user_id)
+        try:
+            staff_services.set_staff_active(school, membership, bool(active), actor=current_user)
+        except staff_services.StaffError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            flash(_("Đã mở khóa tài khoản.") if active else _("Đã khóa tài khoản tại trường."), "success")
+    return redirect(url_for("district.school_detail", code=code))
 

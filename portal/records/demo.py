@@ -17,6 +17,7 @@ from portal.records.models import RecordStatus, RecordVersion
 from portal.records.snapshot import principal_of
 from portal.results import services as results
 from portal.results.services import visible_classes
+from portal.signing.demo import DEMO_SIGNING_PIN
 from tenants.models import School
 from tenants.scoping import school_scope
 
@@ -24,8 +25,10 @@ LEFT_FOR_THE_PRINCIPAL = 4  # signed by the GVCN only
 LEFT_FOR_THE_SEAL = 3  # signed by the GVCN and the principal
 
 
-def build_records_demo(school_code: str, today: date | None = None) -> dict[str, int | str]:
-    """Generate and sign the demo class; returns how many records are at each status."""
+def build_records_demo(school_code: str, today: date | None = None, *, pin: str = DEMO_SIGNING_PIN
+                       ) -> dict[str, int | str]:
+    """Generate and sign the demo class (the demo people's signing PIN typed for them); returns how many
+    records are at each status."""
     school = db.session.scalar(sa.select(School).where(School.code == school_code))
     if school is None:
         return {}
@@ -43,9 +46,11 @@ def build_records_demo(school_code: str, today: date | None = None) -> dict[str,
             db.session.commit()
         principal = principal_of(school)
         drafts = [v.id for v in workflow.waiting_for(school, workflow.STEPS["gvcn"], [school_class.id])]
-        workflow.sign_batch(school, workflow.STEPS["gvcn"], drafts, signer=school_class.homeroom_teacher)
+        workflow.sign_batch(school, workflow.STEPS["gvcn"], drafts, signer=school_class.homeroom_teacher,
+                           secret=pin)
         signed = [v.id for v in workflow.waiting_for(school, workflow.STEPS["hieu_truong"], [school_class.id])]
-        workflow.sign_batch(school, workflow.STEPS["hieu_truong"], signed[LEFT_FOR_THE_PRINCIPAL:], signer=principal)
+        workflow.sign_batch(school, workflow.STEPS["hieu_truong"], signed[LEFT_FOR_THE_PRINCIPAL:], signer=principal,
+                           secret=pin)
         ready = [v.id for v in workflow.waiting_for(school, workflow.STEPS["con_dau"], [school_class.id])]
         workflow.sign_batch(school, workflow.STEPS["con_dau"], ready[LEFT_FOR_THE_SEAL:], signer=principal)
         counts = dict(db.session.execute(sa.select(RecordVersion.status, sa.func.count())

@@ -12,7 +12,10 @@ class ActionForm(PortalForm):
 
 
 class SignForm(PortalForm):
-    """Sign one step for a class, a grade, or the whole school; the passphrase only when its holder keeps it."""
+    """Sign one step for a class, a grade, or the whole school, with the signer's PIN (or the passphrase they keep).
+
+    The field keeps the name `passphrase`: it carries whichever secret the signer's key asks for.
+    """
 
     step = HiddenField()
     class_id = IntegerField(validators=[Optional()])

@@ -72,7 +72,7 @@ def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[st
 
     try:
         results = workflow.sign_batch(school, workflow.STEPS[step], version_ids, signer=signer,
-                                      passphrase=jobs.job_secret(run_id), progress=progress)
+                                      secret=jobs.job_secret(run_id), progress=progress)
     finally:
         jobs.drop_secret(run_id)
     names = dict(db.session.execute(sa.select(RecordVersion.id, RecordVersion.content)

@@ -30,6 +30,8 @@ from portal.records.forms import ActionForm, ReasonForm, SignForm
 from portal.records.models import RecordStatus, RecordVersion
 from portal.results.services import get_class, visible_classes
 from portal.signing import batches
+from portal.signing import services as signing_services
+from portal.signing.engine import SigningError
 from portal.storage import storage
 from tenants.access import can, current_permissions, require, school_blueprint
 from tenants.roles import Permission
@@ -85,10 +87,10 @@ def index() -> str:
     counts = _status_counts(mine)
     grades = sorted({c.grade for c in mine}) if can(Permission.VIEW_ALL_RECORDS) else []
     queue = signing_queue(mine)
-    passphrase_steps = {entry["step"].field for entry in queue if _needs_passphrase(entry["step"])}
+    secret_steps = {entry["step"].field: kind for entry in queue if (kind := _secret_to_ask(entry["step"]))}
     return render_template("records/index.html", year=year, classes=mine, counts=counts, grades=grades,
                            form=ActionForm(), may_generate=can(Permission.GENERATE_RECORDS), queue=queue,
-                           passphrase_steps=passphrase_steps, sign_form=SignForm(),
+                           secret_steps=secret_steps, sign_form=SignForm(),
                            open_batches=[b for b in batches.batches_of(g.school, current_user.id, limit=5)
                                          if b.waiting or b.problems])
 
@@ -266,12 +268,13 @@ def signing_queue(classes: list[SchoolClass]) -> list[dict[str, object]]:
     return queue
 
 
-def _needs_passphrase(step: workflow.Step) -> bool:
+def _secret_to_ask(step: workflow.Step) -> str | None:
+    """What the signer types once for the batch: "pin" (their signing PIN), "passphrase", or None."""
     try:
         certificate = workflow.signing_certificate(g.school, step, current_user)
     except workflow.WorkflowError:
-        return False
-    return certificate.passphrase_held_by_user
+        return None
+    return certificate.secret_to_ask
 
 
 @bp.route("/records/sign", methods=["POST"])
@@ -296,8 +299,10 @@ def sign() -> Response:
         flash(_("Không có học bạ nào đang chờ bước ký này."), "error")
         return redirect(url_for("records.index"))
     try:
-        workflow.signing_certificate(g.school, step, current_user)
-    except workflow.WorkflowError as exc:
+        certificate = workflow.signing_certificate(g.school, step, current_user)
+        if certificate.needs_signing_pin:  # a wrong PIN is told now (and counted), not by a failed job
+            signing_services.check_secret(certificate, form.passphrase.data)
+    except (workflow.WorkflowError, SigningError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("records.index"))
     run = jobs.enqueue("records.sign", school_id=g.school.id, actor=current_user,

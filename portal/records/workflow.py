@@ -118,15 +118,18 @@ class Signed:
     service_down: bool = False  # the timestamp authority or a revocation source never answered
 
 
-def sign_batch(school: School, step: Step, version_ids: list[int], *, signer: User, passphrase: str | None = None,
+def sign_batch(school: School, step: Step, version_ids: list[int], *, signer: User, secret: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[Signed]:
-    """Sign `step` of every version, one transaction each; a failure is reported and the batch goes on."""
+    """Sign `step` of every version, one transaction each; a failure is reported and the batch goes on.
+
+    `secret` is what the signer typed once for the batch: their signing PIN (or the .p12 passphrase they keep).
+    """
     certificate = signing_certificate(school, step, signer)
     if certificate.key_kind in (KeyKind.USB, KeyKind.CSC):
         return prepare_external(school, step, version_ids, signer=signer, certificate=certificate,
                                 progress=progress)
     results: list[Signed] = []
-    key = certificates.server_key(certificate, passphrase=passphrase)
+    key = certificates.server_key(certificate, secret=secret)
     with engine.SigningSession(key, timestamp_url=signing.timestamp_url(), trust_roots=signing.trust_roots(),
                                level=signing.signature_level()) as session:
         down: Signed | None = None

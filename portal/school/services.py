@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from portal import audit
-from portal.auth.services import generate_temporary_password, normalise_username, set_password
+from portal.auth import services as auth
+from portal.auth.services import normalise_username
 from portal.extensions import db
 from tenants.models import Membership, MembershipRole, School, User
-from tenants.roles import MANAGEMENT_ROLES, Role
+from tenants.roles import MANAGEMENT_ROLES, Role, outranks
+from tenants.scoping import all_schools
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,79}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -73,10 +75,44 @@ def check_role_grant(roles: set[Role], *, may_assign_management: bool) -> list[s
     return []
 
 
+def roles_here(user: User, school: School) -> frozenset[Role]:
+    """What `user` holds when acting in this school: their active roles there plus any district role."""
+    roles = set(db.session.scalars(sa.select(MembershipRole.role).join(Membership).where(
+        Membership.school_id == school.id, Membership.user_id == user.id, Membership.active.is_(True))))
+    if user.district_role is not None:
+        roles.add(user.district_role)
+    return frozenset(roles)
+
+
+def roles_anywhere(user: User) -> frozenset[Role]:
+    """Every role `user` holds in any school, plus any district role: a password is the whole account's."""
+    with all_schools():
+        roles = set(db.session.scalars(sa.select(MembershipRole.role).join(Membership).where(
+            Membership.user_id == user.id, Membership.active.is_(True))))
+    if user.district_role is not None:
+        roles.add(user.district_role)
+    return frozenset(roles)
+
+
+def may_manage(school: School, actor: User, target: User) -> bool:
+    """Whether `actor`, acting in this school, holds more authority than `target` has anywhere."""
+    return actor.id != target.id and outranks(roles_here(actor, school), roles_anywhere(target))
+
+
+def check_authority(school: School, actor: User, target: User) -> None:
+    if not may_manage(school, actor, target):
+        raise StaffError(_("Bạn không thể đặt lại mật khẩu, khóa, mở khóa hay đổi vai trò của người có "
+                           "thẩm quyền ngang hoặc cao hơn bạn."))
+
+
+def _role_names(roles: set[Role] | frozenset[Role]) -> str:
+    return ", ".join(role.label for role in sorted(roles)) or "—"
+
+
 @dataclass
 class NewAccount:
     user: User
-    temporary_password: str
+    link_token: str  # the holder sets their own password with it; shown once to whoever created the account
 
 
 def create_staff(school: School, *, username: str, full_name: str, email: str | None,
@@ -86,10 +122,9 @@ def create_staff(school: School, *, username: str, full_name: str, email: str | 
     problems += check_role_grant(roles, may_assign_management=may_assign_management)
     if problems:
         raise StaffError(" ".join(problems))
-    password = generate_temporary_password()
     user = User(district_id=school.district_id, username=normalise_username(username),
-                full_name=nfc(full_name), email=(email or "").strip() or None, password_hash="")
-    set_password(user, password, must_change=True)
+                full_name=nfc(full_name), email=(email or "").strip() or None,
+                password_hash=auth.UNUSABLE_PASSWORD_HASH)
     db.session.add(user)
     membership = Membership(school_id=school.id, user=user,
                             roles=[MembershipRole(school_id=school.id, role=r) for r in sorted(roles)])
@@ -98,7 +133,7 @@ def create_staff(school: School, *, username: str, full_name: str, email: str | 
     audit.record("staff.created", actor=actor, school_id=school.id, obj=user, summary=user.full_name,
                  changes={"username": user.username, "full_name": user.full_name, "email": user.email,
                           "roles": sorted(roles)})
-    return NewAccount(user, password)
+    return NewAccount(user, auth.issue_password_link(user, purpose="new", actor=actor))
 
 
 def update_staff(school: School, membership: Membership, *, full_name: str, email: str | None,
@@ -109,11 +144,15 @@ def update_staff(school: School, membership: Membership, *, full_name: str, emai
     if any(role.is_district_role for role in roles):
         raise StaffError(_("Vai trò của Phòng GD&ĐT không giao trong trường."))
     current = membership.role_set
+    if membership.user_id != actor.id:
+        check_authority(school, actor, membership.user)
     problems = check_role_grant(roles ^ current, may_assign_management=may_assign_management)
     if problems:
         raise StaffError(" ".join(problems))
     if Role.PRINCIPAL in current - roles and membership.user_id == actor.id:
         raise StaffError(_("Bạn không thể tự bỏ vai trò Hiệu trưởng của mình."))
+    if membership.user_id == actor.id and not outranks(roles_here(actor, school), roles - current):
+        raise StaffError(_("Bạn không thể tự giao cho mình vai trò cao hơn vai trò đang có."))
     if email and not EMAIL_PATTERN.match(email.strip()):
         raise StaffError(_("Địa chỉ email không hợp lệ."))
     user = membership.user
@@ -129,6 +168,11 @@ def update_staff(school: School, membership: Membership, *, full_name: str, emai
     if changes:
         audit.record("staff.updated", actor=actor, school_id=school.id, obj=user, summary=user.full_name,
                      changes=changes)
+    if roles != current:
+        auth.notify(user, auth.NOTICE_ROLES, actor=actor, school=school.name, before=_role_names(current),
+                    after=_role_names(roles))
+    elif changes:
+        auth.notify(user, auth.NOTICE_PROFILE, actor=actor, school=school.name)
 
 
 def set_staff_active(school: School, membership: Membership, active: bool, *, actor: User) -> None:
@@ -137,18 +181,25 @@ def set_staff_active(school: School, membership: Membership, active: bool, *, ac
         return
     if not active and membership.user_id == actor.id:
         raise StaffError(_("Bạn không thể tự khóa tài khoản của mình."))
+    check_authority(school, actor, membership.user)
     membership.active = active  # checked on every request to the school's pages
     audit.record("staff.activated" if active else "staff.deactivated", actor=actor, school_id=school.id,
                  obj=membership.user, summary=membership.user.full_name, changes={"active": [not active, active]})
+    auth.notify(membership.user, auth.NOTICE_UNLOCKED if active else auth.NOTICE_LOCKED, actor=actor,
+                school=school.name)
 
 
 def reset_staff_password(school: School, membership: Membership, *, actor: User) -> str:
-    """Give a member a new temporary password, to change at their next login; returns it once."""
-    password = generate_temporary_password()
-    set_password(membership.user, password, must_change=True)
+    """A one-time set-password link for the member (returned once, to hand over); never a password.
+
+    The current password keeps working until the holder uses the link, so a reset cannot lock anyone out.
+    """
+    check_authority(school, actor, membership.user)
+    token = auth.issue_password_link(membership.user, purpose="reset", actor=actor)
     audit.record("staff.password_reset", actor=actor, school_id=school.id, obj=membership.user,
-                 summary=membership.user.full_name)
-    return password
+                 summary=membership.user.full_name, changes={"set_password_link": "issued"})
+    auth.notify(membership.user, auth.NOTICE_PASSWORD_RESET, actor=actor)
+    return token
 
 
 @dataclass

@@ -41,7 +41,10 @@ def home() -> str:
 @bp.route("/staff")
 @require(Permission.VIEW_STAFF)
 def staff() -> str:
-    return render_template("school/staff.html", members=services.list_staff(g.school), action_form=ActionForm())
+    members = services.list_staff(g.school)
+    manageable = {m.user_id for m in members if can(Permission.MANAGE_STAFF)
+                  and services.may_manage(g.school, current_user, m.user)}
+    return render_template("school/staff.html", members=members, action_form=ActionForm(), manageable=manageable)
 
 
 @bp.route("/staff/new", methods=["GET", "POST"])
@@ -58,8 +61,8 @@ def staff_new() -> str:
             flash(str(exc), "danger")
         else:
             db.session.commit()
-            return render_template("school/staff_password.html", user=account.user,
-                                   password=account.temporary_password, created=True)
+            return render_template("school/staff_password.html", user=account.user, token=account.link_token,
+                                   created=True)
     return render_template("school/staff_form.html", form=form, membership=None)
 
 
@@ -83,7 +86,8 @@ def staff_edit(user_id: int) -> str | Response:
             flash(_("Đã lưu thay đổi."), "success")
             return redirect(url_for("school.staff"))
     return render_template("school/staff_form.html", form=form, membership=membership,
-                           action_form=ActionForm())
+                           action_form=ActionForm(),
+                           may_manage=services.may_manage(g.school, current_user, membership.user))
 
 
 @bp.route("/staff/<int:user_id>/active/<int:active>", methods=["POST"])
@@ -104,13 +108,18 @@ def staff_set_active(user_id: int, active: int) -> Response:
 
 @bp.route("/staff/<int:user_id>/reset-password", methods=["POST"])
 @require(Permission.MANAGE_STAFF)
-def staff_reset_password(user_id: int) -> str:
+def staff_reset_password(user_id: int) -> str | Response:
     membership = _member_or_404(user_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    password = services.reset_staff_password(g.school, membership, actor=current_user)
+    try:
+        token = services.reset_staff_password(g.school, membership, actor=current_user)
+    except services.StaffError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return redirect(url_for("school.staff"))
     db.session.commit()
-    return render_template("school/staff_password.html", user=membership.user, password=password, created=False)
+    return render_template("school/staff_password.html", user=membership.user, token=token, created=False)
 
 
 @bp.route("/staff/import", methods=["GET", "POST"])

@@ -133,10 +133,9 @@ def sign_in() -> Any:
     if not username or not password:
         return _error(400, _("Vui lòng nhập tên đăng nhập và mật khẩu."))
     address = request.remote_addr or "unknown"
-    throttled = auth_services.is_throttled(auth_services.normalise_username(username), address)
     result = auth_services.authenticate(username, password, address=address)
     if result.user is None:
-        return _error(429 if throttled else 401, result.error or "")
+        return _error(429 if result.throttled else 401, result.error or "")
     if result.user.must_change_password:
         return _error(403, _("Bạn cần đổi mật khẩu trên cổng học bạ số trước khi dùng chương trình ký."))
     plain, token = issue_token(result.user, agent=str(body.get("agent", "")), address=address)

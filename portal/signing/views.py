@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Flask, abort, current_app, flash, g, redirect, render_template, send_file, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
@@ -13,9 +13,9 @@ from portal import jobs
 from portal.app import PROJECT_ROOT
 from portal.extensions import db, utcnow
 from portal.signing import batches, services
-from portal.signing.forms import BatchActionForm, CertificateForm
+from portal.signing.forms import BatchActionForm, CertificateForm, SigningPinForm
 from tenants.access import can, current_permissions, require, school_blueprint
-from tenants.certificates import EXPIRY_WARNING_DAYS, KeyKind
+from tenants.certificates import EXPIRY_WARNING_DAYS, KeyKind, PersonCertificate
 from tenants.roles import Permission
 
 bp = school_blueprint("signing", __name__)
@@ -29,7 +29,8 @@ def _upload(form: CertificateForm) -> services.Upload:
     return services.Upload(
         data=form.file.data.read(), key_kind=KeyKind(form.key_kind.data), passphrase=form.passphrase.data or "",
         keep_passphrase_on_server=bool(form.keep_passphrase.data), csc_provider=form.csc_provider.data or "",
-        csc_credential_id=form.csc_credential_id.data or "")
+        csc_credential_id=form.csc_credential_id.data or "",
+        signing_pin=(form.signing_pin.data or "") if "signing_pin" in form else "")
 
 
 @bp.route("/certificates")
@@ -54,6 +55,27 @@ def register() -> str | Response:
             flash(_("Đã đăng kí chứng thư số."), "success")
             return redirect(url_for("signing.mine"))
     return render_template("signing/register.html", form=form, seal=False)
+
+
+@bp.route("/certificates/<int:certificate_id>/pin", methods=["GET", "POST"])
+@require(Permission.VIEW_SCHOOL)
+def signing_pin(certificate_id: int) -> str | Response:
+    """Only the holder sets or resets their signing PIN; anyone else's certificate is not found."""
+    certificate = db.session.get(PersonCertificate, certificate_id)
+    if certificate is None or certificate.user_id != current_user.id or not certificate.active:
+        abort(404)
+    form = SigningPinForm()
+    if form.validate_on_submit():
+        try:
+            services.set_signing_pin(certificate, form.passphrase.data, form.signing_pin.data, actor=current_user)
+        except services.CertificateRefused as exc:
+            db.session.rollback()
+            form.signing_pin.errors = [str(exc)]
+        else:
+            db.session.commit()
+            flash(_("Đã đặt mã PIN ký số."), "success")
+            return redirect(url_for("signing.mine"))
+    return render_template("signing/pin.html", form=form, certificate=certificate)
 
 
 @bp.route("/certificates/staff")
@@ -157,5 +179,7 @@ def agent_help() -> str:
 @bp.route("/signing/agent/hocba_agent.py")
 @require(Permission.VIEW_SCHOOL)
 def agent_download() -> Response:
-    return send_file(PROJECT_ROOT / "agent" / "hocba_agent.py", mimetype="text/x-python", as_attachment=True,
-                     download_name="hocba_agent.py")
+    # Read whole (one small file): no open file handle outlives a response that is never read to the end.
+    response = Response((PROJECT_ROOT / "agent" / "hocba_agent.py").read_bytes(), mimetype="text/x-python")
+    response.headers["Content-Disposition"] = 'attachment; filename="hocba_agent.py"'
+    return response
