@@ -121,7 +121,7 @@ def evidence() -> str | Response:
             upload = form.file.data
             try:
                 services.submit_evidence(g.school, milestone, data=upload.read(), filename=upload.filename or "",
-                                         mimetype=upload.mimetype or "", done_on=form.done_on.data,
+                                         done_on=form.done_on.data,
                                          note=form.note.data or "", actor=current_user)
             except services.EvidenceError as exc:
                 db.session.rollback()

@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from openpyxl import Workbook
 from sqlalchemy.orm import selectinload
 
-from portal import audit
+from portal import audit, uploads
 from portal.assessment import review
 
 # The pupil-list parser's file checks (not .xlsx, too big, zip bomb, damaged) and cell reading are
@@ -35,6 +35,7 @@ from portal.assessment.csdl import (
     _position,
     _text,
 )
+from portal.assessment.csdl import limits as csdl_limits
 from portal.assessment.models import (
     Enrolment,
     Period,
@@ -153,6 +154,8 @@ def parse_results(filename: str, data: bytes, *, year: SchoolYear, grade: int, p
                 for line, cells in _body(sheet, header_line, used)]
     except ImportFileError:
         raise
+    except uploads.UploadRefused as exc:  # too many rows or cells, or too slow
+        raise ImportFileError(str(exc)) from exc
     except (ParseError, KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:  # cells are read lazily
         raise ImportFileError(_corrupt_message()) from exc
     finally:
@@ -187,8 +190,8 @@ def _subject_positions(header: list[str], shown: list[str], year: SchoolYear) ->
 def _body(sheet: ReadOnlyWorksheet, header_line: int, used: list[int]) -> Iterator[tuple[int, tuple[Any, ...]]]:
     width = max(used) + 1
     count = 0
-    for line, values in enumerate(sheet.iter_rows(min_row=header_line + 1, max_col=width, values_only=True),
-                                  start=header_line + 1):
+    body = uploads.Budget(csdl_limits()).rows(sheet, min_row=header_line + 1, max_col=width)
+    for line, values in enumerate(body, start=header_line + 1):
         padded = (*values, *([None] * (width - len(values))))
         if all(_text(padded[i]) == "" for i in used):
             continue
