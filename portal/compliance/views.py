@@ -454,7 +454,7 @@ def plan_seed() -> Response:
 def plan_copy() -> Response:
     form = CopyPlanForm()
     if not form.validate_on_submit():
-        flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
+        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "danger")  # lazy messages too
         return redirect(url_for("compliance_board.plan"))
     try:
         copied = services.copy_plan(get_district(), form.source.data, form.target.data,

@@ -9,7 +9,6 @@ page's language): a teacher may sort the rows or move the columns.
 
 from __future__ import annotations
 
-import io
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from portal import uploads
+from portal import spreadsheets, uploads
 from portal.grading.services import (
     TRAIT_LEVELS,
     CellInvalid,
@@ -77,9 +76,7 @@ def export_grid(school: School, grid: Grid, records: dict[str, Record]) -> bytes
     _layout(sheet, grid)
     _validations(sheet, grid)
     _meta(workbook, grid, records)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return spreadsheets.to_bytes(workbook)
 
 
 def _layout(sheet: Any, grid: Grid) -> None:

@@ -7,7 +7,6 @@ Importing is a dry run first and writes only on confirmation; a blank cell never
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from flask_babel import gettext as _
 from openpyxl import Workbook
 from sqlalchemy.orm import selectinload
 
-from portal import audit, uploads
+from portal import audit, spreadsheets, uploads
 from portal.assessment import review
 
 # The pupil-list parser's file checks (not .xlsx, too big, zip bomb, damaged) and cell reading are
@@ -111,16 +110,14 @@ def results_xlsx(year: SchoolYear, grade: int, period: Period) -> bytes:
     ratings = _ratings(year, period)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(f"Khối {grade} - {period.code}")
-    sheet.append([*FIRST_HEADERS, *(c.header for c in columns)])
+    sheet.append(spreadsheets.row(sheet, [*FIRST_HEADERS, *(c.header for c in columns)]))
     for enrolment in grade_enrolments(year, grade):
         cells: list[Any] = [enrolment.pupil.pupil_code, enrolment.pupil.full_name, enrolment.school_class.name]
         for column in columns:
             rating = ratings.get((enrolment.id, column.subject.id))
             cells.append(getattr(rating, column.kind) if rating else None)
-        sheet.append(cells)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+        sheet.append(spreadsheets.row(sheet, cells))
+    return spreadsheets.to_bytes(workbook)
 
 
 def export_filename(year: SchoolYear, grade: int, period: Period) -> str:
