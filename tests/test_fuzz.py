@@ -78,6 +78,11 @@ def _requests(rule, school_code: str, fields: list[str]) -> Iterator[tuple[str, 
 
 @pytest.fixture
 def people(app: Flask, make: Factory) -> dict[str, FlaskClient]:
+    return make_people(app, make)
+
+
+def make_people(app: Flask, make: Factory) -> dict[str, FlaskClient]:
+    """A school with a class of pupils; a signed-in client per kind of user, and one for a stranger."""
     school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
     homeroom = make.user(school, Role.HOMEROOM_TEACHER, username="gvcn.lqd")
     year = make_year(app, school)
