@@ -138,14 +138,6 @@ def _office_mimetype(data: bytes) -> str:
     raise UploadRefused(_("Tệp nén này không phải văn bản Word, Excel, PowerPoint hay OpenDocument."))
 
 
-def check_pdf(data: bytes, limits: Limits) -> None:
-    """Refuse anything but a PDF within the size limit."""
-    if len(data) > limits.max_bytes:
-        raise UploadRefused(too_large(limits))
-    if sniff(data) != PDF:
-        raise UploadRefused(_("Tệp này không phải tệp PDF."))
-
-
 # A .p12 or a PEM chain is a few KB; a certificate file bigger than this is not one.
 CERTIFICATE_BYTES = 256 * 1024
 
