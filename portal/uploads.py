@@ -25,6 +25,8 @@ from flask import has_request_context
 from flask_babel import gettext
 from openpyxl import load_workbook
 
+from portal.inputs import clean
+
 if TYPE_CHECKING:
     from openpyxl.workbook.workbook import Workbook
 
@@ -225,7 +227,7 @@ class Budget:
         self.deadline = time.monotonic() + limits.max_seconds
 
     def rows(self, sheet: Any, **bounds: Any) -> Iterator[tuple[Any, ...]]:
-        """The sheet's rows as values, refused past the rows, cells or time allowed."""
+        """The sheet's rows as values (text without control characters); refused past the rows, cells or time."""
         sheet.reset_dimensions()  # a sheet's <dimension> can lie, either way: read what is there
         for count, row in enumerate(sheet.iter_rows(values_only=True, **bounds), start=1):
             self.cells += len(row)
@@ -234,7 +236,9 @@ class Budget:
                                       rows=f"{self.limits.max_rows:,}".replace(",", ".")))
             if count % 500 == 0 and time.monotonic() > self.deadline:
                 raise UploadRefused(_took_too_long())
-            yield row
+            # A cell may carry NUL or other control characters (`_x0000_` in the XML): never meant, and
+            # PostgreSQL refuses NUL in text, so they go here as they go from forms (portal.inputs).
+            yield tuple(clean(v) if isinstance(v, str) else v for v in row)
 
 
 def read_sheets(data: bytes, limits: Limits, names: Iterable[str | int] = (0,)) -> dict[str | int, list[list[Any]]]:

@@ -198,3 +198,9 @@ def test_certificate_files_are_bounded():
     for data in (b"", b"\x30" * (uploads.CERTIFICATE_BYTES + 1)):
         with pytest.raises(uploads.UploadRefused):
             uploads.check_certificate_file(data)
+
+
+def test_control_characters_in_an_uploaded_table_are_removed():
+    rows = parse_staff_file("nhan-su.csv", "Tên đăng nhập,Họ và tên,Vai trò\ngv\x00.an,Lê\x07 An,Giáo viên chủ nhiệm\n"
+                            .encode())
+    assert (rows[0].username, rows[0].full_name) == ("gv.an", "Lê An")

@@ -50,6 +50,7 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
                 continue
         else:
             raise StaffError(_("Không đọc được tệp CSV: hãy lưu với bảng mã UTF-8."))
+        text = uploads.clean(text)  # NUL and other control characters, as from forms (portal.inputs)
         dialect: type[csv.Dialect] = csv.excel
         with contextlib.suppress(csv.Error):  # one column, or nothing to sniff: plain commas then
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
