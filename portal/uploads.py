@@ -81,6 +81,11 @@ _OFFICE_ZIP_TYPES = {  # the content type the package declares for its main part
     "presentationml.presentation": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 }
 _ODF = "application/vnd.oasis.opendocument."
+def is_evidence_mimetype(mimetype: str) -> bool:
+    """Whether a stored type is one `check_evidence` gives (rows from before it may hold anything)."""
+    return mimetype in MIMETYPES.values() or mimetype in _OFFICE_ZIP_TYPES.values() or mimetype.startswith(_ODF)
+
+
 EVIDENCE_KINDS = frozenset({PDF, PNG, JPEG, GIF, WEBP, TIFF, HEIC, OFFICE_ZIP, OFFICE_OLE})
 EVIDENCE_LIMITS = Limits(max_bytes=20 * MB, max_unpacked=200 * MB, max_members=5000)
 

@@ -204,3 +204,9 @@ def test_control_characters_in_an_uploaded_table_are_removed():
     rows = parse_staff_file("nhan-su.csv", "Tên đăng nhập,Họ và tên,Vai trò\ngv\x00.an,Lê\x07 An,Giáo viên chủ nhiệm\n"
                             .encode())
     assert (rows[0].username, rows[0].full_name) == ("gv.an", "Lê An")
+
+
+def test_only_the_types_the_door_gives_are_served_as_such():
+    assert uploads.is_evidence_mimetype("application/pdf") and uploads.is_evidence_mimetype("image/png")
+    assert uploads.is_evidence_mimetype("application/vnd.oasis.opendocument.text")
+    assert not uploads.is_evidence_mimetype("text/html") and not uploads.is_evidence_mimetype("image/svg+xml")

@@ -8,6 +8,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
+from portal import uploads
 from portal.compliance import charts, exports, services, tasks
 from portal.compliance.forms import (
     CopyPlanForm,
@@ -70,7 +71,9 @@ def _download(item: Evidence) -> Response:
         data = storage().read(item.digest)
     except FileMissing:
         abort(404)
-    response = send_file(io.BytesIO(data), mimetype=item.mimetype, as_attachment=True, download_name=item.filename)
+    # A type stored before uploads were checked by content is not trusted: a download, never a page.
+    mimetype = item.mimetype if uploads.is_evidence_mimetype(item.mimetype) else "application/octet-stream"
+    response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=item.filename)
     response.headers["Cache-Control"] = "no-store"
     return response
 
