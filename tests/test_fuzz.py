@@ -112,7 +112,9 @@ def test_no_route_answers_5xx_to_hostile_input(app: Flask, people: dict[str, Fla
             for method, url, kwargs in _requests(rule, "lqd", fields):
                 sent += 1
                 try:
-                    status = client.open(url, method=method, **kwargs).status_code
+                    response = client.open(url, method=method, **kwargs)
+                    status = response.status_code
+                    response.close()  # a file sent from disk stays open until its response is closed
                 except Exception as exc:  # the test app propagates what would be a 500
                     failures.append(f"{who} {method} {url[:120]!r}: {type(exc).__name__}: {str(exc)[:160]}")
                     continue

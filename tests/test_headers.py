@@ -33,6 +33,7 @@ def _crawl(client: FlaskClient, start: str) -> dict[str, object]:
         if url in seen or url.startswith(("/static/", "/logout")) or url.endswith((".pdf", ".xlsx", ".zip")):
             continue
         response = client.get(url)
+        response.close()  # a file sent from disk stays open until its response is closed; the body stays readable
         seen[url] = response
         if response.status_code in (301, 302, 303) and response.location:
             queue.append(urljoin(url, response.location))
