@@ -460,3 +460,18 @@ def test_records_issued_and_acknowledged_by_the_city_are_counted(app: Flask, dis
         missing = services.missing(db.session.get(School, a.id), db.session.get(Milestone, district3.m["uploaded"]),
                                    TODAY)
     assert sorted(pid for group in missing for pid, _name in group.people) == [r.pupil_id for r in rows[1:]]
+
+
+def test_evidence_that_is_not_a_pdf_image_or_office_document_is_refused(app: Flask, client,
+                                                                       district3: District3) -> None:
+    login(client, district3.principal_a)
+    token = csrf_token(client, "/s/truong-a/compliance/evidence")
+    milestone = make_milestone(app, measure="evidence", scope=Scope.STAFF, deadline=date(2025, 5, 2), phase=2)
+    response = client.post("/s/truong-a/compliance/evidence", data={
+        "csrf_token": token, "milestone_id": str(milestone), "done_on": "30/04/2025", "note": "",
+        "file": (io.BytesIO(b"<!doctype html><script>alert(1)</script>"), "quyet-dinh.pdf")},
+        content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert "Chỉ nhận minh chứng là tệp PDF" in response.get_data(as_text=True)
+    with app.app_context(), all_schools():
+        assert db.session.scalar(sa.select(Evidence).where(Evidence.milestone_id == milestone)) is None

@@ -713,3 +713,15 @@ def test_every_grading_route_answers_404_for_another_schools_ids(app, make, lqd,
         method = "POST" if "POST" in rule.methods else "GET"
         response = client.open(url, method=method, json={"rows": []} if url.endswith("/save") else None)
         assert response.status_code == 404, (url, method, response.status_code)
+
+
+def test_a_comment_typed_as_a_formula_is_exported_as_text_and_comes_back_unchanged(app, lqd):
+    gvbm = signed_in(app, lqd.gvbm)
+    url = lqd.subject_url("ngoai_ngu_1", "CHK1")
+    hostile = '=HYPERLINK("http://x","y")'
+    save(gvbm, url, [{"key": lqd.key(0), "version": 0, "cells": {"comment": hostile}}])
+    workbook = _export(gvbm, url)
+    sheet = workbook.worksheets[0]
+    cell = sheet.cell(_row_of(sheet, _pupil_codes(app, lqd)[0]), _columns(sheet)["Nhận xét"])
+    assert (cell.data_type, cell.value, cell.quotePrefix) == ("s", hostile, True)
+    assert "không khác gì bảng đang lưu" in _upload(gvbm, url, workbook).get_data(as_text=True)

@@ -293,8 +293,8 @@ def test_the_signer_lands_on_the_batch_and_sees_how_it_ended(app, world, remote_
     page.set_default_timeout(60_000)
     _browser_login(page, live_url, world["principal"].username)
     _press_sign_all(page, app, live_url, "hieu_truong")
-    page.wait_for_function(f"document.querySelectorAll('.batch-item-{'refused' if mode == 'refuse' else 'expired'}')"
-                           ".length === 3")  # the page refreshes itself until the batch has ended
+    # The page refreshes itself until the batch has ended (no eval under the portal's CSP: a locator waits).
+    page.locator(f".batch-item-{'refused' if mode == 'refuse' else 'expired'}").nth(2).wait_for()
     rows = page.locator(".batch-item")
     assert rows.count() == 3 and all(label in rows.nth(i).inner_text().lower() for i in range(3))
     assert page.get_by_role("button", name="Ký lại 3 học bạ chưa ký được").is_visible()
@@ -342,5 +342,5 @@ def test_a_usb_batch_waits_for_the_signing_agent_until_it_connects(app, world, u
             runs = [r.id for r in db.session.scalars(sa.select(JobRun).where(
                 JobRun.kind == "records.finish_signature"))]
         finish_jobs(app, runs, timeout=120)
-    page.wait_for_function("document.querySelectorAll('.batch-item-finished').length === 3")
+    page.locator(".batch-item-finished").nth(2).wait_for()
     assert page.locator(".batch-usb-waiting").count() == 0

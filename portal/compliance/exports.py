@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from datetime import date
 
@@ -12,6 +11,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from portal import spreadsheets
 from portal.compliance.measures import Cell, CellState
 from portal.compliance.models import Milestone
 from portal.compliance.services import Board
@@ -108,6 +108,4 @@ def board_workbook(board: Board, milestones: Sequence[Milestone], schools: Seque
             target = sheet.cell(row=sheet.max_row, column=column)
             target.fill = PatternFill("solid", fgColor=FILLS[cell.state])
     sheet.freeze_panes = "B3"
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return spreadsheets.to_bytes(book)

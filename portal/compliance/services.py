@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.orm import contains_eager
 
-from portal import audit
+from portal import audit, uploads
 from portal.assessment.models import Enrolment, EnrolmentStatus, Pupil, SchoolClass, SchoolYear, YearResult
 from portal.audit import AuditEntry
 from portal.compliance.measures import REGISTRY, Cell, CellState, Counts, cell_status
@@ -730,20 +730,28 @@ def get_evidence(evidence_id: int) -> Evidence | None:
     return db.session.scalar(sa.select(Evidence).where(Evidence.id == evidence_id))
 
 
-def submit_evidence(school: School, milestone: Milestone, *, data: bytes, filename: str, mimetype: str,
-                    done_on: date, note: str, actor: Any) -> Evidence:
-    """Store the school's decision or minutes for a hand-evidenced milestone; the district reviews it."""
+def submit_evidence(school: School, milestone: Milestone, *, data: bytes, filename: str, done_on: date, note: str,
+                    actor: Any) -> Evidence:
+    """Store the school's decision or minutes for a hand-evidenced milestone; the district reviews it.
+
+    The file's type is read from its content (a PDF, an image or an office document) and stored with it:
+    neither its name nor the browser's word is trusted, so an HTML page is never served back as one.
+    """
     if milestone.measure != "evidence" or milestone.district_id != school.district_id:
         raise EvidenceError(_("Mốc này không nhận minh chứng."))
     if not data:
         raise EvidenceError(_("Tệp minh chứng trống."))
+    try:
+        mimetype = uploads.check_evidence(data)
+    except uploads.UploadRefused as exc:
+        raise EvidenceError(str(exc)) from exc
     pending = db.session.scalar(sa.select(Evidence).where(
         Evidence.school_id == school.id, Evidence.milestone_id == milestone.id).order_by(Evidence.id.desc()).limit(1))
     if pending is not None and pending.status is EvidenceStatus.ACCEPTED:
         raise EvidenceError(_("Phòng đã chấp nhận minh chứng của mốc này."))
     digest = storage().put(data)
     item = Evidence(school_id=school.id, milestone_id=milestone.id, done_on=done_on, note=nfc(note),
-                    filename=nfc(filename)[:200] or "minh-chung", mimetype=mimetype[:100] or "application/octet-stream",
+                    filename=nfc(filename)[:200] or "minh-chung", mimetype=mimetype,
                     digest=digest, submitted_by_id=getattr(actor, "id", None))
     db.session.add(item)
     db.session.flush()

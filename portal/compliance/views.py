@@ -8,6 +8,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
+from portal import uploads
 from portal.compliance import charts, exports, services, tasks
 from portal.compliance.forms import (
     CopyPlanForm,
@@ -70,7 +71,9 @@ def _download(item: Evidence) -> Response:
         data = storage().read(item.digest)
     except FileMissing:
         abort(404)
-    response = send_file(io.BytesIO(data), mimetype=item.mimetype, as_attachment=True, download_name=item.filename)
+    # A type stored before uploads were checked by content is not trusted: a download, never a page.
+    mimetype = item.mimetype if uploads.is_evidence_mimetype(item.mimetype) else "application/octet-stream"
+    response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=item.filename)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -121,7 +124,7 @@ def evidence() -> str | Response:
             upload = form.file.data
             try:
                 services.submit_evidence(g.school, milestone, data=upload.read(), filename=upload.filename or "",
-                                         mimetype=upload.mimetype or "", done_on=form.done_on.data,
+                                         done_on=form.done_on.data,
                                          note=form.note.data or "", actor=current_user)
             except services.EvidenceError as exc:
                 db.session.rollback()
@@ -454,7 +457,7 @@ def plan_seed() -> Response:
 def plan_copy() -> Response:
     form = CopyPlanForm()
     if not form.validate_on_submit():
-        flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
+        flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "danger")  # lazy messages too
         return redirect(url_for("compliance_board.plan"))
     try:
         copied = services.copy_plan(get_district(), form.source.data, form.target.data,

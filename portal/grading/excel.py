@@ -9,17 +9,17 @@ page's language): a teacher may sort the rows or move the columns.
 
 from __future__ import annotations
 
-import io
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import gettext as _
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from portal import spreadsheets, uploads
 from portal.grading.services import (
     TRAIT_LEVELS,
     CellInvalid,
@@ -37,6 +37,8 @@ MAGIC = "hocba-grid/1"
 HEADER_ROW = 4
 FIRST_COLUMNS = ("STT", "Mã học sinh", "Họ và tên")
 MAX_ROWS = 200
+# What an uploaded grid may weigh and hold: one class's file is a few dozen KB.
+LIMITS = uploads.Limits(max_bytes=5 * uploads.MB, max_unpacked=50 * uploads.MB, max_rows=5_000, max_cells=500_000)
 WIDTHS = {"level": 9, "trait_level": 9, "score": 9, "text": 48, "int": 11, "decimal": 11}
 
 
@@ -74,9 +76,7 @@ def export_grid(school: School, grid: Grid, records: dict[str, Record]) -> bytes
     _layout(sheet, grid)
     _validations(sheet, grid)
     _meta(workbook, grid, records)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return spreadsheets.to_bytes(workbook)
 
 
 def _layout(sheet: Any, grid: Grid) -> None:
@@ -145,18 +145,10 @@ def _text(value: object) -> str:
 def _read(data: bytes) -> tuple[list[list[Any]], list[list[Any]] | None]:
     """The first sheet's rows and the hidden sheet's rows (None when there is none)."""
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # a damaged file fails anywhere in openpyxl (zip, XML)
-        raise GridFileError(_("Không đọc được tệp Excel. Hãy lưu lại dưới dạng .xlsx rồi thử lại.")) from exc
-    try:
-        rows = [list(r) for r in workbook.worksheets[0].iter_rows(values_only=True)]
-        meta = ([list(r) for r in workbook[META_SHEET].iter_rows(values_only=True)]
-                if META_SHEET in workbook.sheetnames else None)
-        return rows, meta
-    except Exception as exc:  # sheets are read lazily: damage inside them shows only here
-        raise GridFileError(_("Không đọc được tệp Excel. Hãy lưu lại dưới dạng .xlsx rồi thử lại.")) from exc
-    finally:
-        workbook.close()
+        sheets = uploads.read_sheets(data, LIMITS, names=(0, META_SHEET))
+    except uploads.UploadRefused as exc:
+        raise GridFileError(str(exc)) from exc
+    return sheets.get(0, []), sheets.get(META_SHEET)
 
 
 def _versions(grid: Grid, meta: list[list[Any]] | None) -> dict[str, int]:

@@ -325,7 +325,11 @@ def _import(grid: Grid, hers: bool) -> str | Response:
     upload = form.file.data
     data = upload.read()
     filename = upload.filename or ""
-    return _dry_run(grid, filename, data, ConfirmGridImportForm(digest=storage().put(data), filename=filename))
+    plan, refused = _plan(grid, filename, data)
+    if plan is None:
+        return refused  # type: ignore[return-value]
+    # Kept in the store only once it reads as this grid: a refused file (a zip bomb, say) is never stored.
+    return _dry_run(grid, plan, ConfirmGridImportForm(digest=storage().put(data), filename=filename))
 
 
 def _plan(grid: Grid, filename: str, data: bytes) -> tuple[excel.ImportPlan | None, Response | None]:
@@ -336,10 +340,7 @@ def _plan(grid: Grid, filename: str, data: bytes) -> tuple[excel.ImportPlan | No
         return None, redirect(_grid_url(grid))
 
 
-def _dry_run(grid: Grid, filename: str, data: bytes, confirm: ConfirmGridImportForm) -> str | Response:
-    plan, refused = _plan(grid, filename, data)
-    if plan is None:
-        return refused  # type: ignore[return-value]
+def _dry_run(grid: Grid, plan: excel.ImportPlan, confirm: ConfirmGridImportForm) -> str:
     result = services.save_grid(g.school, grid, plan.changes, actor=current_user, today=_today(), dry_run=True)
     db.session.rollback()
     return _import_page(grid, plan, result, confirm)
@@ -393,7 +394,7 @@ def _import_confirm(grid: Grid, hers: bool) -> str | Response:
     if plan is None:
         return refused  # type: ignore[return-value]
     if not plan.ok:
-        return _dry_run(grid, confirm.filename.data, data, confirm)
+        return _dry_run(grid, plan, confirm)
     changes = plan.changes
     if confirm.on_conflict.data == "skip":
         checked = services.save_grid(g.school, grid, changes, actor=current_user, today=_today(), dry_run=True)

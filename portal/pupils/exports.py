@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 from openpyxl import Workbook
 
+from portal import spreadsheets
 from portal.assessment.csdl import COLUMNS
 from portal.assessment.models import Enrolment, SchoolYear
 from portal.pupils.services import STATUS_LABELS, name_key
@@ -18,14 +17,12 @@ def pupil_list_xlsx(enrolments: list[Enrolment], *, with_personal_id: bool) -> b
     fields = [name for name in COLUMNS if with_personal_id or name != "personal_id"]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(SHEET_TITLE)
-    sheet.append([COLUMNS[name][0] for name in fields])
+    sheet.append(spreadsheets.row(sheet, [COLUMNS[name][0] for name in fields]))
     ordered = sorted(enrolments, key=lambda e: (e.school_class.grade, e.school_class.name, name_key(e.pupil.full_name)))
     for enrolment in ordered:
         values = _values(enrolment)
-        sheet.append([values[name] or None for name in fields])  # blank cells, not empty strings
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+        sheet.append(spreadsheets.row(sheet, [values[name] or None for name in fields]))  # blank cells, not ""
+    return spreadsheets.to_bytes(workbook)
 
 
 def _values(enrolment: Enrolment) -> dict[str, str]:

@@ -7,7 +7,6 @@ Importing is a dry run first and writes only on confirmation; a blank cell never
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from flask_babel import gettext as _
 from openpyxl import Workbook
 from sqlalchemy.orm import selectinload
 
-from portal import audit
+from portal import audit, spreadsheets, uploads
 from portal.assessment import review
 
 # The pupil-list parser's file checks (not .xlsx, too big, zip bomb, damaged) and cell reading are
@@ -35,6 +34,7 @@ from portal.assessment.csdl import (
     _position,
     _text,
 )
+from portal.assessment.csdl import limits as csdl_limits
 from portal.assessment.models import (
     Enrolment,
     Period,
@@ -110,16 +110,14 @@ def results_xlsx(year: SchoolYear, grade: int, period: Period) -> bytes:
     ratings = _ratings(year, period)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(f"Khối {grade} - {period.code}")
-    sheet.append([*FIRST_HEADERS, *(c.header for c in columns)])
+    sheet.append(spreadsheets.row(sheet, [*FIRST_HEADERS, *(c.header for c in columns)]))
     for enrolment in grade_enrolments(year, grade):
         cells: list[Any] = [enrolment.pupil.pupil_code, enrolment.pupil.full_name, enrolment.school_class.name]
         for column in columns:
             rating = ratings.get((enrolment.id, column.subject.id))
             cells.append(getattr(rating, column.kind) if rating else None)
-        sheet.append(cells)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+        sheet.append(spreadsheets.row(sheet, cells))
+    return spreadsheets.to_bytes(workbook)
 
 
 def export_filename(year: SchoolYear, grade: int, period: Period) -> str:
@@ -153,6 +151,8 @@ def parse_results(filename: str, data: bytes, *, year: SchoolYear, grade: int, p
                 for line, cells in _body(sheet, header_line, used)]
     except ImportFileError:
         raise
+    except uploads.UploadRefused as exc:  # too many rows or cells, or too slow
+        raise ImportFileError(str(exc)) from exc
     except (ParseError, KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:  # cells are read lazily
         raise ImportFileError(_corrupt_message()) from exc
     finally:
@@ -187,8 +187,8 @@ def _subject_positions(header: list[str], shown: list[str], year: SchoolYear) ->
 def _body(sheet: ReadOnlyWorksheet, header_line: int, used: list[int]) -> Iterator[tuple[int, tuple[Any, ...]]]:
     width = max(used) + 1
     count = 0
-    for line, values in enumerate(sheet.iter_rows(min_row=header_line + 1, max_col=width, values_only=True),
-                                  start=header_line + 1):
+    body = uploads.Budget(csdl_limits()).rows(sheet, min_row=header_line + 1, max_col=width)
+    for line, values in enumerate(body, start=header_line + 1):
         padded = (*values, *([None] * (width - len(values))))
         if all(_text(padded[i]) == "" for i in used):
             continue

@@ -6,7 +6,6 @@ the workbook are both written from `summary_tables`, so they always show the sam
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ from flask_babel import gettext as _
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from portal import spreadsheets
 from portal.assessment.classification import Outcome
 from portal.assessment.models import (
     Award,
@@ -283,6 +283,4 @@ def summary_workbook(summary: ClassSummary, school_name: str) -> bytes:
             sheet.append(row)
         sheet.append([])
     sheet.column_dimensions["A"].width = 48
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return spreadsheets.to_bytes(workbook)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import unicodedata
 
 from flask_babel import gettext as _
-from openpyxl import load_workbook
 
+from portal import uploads
 from portal.school.services import ImportRow, StaffError, nfc
 from tenants.roles import Role, parse_role
 
@@ -22,29 +23,25 @@ COLUMNS = {
 }
 REQUIRED = ("username", "full_name", "roles")
 MAX_ROWS = 2000
+# A staff list is a few KB; what it may weigh, inflate to and hold before it is refused unread.
+LIMITS = uploads.Limits(max_bytes=5 * uploads.MB, max_unpacked=50 * uploads.MB, max_rows=10_000, max_cells=500_000)
 
 
 def _key(text: object) -> str:
     return " ".join(unicodedata.normalize("NFC", str(text or "")).split()).casefold()
 
 
-def _read_xlsx(data: bytes) -> list[list[str]]:
-    workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    try:
-        sheet = workbook.worksheets[0]
-        return [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
-    finally:
-        workbook.close()
-
-
 def read_table(filename: str, data: bytes) -> list[list[str]]:
     """The rows of the first sheet (xlsx) or of the CSV file, as text."""
     if filename.lower().endswith(".xlsx"):
         try:
-            return _read_xlsx(data)
-        except Exception as exc:  # a damaged file fails anywhere in openpyxl (zip, XML, lazily read sheet)
-            raise StaffError(_("Không đọc được tệp Excel. Hãy lưu lại dưới dạng .xlsx rồi thử lại.")) from exc
+            rows = uploads.read_sheets(data, LIMITS).get(0, [])
+        except uploads.UploadRefused as exc:
+            raise StaffError(str(exc)) from exc
+        return [["" if v is None else str(v) for v in row] for row in rows]
     if filename.lower().endswith(".csv"):
+        if len(data) > LIMITS.max_bytes:
+            raise StaffError(uploads.too_large(LIMITS))
         for encoding in ("utf-8-sig", "cp1258"):
             try:
                 text = data.decode(encoding)
@@ -53,10 +50,17 @@ def read_table(filename: str, data: bytes) -> list[list[str]]:
                 continue
         else:
             raise StaffError(_("Không đọc được tệp CSV: hãy lưu với bảng mã UTF-8."))
+        text = uploads.clean(text)  # NUL and other control characters, as from forms (portal.inputs)
         dialect: type[csv.Dialect] = csv.excel
         with contextlib.suppress(csv.Error):  # one column, or nothing to sniff: plain commas then
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        return [row for row in csv.reader(io.StringIO(text), dialect)]
+        try:
+            rows = list(itertools.islice(csv.reader(io.StringIO(text), dialect), LIMITS.max_rows + 1))
+        except csv.Error as exc:  # a field longer than csv allows, say
+            raise StaffError(_("Không đọc được tệp CSV: hãy lưu với bảng mã UTF-8.")) from exc
+        if len(rows) > LIMITS.max_rows:
+            raise StaffError(_("Tệp có quá nhiều dòng (tối đa %(n)d).", n=MAX_ROWS))
+        return rows
     raise StaffError(_("Chỉ nhận tệp .xlsx hoặc .csv."))
 
 

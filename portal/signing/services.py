@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
-from portal import audit
+from portal import audit, uploads
 from portal.extensions import db, utcnow
 from portal.signing import engine, pki, trust_roots
 from portal.storage import storage
@@ -83,6 +83,10 @@ class _Read:
 
 
 def _read_upload(upload: Upload) -> _Read:
+    try:
+        uploads.check_certificate_file(upload.data)
+    except uploads.UploadRefused as exc:
+        raise CertificateRefused(str(exc)) from exc
     try:
         if upload.key_kind == KeyKind.PKCS12:
             bundle = pki.read_pkcs12(upload.data, upload.passphrase)

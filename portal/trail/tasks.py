@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 from flask.cli import AppGroup
 from openpyxl import Workbook
 
-from portal import audit, jobs
+from portal import audit, jobs, spreadsheets
 from portal.extensions import db
 from portal.i18n import format_datetime
 from portal.storage import storage
@@ -32,18 +31,16 @@ def export_audit(run: jobs.JobRun) -> dict[str, Any]:
     school_names = dict(db.session.execute(sa.select(School.id, School.name)).all())
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Nhật ký")
-    sheet.append(HEADERS)
+    sheet.append(spreadsheets.row(sheet, HEADERS))
     written = 0
     for entry in audit.iter_entries(school_id):
-        sheet.append([format_datetime(entry.at), entry.actor_name, school_names.get(entry.school_id, ""),
-                      entry.action, entry.object_type, entry.object_id, entry.summary,
-                      _changes_text(entry.changes), entry.address or ""])
+        sheet.append(spreadsheets.row(sheet, [
+            format_datetime(entry.at), entry.actor_name, school_names.get(entry.school_id, ""), entry.action,
+            entry.object_type, entry.object_id, entry.summary, _changes_text(entry.changes), entry.address or ""]))
         written += 1
         if written % 500 == 0:
             run.report(written, total or 1, f"{written}/{total}")
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    digest = storage().put(buffer.getvalue())
+    digest = storage().put(spreadsheets.to_bytes(workbook))
     return {"digest": digest, "filename": "nhat-ky-hoat-dong.xlsx", "rows": written,
             "mimetype": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 

@@ -8,6 +8,11 @@
     if (message && !window.confirm(message)) { event.preventDefault(); }
   });
 
+  // Print buttons (a handler here, not an inline onclick: the Content-Security-Policy forbids inline script).
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-print]")) { window.print(); }
+  });
+
   // Job pages: poll the job's status and move the progress bar until it is done.
   var job = document.querySelector(".job[data-status-url]");
   if (!job) { return; }
