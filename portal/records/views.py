@@ -304,21 +304,24 @@ def _reasoned(version_id: int, change: str) -> Response:
         if change == "return":
             workflow.return_to_homeroom(version, form.reason.data, actor=current_user)
             target = version
+            done = _("Đã trả lại học bạ %(code)s cho giáo viên chủ nhiệm, kèm lý do.", code=version.code)
         elif change == "cancel":
             workflow.cancel(version, form.reason.data, actor=current_user)
             target = version
+            done = _("Đã hủy học bạ %(code)s.", code=version.code)
             if _sent_to_the_city(version):  # the city hears of it at once (the upload job announces it)
                 jobs.enqueue("interop.upload", school_id=g.school.id, actor=current_user,
                              title=_("Báo hủy học bạ %(code)s lên Thành phố", code=version.code),
                              grade=version.grade, school_year_id=version.school_year_id)
         else:
             target = workflow.correct(g.school, version, form.reason.data, actor=current_user)
+            done = _("Đã tạo bản điều chỉnh %(code)s; bản này cần được ký lại.", code=target.code)
     except workflow.WorkflowError as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("records.show", version_id=version.id))
     db.session.commit()
-    flash(_("Đã lưu."), "success")
+    flash(done, "success")
     return redirect(url_for("records.show", version_id=target.id))
 
 

@@ -2,10 +2,18 @@
 (function () {
   "use strict";
 
-  // Ask before a destructive button is pressed.
+  // Ask before a destructive or irreversible action. The question may sit on the button that was
+  // pressed (one form, several actions) or on the form itself.
   document.addEventListener("submit", function (event) {
-    var message = event.target.getAttribute("data-confirm");
-    if (message && !window.confirm(message)) { event.preventDefault(); }
+    var submitter = event.submitter;
+    var message = (submitter && submitter.getAttribute("data-confirm")) || event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) { event.preventDefault(); event.stopImmediatePropagation(); }
+  }, true);
+
+  // Print buttons (no inline handlers: the pages run under a Content-Security-Policy without inline script).
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest ? event.target.closest("[data-print]") : null;
+    if (target) { event.preventDefault(); window.print(); }
   });
 
   // Job pages: poll the job's status and move the progress bar until it is done.
