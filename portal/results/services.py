@@ -120,6 +120,27 @@ class PupilResult:
         return self.stored is not None and self.stored.results_reviewed_at is not None
 
     @property
+    def deciding_reason(self) -> str:
+        """The one line that decides the result, first: what is missing, what keeps a Chưa hoàn thành pupil
+        from Hoàn thành, or what was achieved (the classifier lists the gaps from the highest level down)."""
+        computed = self.computed
+        if computed.missing:
+            return _("Còn thiếu %(n)d: %(first)s", n=len(computed.missing), first=computed.missing[0])
+        if not computed.reasons:
+            return ""
+        if computed.outcome is Outcome.NOT_COMPLETED:
+            return computed.reasons[-1]
+        return computed.reasons[0]
+
+    @property
+    def other_reasons(self) -> list[str]:
+        return [r for r in self.computed.reasons if r != self.deciding_reason]
+
+    @property
+    def may_review(self) -> bool:
+        return self.confirmed and not self.mismatch and not self.reviewed
+
+    @property
     def titles(self) -> list[Award]:
         return [a for a in self.awards if _is_year_end_title(a)]
 
@@ -306,6 +327,23 @@ def confirm_all(school: School, school_class: SchoolClass, *, actor: User) -> in
     """Confirm every computed result not yet (or no longer) confirmed; returns how many changed."""
     return sum(confirm_result(school, school_class, entry, actor=actor)
                for entry in class_results(school_class) if entry.needs_confirmation)
+
+
+def confirm_selected(school: School, school_class: SchoolClass, pupil_ids: Iterable[int], *, actor: User) -> int:
+    """Confirm the computed results of the pupils the GVCN ticked (those agreed with); returns how many changed.
+
+    A ticked pupil whose result cannot be confirmed (data missing, personal plan) is left alone: the
+    table shows why beside the pupil."""
+    chosen = set(pupil_ids)
+    return sum(confirm_result(school, school_class, entry, actor=actor)
+               for entry in class_results(school_class) if entry.pupil.id in chosen and entry.needs_confirmation)
+
+
+def review_selected(school: School, school_class: SchoolClass, pupil_ids: Iterable[int], *, actor: User) -> int:
+    """Mark the ticked pupils' confirmed, current results as reviewed; returns how many changed."""
+    chosen = set(pupil_ids)
+    return sum(mark_reviewed(school, school_class, entry, actor=actor)
+               for entry in class_results(school_class) if entry.pupil.id in chosen and entry.may_review)
 
 
 def set_result(school: School, school_class: SchoolClass, entry: PupilResult, outcome: Outcome, *,

@@ -7,8 +7,22 @@
   document.addEventListener("submit", function (event) {
     var submitter = event.submitter;
     var message = (submitter && submitter.getAttribute("data-confirm")) || event.target.getAttribute("data-confirm");
+    var counted = submitter && submitter.getAttribute("data-count");
+    if (message && counted) {  // "… {n} học sinh đã chọn": how many boxes are ticked now
+      var n = event.target.querySelectorAll("input[name='" + counted + "']:checked").length;
+      message = message.replace("{n}", String(n));
+    }
     if (message && !window.confirm(message)) { event.preventDefault(); event.stopImmediatePropagation(); }
   }, true);
+
+  // A header box that ticks every row's box of the same name.
+  document.addEventListener("change", function (event) {
+    var name = event.target.getAttribute && event.target.getAttribute("data-check-all");
+    if (!name || !event.target.form) { return; }
+    event.target.form.querySelectorAll("input[name='" + name + "']").forEach(function (box) {
+      box.checked = event.target.checked;
+    });
+  });
 
   // Print buttons (no inline handlers: the pages run under a Content-Security-Policy without inline script).
   document.addEventListener("click", function (event) {
