@@ -4,9 +4,11 @@ from flask import Flask, abort, flash, redirect, render_template, request, url_f
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from portal.compliance.services import today_local
 from portal.district import services
 from portal.district.forms import SchoolAdminForm, SchoolForm
 from portal.extensions import db
+from portal.school import queue
 from portal.school import services as staff_services
 from tenants.access import can, district_blueprint, require
 from tenants.models import School
@@ -30,8 +32,10 @@ def _school_or_404(code: str) -> School:
 @bp.route("/")
 @require(Permission.VIEW_DISTRICT)
 def schools() -> str:
-    return render_template("district/schools.html", district=services.get_district(),
-                           overview=services.school_overview())
+    district = services.get_district()
+    year, behind = queue.schools_behind(district, today_local())
+    return render_template("district/schools.html", district=district, overview=services.school_overview(),
+                           behind_year=year, behind=behind)
 
 
 @bp.route("/schools/new", methods=["GET", "POST"])
