@@ -30,6 +30,13 @@
     if (target) { event.preventDefault(); window.print(); }
   });
 
+  // The district board while its counts are being redone in the background: look again shortly.
+  var refreshing = document.querySelector("[data-reload-after]");
+  if (refreshing) {
+    window.setTimeout(function () { window.location.reload(); },
+                      1000 * parseInt(refreshing.getAttribute("data-reload-after"), 10));
+  }
+
   // Job pages: poll the job's status and move the progress bar until it is done.
   var job = document.querySelector(".job[data-status-url]");
   if (!job) { return; }
