@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.orm import selectinload
 
-from portal import audit
+from portal import audit, collation
 from portal.assessment import review
 from portal.assessment.models import (
     Enrolment,
@@ -284,26 +284,8 @@ def _pupils(school_class: SchoolClass) -> list[PupilRow]:
 
 
 # Vietnamese alphabetical order (a ă â b c d đ e ê ...), tones second: the order of a class list.
-_ALPHABET = "aăâbcdđeêfghijklmnoôơpqrstuưvwxyz"
-_TONES = {"\u0300": 1, "\u0309": 2, "\u0303": 3, "\u0301": 4, "\u0323": 5}
-
-
-def _collation(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    letters, tones = [], []
-    for char in unicodedata.normalize("NFC", text.casefold()):
-        parts = unicodedata.normalize("NFD", char)
-        tones.append(next((_TONES[c] for c in parts if c in _TONES), 0))
-        base = unicodedata.normalize("NFC", "".join(c for c in parts if c not in _TONES))
-        position = _ALPHABET.find(base) if len(base) == 1 else -1
-        letters.append(position if position >= 0 else 100 + sum(map(ord, base)))
-    return tuple(letters), tuple(tones)
-
-
-def name_key(full_name: str) -> tuple[object, ...]:
-    """Sort key of a class list: by given name (the last word), then the whole name."""
-    words = full_name.split()
-    given = words[-1] if words else ""
-    return _collation(given), _collation(full_name)
+# Vietnamese order (by given name) lives with the shared plumbing: every list of names sorts the same way.
+name_key = collation.name_key
 
 
 # --- a teacher's grids -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ that she confirms again.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from portal import audit
+from portal import audit, collation
 from portal.assessment import review
 from portal.assessment.classification import (
     Classification,
@@ -289,15 +288,9 @@ def year_end_input(pupil: Pupil, subjects: Iterable[tuple[Subject, SubjectGrade]
     return YearEndInput(tuple(subject_results), tuple(trait_results), personal_plan=pupil.personal_plan)
 
 
-def pupil_sort_key(pupil: Pupil) -> tuple[str, str, int]:
+def pupil_sort_key(pupil: Pupil) -> tuple[object, ...]:
     """Class-list order: by given name (the last word), then the whole name, as Vietnamese lists are."""
-    plain = _plain(pupil.full_name)
-    return (plain.split()[-1] if plain.split() else "", plain, pupil.id)
-
-
-def _plain(text: str) -> str:
-    decomposed = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return (*collation.name_key(pupil.full_name), pupil.id)
 
 
 def people_names(user_ids: Iterable[int | None]) -> dict[int, str]:

@@ -15,6 +15,14 @@
     if (message && !window.confirm(message)) { event.preventDefault(); event.stopImmediatePropagation(); }
   }, true);
 
+  // The first field of a form takes the focus only when it is already in view: a form lower down the
+  // page must not scroll the page away from what is above it.
+  var first = document.querySelector("[data-autofocus]");
+  if (first && !document.activeElement.matches("input, textarea, select")) {
+    var box = first.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) { first.focus({ preventScroll: true }); }
+  }
+
   // A header box that ticks every row's box of the same name.
   document.addEventListener("change", function (event) {
     var name = event.target.getAttribute && event.target.getAttribute("data-check-all");
