@@ -378,3 +378,12 @@ def test_the_decision_table_filters_and_confirms_the_ticked_rows(client, world):
     login(stranger, other)
     assert stranger.post(_url(world, "/selected"), data={
         "csrf_token": csrf_token(stranger, "/s/lqd/"), "pupil_ids": [str(pupils[0])]}).status_code == 403
+
+
+def test_in_english_the_reasons_and_catalogue_names_are_english(client, world):
+    login(client, world["gvcn"])
+    client.post("/language/en", data={"csrf_token": csrf_token(client, "/s/lqd/")})
+    page = client.get(_url(world)).get_data(as_text=True)
+    assert "Not Completed with distinction: Mathematics scored 8 (needs 9 or more)" in page
+    assert "Mathematics at Not completed" in page and "2 missing: Science: level missing" in page
+    assert "Chưa đạt" not in page and "thiếu mức đạt được" not in page

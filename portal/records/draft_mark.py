@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 
 from pypdf import PdfReader, PdfWriter
+from pypdf.errors import PyPdfError
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
@@ -23,8 +24,11 @@ DRAFT_MARK = "BẢN NHÁP - CHƯA CÓ GIÁ TRỊ"
 
 
 def mark_unissued(pdf: bytes, status_label: str) -> bytes:
-    """`pdf` with the draft mark on every page and its QR codes covered."""
-    reader = PdfReader(io.BytesIO(pdf))
+    """`pdf` with the draft mark on every page and its QR codes covered (bytes that are no PDF: as they are)."""
+    try:
+        reader = PdfReader(io.BytesIO(pdf))
+    except PyPdfError:
+        return pdf
     writer = PdfWriter(clone_from=reader)
     overlay = PdfReader(io.BytesIO(_overlay(len(writer.pages), status_label)))
     for page, mark in zip(writer.pages, overlay.pages, strict=True):

@@ -124,7 +124,8 @@ class PupilResult:
         from Hoàn thành, or what was achieved (the classifier lists the gaps from the highest level down)."""
         computed = self.computed
         if computed.missing:
-            return _("Còn thiếu %(n)d: %(first)s", n=len(computed.missing), first=computed.missing[0])
+            # In the classifier's own (Vietnamese) words, like the reasons: the page translates them all.
+            return f"Còn thiếu {len(computed.missing)}: {computed.missing[0]}"
         if not computed.reasons:
             return ""
         if computed.outcome is Outcome.NOT_COMPLETED:

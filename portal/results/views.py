@@ -11,6 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
+from portal.assessment import words
 from portal.assessment.access import can_assess_class, can_view_class
 from portal.assessment.classification import Outcome
 from portal.assessment.models import Period, SchoolClass
@@ -35,6 +36,8 @@ bp = school_blueprint("results", __name__)
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.globals.update(outcome_label=services.outcome_label, promotion_label=services.promotion_label)
+    app.add_template_filter(words.reason, "reason")
+    app.add_template_filter(words.catalogue, "catalogue")
 
 
 @bp.errorhandler(services.ResultsError)

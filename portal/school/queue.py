@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
+from portal.assessment import words
 from portal.assessment.models import SchoolClass, SchoolYear
 from portal.extensions import db, utcnow
 from tenants.models import District, School, User
@@ -82,12 +83,12 @@ def _empty_cells(card: Any, period: Any) -> list[WorkItem]:
         missing = link.total - link.filled
         if not link.editable or missing <= 0:
             continue
-        name = link.subject.name if link.subject else _("Phẩm chất, năng lực")
+        name = words.catalogue(link.subject.name) if link.subject else _("Phẩm chất, năng lực")
         args = {"class_id": card.school_class.id, "period_id": period.id}
         if link.subject:
             args["subject_id"] = link.subject.id
         items.append(WorkItem("empty_cells", _("%(s)s: %(n)d học sinh chưa có đánh giá (%(p)s)", s=name, n=missing,
-                                               p=period.name), missing,
+                                               p=words.catalogue(period.name)), missing,
                               "grading.subject_grid" if link.subject else "grading.class_grid", args))
     return items
 
