@@ -28,6 +28,7 @@ CATALOGUE = {name: name for name in (
     N_("Giữa học kì I"), N_("Cuối học kì I"), N_("Giữa học kì II"), N_("Cuối năm học"),
     N_("Hoàn thành xuất sắc"), N_("Hoàn thành tốt"), N_("Hoàn thành"), N_("Chưa hoàn thành"),
     N_("Tốt"), N_("Đạt"), N_("Cần cố gắng"), N_("phẩm chất"), N_("năng lực"),
+    N_("Hoàn thành chương trình tiểu học"), N_("Hoàn thành chương trình lớp học"),
 )}
 
 

@@ -39,6 +39,7 @@ from portal.interop import (
 from portal.interop.city_client import CityError
 from portal.interop.forms import ActionForm, BundleForm, ReleaseForm, UploadForm
 from portal.interop.models import UploadState
+from portal.records import workflow
 from portal.results.services import ACTIVE_STATUSES
 from portal.storage import FileMissing, storage
 from tenants.access import district_blueprint, require, school_blueprint
@@ -180,7 +181,9 @@ def _received_or_404(received_id: int) -> received.ReceivedRecord:
 def received_detail(received_id: int) -> str:
     row = _received_or_404(received_id)
     pupil = db.session.get(Pupil, row.pupil_id) if row.pupil_id else None
-    return render_template("interop/received_detail.html", item=row, pupil=pupil)
+    # The signature fields by what they are ("Hiệu trưởng ký"), not by their internal names ("hieu_truong").
+    slot_labels = {field: _(step.label) for field, step in workflow.STEPS.items()}
+    return render_template("interop/received_detail.html", item=row, pupil=pupil, slot_labels=slot_labels)
 
 
 @bp.route("/exchange/received/<int:received_id>/file")
