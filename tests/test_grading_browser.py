@@ -214,6 +214,7 @@ def test_an_invalid_cell_does_not_block_a_valid_one_and_stays_marked_after_a_rel
     _cell(page, 0, "score").fill("8")  # corrected: saved, the mark and the list go
     page.keyboard.press("Tab")
     page.click("#grid-save")
-    page.wait_for_function("document.querySelectorAll('#rating-grid .cell.error').length === 0")
-    page.wait_for_function("document.querySelector('#grid-errors').hidden")
+    page.wait_for_function("document.querySelectorAll('#rating-grid .cell.dirty, #rating-grid .cell.error')"
+                           ".length === 0")  # saved: nothing left to send, nothing refused
+    assert page.locator("#grid-errors").is_hidden()
     assert _stored(app, school.id) == {first: (None, 8, ""), third: ("H", None, "")}
