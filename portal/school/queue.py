@@ -220,7 +220,7 @@ def _near_deadlines(school: School, today: date) -> list[WorkItem]:
     items = []
     for year_label in sorted({m.year_label for m in lines}):
         chosen = [m for m in lines if m.year_label == year_label]
-        board = compliance.build_board(district, year_label, today, schools=[school], milestones=chosen, live=False)
+        board = compliance.current_board(district, year_label, today, schools=[school], milestones=chosen)
         for milestone in chosen:
             cell = board.cell(school, milestone)
             if cell.is_done:
@@ -243,7 +243,7 @@ class BehindSchool:
 
 
 def schools_behind(district: District, today: date) -> tuple[str | None, list[BehindSchool]]:
-    """The schools with a milestone overdue or forecast late, worst first, from the stored counts."""
+    """The schools with a milestone overdue or forecast late, worst first, counted as the board counts."""
     from portal.compliance import services as compliance
     from portal.compliance.measures import CellState
 
@@ -251,7 +251,7 @@ def schools_behind(district: District, today: date) -> tuple[str | None, list[Be
     if not years:
         return None, []
     year_label = years[-1]
-    board = compliance.build_board(district, year_label, today, live=False)
+    board = compliance.current_board(district, year_label, today)
     behind = []
     for school in board.schools:
         cells = [board.cell(school, m) for m in board.milestones]
