@@ -744,6 +744,10 @@ def _write(school: School, grid: Grid, planned: list[tuple[str, int, str, Any, i
         trail[key] = {"pupil": f"{pupil.pupil_code} {pupil.full_name}" if pupil else str(enrolment_id),
                       **({"trait": trait.name} if trait else {}), "cells": diff}
     db.session.flush()  # a row inserted meanwhile by someone else fails here, inside the service
+    written = {(key, name) for key, *_rest, diff in planned for name in diff}
+    for kept in unsaved_cells(grid):  # a value saved since (by anyone, or from Excel) replaces a refused one
+        if (kept.record_key, kept.field) in written:
+            db.session.delete(kept)
     audit.record(SAVE_ACTION, actor=actor, school_id=school.id, obj=grid.school_class, summary=grid.title,
                  changes={"grid": grid.key, "source": source, "period": grid.period.code,
                           "subject": grid.subject.code if grid.subject else None, "rows": trail})
