@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, redirect, render_template, url_for
 from flask_babel import gettext as _
 
 from portal.config import check_production_keys, cookie_secure, is_production, load_settings, resolve_secret_key
@@ -73,6 +73,9 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     jobs_views.init_app(app)
     cli.init_app(app)
     _register_error_pages(app)
+    # Browsers and PDF viewers still ask for /favicon.ico without looking at the page's <link rel="icon">.
+    app.add_url_rule("/favicon.ico", "favicon",
+                     lambda: redirect(url_for("static", filename="favicon.svg"), code=301))
     return app
 
 

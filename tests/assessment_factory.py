@@ -59,8 +59,9 @@ def make_class(app: Flask, school: School, year_id: int, name: str = "5A", *, ho
         prefix = code_prefix or f"79{school.id:03d}{school_class.id:03d}"
         enrolments, pupil_ids = [], []
         for n in range(pupils):
+            born = date(2019 - school_class.grade, 3 + n // 28, 1 + n % 28)
             pupil = Pupil(school_id=school.id, pupil_code=f"{prefix}{n:02d}", full_name=PUPIL_NAMES[n % 10],
-                          gender="Nữ" if n % 2 == 0 else "Nam", birth_date=date(2019 - school_class.grade, 3, 1 + n),
+                          gender="Nữ" if n % 2 == 0 else "Nam", birth_date=born,
                           ethnicity="Kinh", personal_plan=n in personal_plan)
             db.session.add(pupil)
             db.session.flush()

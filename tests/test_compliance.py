@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -252,11 +253,18 @@ def test_district_board_filters_exports_and_prints(app: Flask, client, district3
 
 
 def test_the_board_page_reads_the_stored_count_and_asks_for_a_new_one(app: Flask, client, make: Factory,
-                                                                      district3: District3) -> None:
+                                                                      district3: District3, monkeypatch) -> None:
+    monkeypatch.setattr(services, "LIVE_SCHOOLS", 2)  # a city: too many schools to count on every opening
     late = make.school("truong-moi", "Trường Tiểu học Mới Mở")  # opened after the last count
     login(client, district3.officer)
     page = client.get("/district/compliance/").get_data(as_text=True)
-    assert 'data-school="truong-moi"' in page and 'data-state="not_counted"' in page and "Cập nhật số liệu" in page
+    # A count is missing: the page asks for a new one itself, in the background, and says so.
+    assert 'data-school="truong-moi"' in page and 'data-state="not_counted"' in page
+    assert "Đang cập nhật số liệu" in page and "data-reload-after" in page
+    with app.app_context():
+        asked = list(db.session.scalars(sa.select(JobRun.id).where(JobRun.kind == "compliance.snapshot")))
+    assert len(asked) == 1
+    finish_jobs(app, asked)
     # A's last result is reviewed after the count: counted live at once, on the stored board after a recount.
     with app.app_context(), school_scope(district3.a.id):
         enrolment = db.session.scalar(sa.select(Enrolment.id).where(
@@ -269,7 +277,7 @@ def test_the_board_page_reads_the_stored_count_and_asks_for_a_new_one(app: Flask
     assert client.post("/district/compliance/refresh", data={"csrf_token": token}).status_code == 302
     with app.app_context():
         runs = list(db.session.scalars(sa.select(JobRun.id).where(JobRun.kind == "compliance.snapshot")))
-    assert len(runs) == 1
+    assert len(runs) == 2  # the page's own, and the one asked for now
     finish_jobs(app, runs)
     board = stored_board(app)
     assert board.cells[results].state is CellState.DONE_LATE and board.cells[results].days_late == 1
@@ -475,3 +483,26 @@ def test_evidence_that_is_not_a_pdf_image_or_office_document_is_refused(app: Fla
     assert "Chỉ nhận minh chứng là tệp PDF" in response.get_data(as_text=True)
     with app.app_context(), all_schools():
         assert db.session.scalar(sa.select(Evidence).where(Evidence.milestone_id == milestone)) is None
+
+
+def test_board_print_and_drill_down_agree_right_after_a_change(app: Flask, client, district3: District3) -> None:
+    """A district is counted live on every opening: no stale figure beside a drill-down that says otherwise."""
+    login(client, district3.officer)
+    with app.app_context(), school_scope(district3.a.id):
+        enrolment = db.session.scalar(sa.select(Enrolment.id).where(
+            Enrolment.pupil_id == district3.a_missing_result_pupil))
+    review_results(app, district3.a, [enrolment], local(TODAY, 8))  # the change, after the last stored count
+    line = district3.m["results"]
+
+    board = client.get("/district/compliance/").get_data(as_text=True)
+    assert "Đang cập nhật" not in board and "Số liệu học sinh, cán bộ đếm lúc" in board
+    order = [int(n) for n in re.findall(r'href="/district/compliance/milestones/(\d+)"', board)]
+    row = board[board.index('<tr data-school="truong-a">'):]
+    board_state = re.findall(r'data-state="(\w+)"', row[:row.index("</tr>")])[order.index(line)]
+    printed = client.get("/district/compliance/print").get_data(as_text=True)
+    row = printed[printed.index("<td>Trường Tiểu học An</td>"):]
+    printed_cell = re.findall(r'<td class="st-(\w+)">([^<]*)</td>', row[:row.index("</tr>")])[order.index(line)]
+    detail = client.get("/district/compliance/schools/truong-a").get_data(as_text=True)
+    detail_state = re.search(r'data-state="(\w+)"', detail[detail.index(f'<tr id="m{line}"'):]).group(1)
+    assert board_state == printed_cell[0] == detail_state == "done_late"
+    assert printed_cell[1].startswith("Trễ 1 ngày") and "số liệu học sinh, cán bộ đếm lúc" in printed

@@ -216,10 +216,11 @@ def test_every_save_writes_one_audit_entry_with_old_and_new_values(app, lqd):
     assert second.changes["rows"] == {lqd.key(0): {"pupil": row["pupil"], "cells": {"level": ["H", "T"]}}}
 
 
-def test_invalid_cells_are_answered_one_by_one_and_nothing_is_written(app, lqd):
+def test_invalid_cells_are_answered_one_by_one_and_kept_while_the_valid_ones_are_saved(app, lqd):
     gvbm = signed_in(app, lqd.gvbm)
-    response = save(gvbm, lqd.subject_url("ngoai_ngu_1"), [
-        {"key": lqd.key(0), "version": 0, "cells": {"level": "T", "score": 8}},  # valid, but not written either
+    url = lqd.subject_url("ngoai_ngu_1")
+    response = save(gvbm, url, [
+        {"key": lqd.key(0), "version": 0, "cells": {"level": "T", "score": 8}},  # valid: written
         {"key": lqd.key(1), "version": 0, "cells": {"level": "X", "score": "7.5"}},
         {"key": lqd.key(2), "version": 0, "cells": {"score": 0, "comment": "x" * 1001}},
         {"key": lqd.key(3), "version": 0, "cells": {"score": 11, "level": "Đ"}},
@@ -227,7 +228,7 @@ def test_invalid_cells_are_answered_one_by_one_and_nothing_is_written(app, lqd):
     ])
     assert response.status_code == 422
     answer = response.get_json()
-    assert not answer["ok"] and "Chưa lưu gì: 7 ô chưa hợp lệ" in answer["message"]
+    assert not answer["ok"] and "Đã lưu 2 ô. Chưa lưu 7 ô chưa hợp lệ" in answer["message"]
     errors = {(e["key"], e["field"]): e["message"] for e in answer["errors"]}
     assert errors == {
         (lqd.key(1), "level"): "Mức đạt được chỉ nhận T, H hoặc C.",
@@ -240,7 +241,23 @@ def test_invalid_cells_are_answered_one_by_one_and_nothing_is_written(app, lqd):
     }
     where = next(e["where"] for e in answer["errors"] if e["key"] == lqd.key(1) and e["field"] == "level")
     assert where == "3. Trần Minh Khoa · Mức đạt được"
-    assert ratings(app, lqd.school_id) == {} and audit_entries(app, "grading.saved") == []
+    stored = ratings(app, lqd.school_id)  # every valid cell; the other rows hold only refused cells
+    assert list(stored) == [lqd.setup.enrolment_ids[0]]
+    assert (stored[lqd.setup.enrolment_ids[0]].level, stored[lqd.setup.enrolment_ids[0]].score) == ("T", 8)
+    assert answer["versions"][lqd.key(0)] == 1 and len(audit_entries(app, "grading.saved")) == 1
+
+    # The server keeps the refused cells as typed: a reload shows them, marked and listed, not lost.
+    config = grid_config(gvbm, url)
+    unsaved = {(u["key"], u["field"]): u["raw"] for u in config["unsaved"]}
+    assert unsaved[(lqd.key(1), "score")] == "7.5" and unsaved[(lqd.key(3), "level")] == "Đ" and len(unsaved) == 7
+    page = gvbm.get(url).get_data(as_text=True)
+    assert 'value="7.5"' in page and "Điểm KTĐK phải là số nguyên từ 1 đến 10." in page
+
+    # Corrected (or put back), a cell is saved and no longer kept as refused.
+    save(gvbm, url, [{"key": lqd.key(1), "version": 0, "cells": {"level": "H", "score": 7}}])
+    assert {(u["key"], u["field"]) for u in grid_config(gvbm, url)["unsaved"]} == {
+        (lqd.key(2), "score"), (lqd.key(2), "comment"), (lqd.key(3), "score"), (lqd.key(3), "level"),
+        (lqd.key(4), "score")}
 
 
 def test_rows_and_columns_outside_the_grid_are_refused(app, lqd):
@@ -335,12 +352,12 @@ def test_two_teachers_saving_the_same_row_get_a_conflict_not_a_silent_overwrite(
     assert conflict["current"] == {"level": "T", "score": "", "comment": "Rất chăm."}
     stored = ratings(app, lqd.school_id)
     assert stored[lqd.setup.enrolment_ids[0]].level == "T"
-    assert lqd.setup.enrolment_ids[1] not in stored  # all or nothing: the other row waits too
+    assert stored[lqd.setup.enrolment_ids[1]].level == "T"  # the other row does not wait for the choice
+    assert answer["versions"] == {lqd.key(1): 1} and answer["changed_cells"] == 1
 
     # "Keep mine": the page resends with the version it was told about.
-    kept = save(gvbm, url, [{"key": lqd.key(0), "version": 1, "cells": {"level": "H"}},
-                            {"key": lqd.key(1), "version": 0, "cells": {"level": "T"}}], loaded_by_gvbm["csrf"])
-    assert kept.status_code == 200 and kept.get_json()["versions"] == {lqd.key(0): 2, lqd.key(1): 1}
+    kept = save(gvbm, url, [{"key": lqd.key(0), "version": 1, "cells": {"level": "H"}}], loaded_by_gvbm["csrf"])
+    assert kept.status_code == 200 and kept.get_json()["versions"] == {lqd.key(0): 2}
     stored = ratings(app, lqd.school_id)
     assert stored[lqd.setup.enrolment_ids[0]].level == "H"
     assert stored[lqd.setup.enrolment_ids[0]].comment == "Rất chăm."  # the GVCN's comment stays

@@ -185,3 +185,36 @@ def test_a_conflict_is_resolved_cell_by_cell_in_a_dialog(browser, live_url, app,
     with app.app_context(), school_scope(school.id):
         levels = dict(db.session.execute(sa.select(SubjectRating.enrolment_id, SubjectRating.level)).all())
     assert [levels[int(key)] for key in keys] == ["T", "H"]
+
+
+def test_an_invalid_cell_does_not_block_a_valid_one_and_stays_marked_after_a_reload(browser, live_url, app,
+                                                                                    english_class):
+    school, _setup, url = english_class
+    page = _sign_in(browser, live_url)
+    page.goto(f"{live_url}{url}")
+    _cell(page, 0, "score").click()
+    page.keyboard.type("0")  # out of range: refused
+    _cell(page, 2, "level").click()
+    page.keyboard.press("h")  # valid, in another row
+    page.click("#grid-save")
+    page.wait_for_function("document.querySelector('#grid-status').classList.contains('bad')")
+    assert "Đã lưu 1 ô. Chưa lưu 1 ô" in page.inner_text("#grid-status")
+    assert "Điểm KTĐK phải là số nguyên" in page.inner_text("#grid-errors")
+    first, third = (int(_cell(page, r, "level").get_attribute("data-key")) for r in (0, 2))
+    assert _stored(app, school.id) == {third: ("H", None, "")}
+
+    page.reload()  # the server kept what was refused: marked, listed, still as typed, nothing lost
+    assert _cell(page, 0, "score").input_value() == "0"
+    assert "error" in _cell(page, 0, "score").get_attribute("class")
+    assert "error" not in (_cell(page, 2, "level").get_attribute("class") or "")
+    assert _cell(page, 2, "level").input_value() == "H"
+    assert "Điểm KTĐK phải là số nguyên" in page.inner_text("#grid-errors")
+    assert "1 ô chưa hợp lệ chưa được lưu" in page.inner_text("#grid-status")
+
+    _cell(page, 0, "score").fill("8")  # corrected: saved, the mark and the list go
+    page.keyboard.press("Tab")
+    page.click("#grid-save")
+    page.wait_for_function("document.querySelectorAll('#rating-grid .cell.dirty, #rating-grid .cell.error')"
+                           ".length === 0")  # saved: nothing left to send, nothing refused
+    assert page.locator("#grid-errors").is_hidden()
+    assert _stored(app, school.id) == {first: (None, 8, ""), third: ("H", None, "")}

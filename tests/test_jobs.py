@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 
@@ -224,6 +225,8 @@ def test_progress_is_visible_while_the_job_runs(app, client, make):
     run_id = _row(app, "test.jobs.report_then_wait", school_id=school.id, user_id=principal.id)
     login(client, principal)
     assert client.get(f"/s/lqd/jobs/{run_id}.json").get_json()["state"] == "queued"
+    page = client.get(f"/s/lqd/jobs/{run_id}").get_data(as_text=True)  # without JavaScript: words, not codes
+    assert re.search(r'<span class="job-state"[^>]*>Đang chờ</span>', page)
 
     worker = threading.Thread(target=_execute, args=(app, run_id))
     worker.start()

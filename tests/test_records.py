@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import zipfile
 
 import pytest
 import sqlalchemy as sa
+from pypdf import PdfReader
 
 from portal import jobs
 from portal.assessment.models import Enrolment, SubjectRating, YearResult
@@ -14,10 +16,12 @@ from portal.audit import AuditEntry
 from portal.extensions import db
 from portal.records import exporters, services
 from portal.records.models import RecordStatus, RecordVersion
+from portal.storage import storage
 from tenants.roles import Role
 from tenants.scoping import school_scope
 from tests.conftest import csrf_token, finish_jobs, login
 from tests.records_factory import assessed_class, generate
+from tests.tools import needs
 
 
 @pytest.fixture
@@ -241,3 +245,33 @@ def test_laid_out_sections_are_shared_through_the_file_store_and_redis(ctx, monk
     finally:
         pdf.use_section_store(previous)
         pdf.clear_cache()
+
+
+@pytest.mark.slow
+@needs("pdftotext", "pdftoppm", "zbarimg")
+def test_an_unissued_record_downloads_marked_as_a_draft_without_its_qr_code(client, world, tmp_path):
+    app, school = world["app"], world["school"]
+    version = generate(app, school, world["class_id"], world["gvcn"])[0]
+    login(client, world["gvcn"])
+    marked = client.get(f"/s/lqd/records/{version.id}/hoc-ba.pdf").data
+    with app.app_context():
+        stored = storage().read(version.current_digest)
+    assert marked != stored  # the stored file, the one signed later, is left as it is
+    for name, data in (("marked", marked), ("stored", stored)):
+        (tmp_path / f"{name}.pdf").write_bytes(data)
+        subprocess.run(["pdftoppm", "-r", "150", "-f", "1", "-l", "1", "-png", str(tmp_path / f"{name}.pdf"),
+                        str(tmp_path / name)], check=True)
+    text = subprocess.run(["pdftotext", str(tmp_path / "marked.pdf"), "-"], capture_output=True, text=True).stdout
+    pages = text.split("\f")[:-1]
+    assert pages and all("BẢN NHÁP - CHƯA CÓ GIÁ TRỊ" in page for page in pages)
+
+    def qr(name: str) -> str:
+        png = next(tmp_path.glob(f"{name}-*.png"))
+        return subprocess.run(["zbarimg", "--quiet", "--raw", str(png)], capture_output=True, text=True).stdout
+
+    assert version.code in qr("stored") and qr("marked").strip() == ""
+    archive = client.get(f"/s/lqd/records/classes/{world['class_id']}/hoc-ba.zip").data
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        pdf_names = [n for n in zipped.namelist() if n.endswith(".pdf")]
+        assert len(pdf_names) == 3 and all("BẢN NHÁP - CHƯA CÓ GIÁ TRỊ" in PdfReader(
+            io.BytesIO(zipped.read(n))).pages[0].extract_text() for n in pdf_names)

@@ -343,3 +343,47 @@ def test_bad_year_thresholds_are_reported_not_crashed_on(client, world):
     response = client.get(_url(world))
     assert response.status_code == 409
     assert "Ngưỡng điểm của năm học 2024-2025 không hợp lệ" in response.get_data(as_text=True)
+
+
+def test_the_decision_table_filters_and_confirms_the_ticked_rows(client, world):
+    app, school, setup = world["app"], world["school"], world["setup"]
+    pupils = setup.pupil_ids
+    login(client, world["gvcn"])
+    page = client.get(_url(world)).get_data(as_text=True)
+    # The reason that decides a Chưa hoàn thành comes first, on the pupil's one line.
+    row3 = _row(page, pupils[3])
+    summary = row3[row3.index("<summary>"):row3.index("</summary>")]
+    assert "Chưa đạt Hoàn thành: " in summary and "Toán mức Chưa hoàn thành" in summary
+    assert "Còn thiếu 2: Khoa học: thiếu mức đạt được" in _row(page, pupils[4])
+    assert 'data-filter="to_confirm"' in page and "Chờ xác nhận (4)" in page and "Chưa hoàn thành (1)" in page
+
+    cht = client.get(_url(world, "?show=cht")).get_data(as_text=True)
+    assert f'id="pupil-{pupils[3]}"' in cht and f'id="pupil-{pupils[0]}"' not in cht
+
+    # Two rows ticked (one cannot be confirmed yet): only the agreed, complete one is confirmed.
+    response = client.post(_url(world, "/selected"), data={
+        "csrf_token": csrf_token(client, _url(world)), "action": "confirm", "show": "to_confirm",
+        "pupil_ids": [str(pupils[1]), str(pupils[4])]})
+    assert response.status_code == 302 and response.location.endswith("?show=to_confirm")
+    assert set(_results(app, school)) == {pupils[1]}
+    assert "Đã xác nhận kết quả của 1 học sinh." in client.get(response.location).get_data(as_text=True)
+    client.post(_url(world, "/selected"), data={"csrf_token": csrf_token(client, _url(world)), "action": "review",
+                                                "pupil_ids": [str(pupils[1]), str(pupils[0])]})
+    results = _results(app, school)
+    assert results[pupils[1]].results_reviewed_at is not None and pupils[0] not in results
+
+    # Only the class's GVCN acts on it.
+    other = world["make"].user(school, Role.HOMEROOM_TEACHER)
+    stranger = app.test_client()
+    login(stranger, other)
+    assert stranger.post(_url(world, "/selected"), data={
+        "csrf_token": csrf_token(stranger, "/s/lqd/"), "pupil_ids": [str(pupils[0])]}).status_code == 403
+
+
+def test_in_english_the_reasons_and_catalogue_names_are_english(client, world):
+    login(client, world["gvcn"])
+    client.post("/language/en", data={"csrf_token": csrf_token(client, "/s/lqd/")})
+    page = client.get(_url(world)).get_data(as_text=True)
+    assert "Not Completed with distinction: Mathematics scored 8 (needs 9 or more)" in page
+    assert "Mathematics at Not completed" in page and "2 missing: Science: level missing" in page
+    assert "Chưa đạt" not in page and "thiếu mức đạt được" not in page

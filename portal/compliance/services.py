@@ -23,6 +23,7 @@ from sqlalchemy.orm import contains_eager
 from portal import audit, uploads
 from portal.assessment.models import Enrolment, EnrolmentStatus, Pupil, SchoolClass, SchoolYear, YearResult
 from portal.audit import AuditEntry
+from portal.collation import name_key
 from portal.compliance.measures import REGISTRY, Cell, CellState, Counts, cell_status
 from portal.compliance.models import (
     Evidence,
@@ -675,10 +676,12 @@ def _missing_pupils(school: School, milestone: Milestone) -> list[MissingGroup]:
         .join(SchoolClass, SchoolClass.id == Enrolment.class_id).join(Pupil, Pupil.id == Enrolment.pupil_id)
         .where(Enrolment.school_id == school.id, SchoolYear.name == milestone.year_label,
                Enrolment.status.in_(COUNTED_ENROLMENTS), SchoolClass.grade.in_(GRADES[milestone.scope]), ~done)
-        .order_by(SchoolClass.grade, SchoolClass.name, Pupil.full_name))
+        .order_by(SchoolClass.grade, SchoolClass.name))
     groups: dict[int, MissingGroup] = {}
     for class_id, class_name, pupil_id, name in rows:
         groups.setdefault(class_id, MissingGroup(class_name, class_id, [])).people.append((pupil_id, name))
+    for group in groups.values():
+        group.people.sort(key=lambda person: name_key(person[1]))
     return list(groups.values())
 
 
@@ -687,8 +690,8 @@ def _missing_staff(school: School, milestone: Milestone, today: date) -> list[Mi
     done = _first_certificate(today) if milestone.measure == "staff_certificates" else _first_training(today)
     rows = db.session.execute(
         sa.select(User.id, User.full_name).join(staff, staff.c.user_id == User.id)
-        .outerjoin(done, _staff_done(staff, done)).where(done.c.first.is_(None)).order_by(User.full_name))
-    people = [(user_id, name) for user_id, name in rows]
+        .outerjoin(done, _staff_done(staff, done)).where(done.c.first.is_(None)))
+    people = sorted(((user_id, name) for user_id, name in rows), key=lambda p: name_key(p[1]))
     return [MissingGroup("", None, people)] if people else []
 
 
@@ -793,7 +796,7 @@ class TrainingError(ValueError):
 def staff_members(school: School) -> list[User]:
     """The staff the training target counts: active managers, GVCN and GVBM of the school."""
     ids = _staff_query([school.id]).with_only_columns(Membership.user_id).distinct()
-    return list(db.session.scalars(sa.select(User).where(User.id.in_(ids)).order_by(User.full_name)))
+    return sorted(db.session.scalars(sa.select(User).where(User.id.in_(ids))), key=lambda u: name_key(u.full_name))
 
 
 def trainings(school: School) -> list[TrainingSession]:
@@ -887,8 +890,23 @@ def mark_notices_read(school: School, *, actor: Any) -> int:
 # --- snapshots -----------------------------------------------------------------------------------------
 
 
-# How old the board's counts may be before opening the board asks for a new count.
-REFRESH_MINUTES = 15
+# How old the board's counts may be before opening the board asks for a new count (in the background).
+REFRESH_MINUTES = 5
+# Up to this many schools the board counts live on every opening (tens of milliseconds for a district),
+# so that it, its printed report and the drill-down always agree; a city's hundreds read the stored count.
+LIVE_SCHOOLS = 60
+
+
+def counts_live(district: District) -> bool:
+    """Whether the district is small enough for the board to count live rather than read the stored count."""
+    schools = db.session.scalar(sa.select(sa.func.count()).select_from(School).where(
+        School.district_id == district.id, School.active.is_(True))) or 0
+    return schools <= LIVE_SCHOOLS
+
+
+def current_board(district: District, year_label: str, today: date, **kwargs: Any) -> Board:
+    """The board as fresh as it can be cheaply: live for a district, the stored count for a city."""
+    return build_board(district, year_label, today, live=counts_live(district), **kwargs)
 
 
 def refresh_counts(district: District, year_label: str, today: date) -> int:

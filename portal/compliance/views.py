@@ -243,7 +243,7 @@ def _filters() -> dict[str, object]:
 def _board(district: District | None = None, years: list[str] | None = None
            ) -> tuple[services.Board, list[Milestone], list[School], dict[str, object]]:
     district = district or get_district()
-    board = services.build_board(district, _year(district, years), services.today_local(), live=False)
+    board = services.current_board(district, _year(district, years), services.today_local())
     filters = _filters()
     columns, rows = services.filter_board(board, **filters)  # type: ignore[arg-type]
     return board, columns, rows, filters
@@ -267,12 +267,18 @@ def board() -> str:
         detail = url_for("compliance_board.school_detail", code=school.code, year=board.year_label)
         grid.append((school, detail, [exports.cell_html(board.cell(school, m), labels, f"{detail}&m={m.id}#m{m.id}",
                                                         f"{detail}&m={m.id}#missing") for m in columns]))
+    stale, refreshing = services.needs_refresh(board, utcnow()), services.refresh_queued()
+    if stale and not refreshing:  # too old to show as it is: count again in the background, say so
+        enqueue("compliance.snapshot", school_id=None, actor=current_user, title=_("Cập nhật số liệu tiến độ"),
+                year_label=board.year_label, day=services.today_local().isoformat())
+        db.session.commit()
+        refreshing = True
     return render_template("compliance/board.html", board=board, columns=columns, grid=grid, filters=filters,
                            page=page, pages=pages, matching=len(rows),
                            years=years, states=STATE_LABELS, scopes=list(Scope),
                            pending=services.pending_evidence(district), action_form=ActionForm(),
-                           cell_text=exports.cell_text, stale=services.needs_refresh(board, utcnow()),
-                           refreshing=services.refresh_queued())
+                           cell_text=exports.cell_text, stale=stale, refreshing=refreshing,
+                           overview=charts.plan_overview(board))
 
 
 @district_bp.route("/board.xlsx")
@@ -300,7 +306,7 @@ def milestone_chart(milestone_id: int) -> str:
     district = get_district()
     milestone = _milestone_or_404(district, milestone_id)
     today = services.today_local()
-    board = services.build_board(district, milestone.year_label, today, milestones=[milestone], live=False)
+    board = services.current_board(district, milestone.year_label, today, milestones=[milestone])
     series = services.history(milestone)
     live = [board.cell(s, milestone) for s in board.schools]
     counted = [c for c in live if c.state not in (CellState.NOT_MEASURABLE, CellState.NO_ONE_IN_SCOPE)]

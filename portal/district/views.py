@@ -5,9 +5,11 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from portal.compliance.services import today_local
 from portal.district import services
 from portal.district.forms import SchoolAdminForm, SchoolForm
 from portal.extensions import db
+from portal.school import queue
 from portal.school import services as staff_services
 from portal.school.forms import ActionForm
 from tenants.access import can, district_blueprint, require
@@ -34,8 +36,10 @@ def _school_or_404(code: str) -> School:
 def schools() -> str:
     from portal.records import archive
 
-    return render_template("district/schools.html", district=services.get_district(),
-                           overview=services.school_overview(), archive_due=archive.due_count(),
+    district = services.get_district()
+    year, behind = queue.schools_behind(district, today_local())
+    return render_template("district/schools.html", district=district, overview=services.school_overview(),
+                           behind_year=year, behind=behind, archive_due=archive.due_count(),
                            archive_next=archive.next_run(), archive_last=archive.last_run())
 
 

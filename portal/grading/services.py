@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.orm import selectinload
 
-from portal import audit
+from portal import audit, collation
 from portal.assessment import review
 from portal.assessment.models import (
     Enrolment,
@@ -49,6 +49,7 @@ from portal.assessment.models import (
 )
 from portal.audit import AuditEntry
 from portal.extensions import db, utcnow
+from portal.grading.models import UnsavedCell
 from portal.schoolyear.services import subjects_of_class
 from tenants.models import School, User
 from tenants.roles import Permission
@@ -283,26 +284,8 @@ def _pupils(school_class: SchoolClass) -> list[PupilRow]:
 
 
 # Vietnamese alphabetical order (a ă â b c d đ e ê ...), tones second: the order of a class list.
-_ALPHABET = "aăâbcdđeêfghijklmnoôơpqrstuưvwxyz"
-_TONES = {"\u0300": 1, "\u0309": 2, "\u0303": 3, "\u0301": 4, "\u0323": 5}
-
-
-def _collation(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    letters, tones = [], []
-    for char in unicodedata.normalize("NFC", text.casefold()):
-        parts = unicodedata.normalize("NFD", char)
-        tones.append(next((_TONES[c] for c in parts if c in _TONES), 0))
-        base = unicodedata.normalize("NFC", "".join(c for c in parts if c not in _TONES))
-        position = _ALPHABET.find(base) if len(base) == 1 else -1
-        letters.append(position if position >= 0 else 100 + sum(map(ord, base)))
-    return tuple(letters), tuple(tones)
-
-
-def name_key(full_name: str) -> tuple[object, ...]:
-    """Sort key of a class list: by given name (the last word), then the whole name."""
-    words = full_name.split()
-    given = words[-1] if words else ""
-    return _collation(given), _collation(full_name)
+# Vietnamese order (by given name) lives with the shared plumbing: every list of names sorts the same way.
+name_key = collation.name_key
 
 
 # --- a teacher's grids -------------------------------------------------------------------------------
@@ -636,9 +619,12 @@ def parse_changes(payload: Any) -> list[RowChange]:
 
 
 def save_grid(school: School, grid: Grid, changes: Sequence[RowChange], *, actor: User, today: date,
-              dry_run: bool = False, overwrite: bool = False, source: str = "grid") -> SaveResult:
+              dry_run: bool = False, overwrite: bool = False, source: str = "grid",
+              partial: bool = False) -> SaveResult:
     """Write the changed rows together, or nothing when a cell is invalid or a row was changed meanwhile.
 
+    `partial` (the grid) writes every valid cell of the rows nobody changed meanwhile and keeps each
+    refused cell as an `UnsavedCell` with its reason, so that nothing typed is lost or blocks the rest.
     `dry_run` checks and counts without writing; `overwrite` takes every row as loaded at its current
     version (an import the teacher confirmed over the conflicts). Does not commit.
     """
@@ -665,10 +651,38 @@ def save_grid(school: School, grid: Grid, changes: Sequence[RowChange], *, actor
         _name_editors(school, grid, result.conflicts, rows)
     result.changed_rows = len(planned)
     result.changed_cells = sum(len(diff) for *_rest, diff in planned)
-    if not result.ok or dry_run or not planned:
+    if partial and not dry_run:
+        _keep_unsaved(school, grid, changes, result, actor=actor)
+    if (not result.ok and not partial) or dry_run or not planned:
         return result
     _write(school, grid, planned, result, actor=actor, source=source)
     return result
+
+
+def _keep_unsaved(school: School, grid: Grid, changes: Sequence[RowChange], result: SaveResult, *,
+                  actor: User) -> None:
+    """Remember each refused cell with its reason; forget those that came back valid (saved or unchanged)."""
+    refused = {(e.key, e.field): e.message for e in result.errors if e.field}
+    answered = {(c.key, name) for c in changes if c.key in result.versions for name in c.cells}
+    kept = {(u.record_key, u.field): u for u in db.session.scalars(
+        sa.select(UnsavedCell).where(UnsavedCell.grid_key == grid.key))}
+    for spot, row in kept.items():
+        if spot in answered and spot not in refused:
+            db.session.delete(row)
+    raw = {(c.key, name): value for c in changes for name, value in c.cells.items()}
+    for spot, message in refused.items():
+        row = kept.get(spot)
+        if row is None:
+            row = UnsavedCell(school_id=school.id, grid_key=grid.key, record_key=spot[0], field=spot[1])
+            db.session.add(row)
+        row.raw = "" if raw.get(spot) is None else str(raw[spot])
+        row.message, row.user_id, row.updated_at = message, actor.id, utcnow()
+
+
+def unsaved_cells(grid: Grid) -> list[UnsavedCell]:
+    """The cells of the grid typed but refused, still waiting for a correction."""
+    return list(db.session.scalars(sa.select(UnsavedCell).where(UnsavedCell.grid_key == grid.key)
+                                   .order_by(UnsavedCell.id)))
 
 
 def _check_cells(grid: Grid, changes: Sequence[RowChange],
@@ -730,6 +744,10 @@ def _write(school: School, grid: Grid, planned: list[tuple[str, int, str, Any, i
         trail[key] = {"pupil": f"{pupil.pupil_code} {pupil.full_name}" if pupil else str(enrolment_id),
                       **({"trait": trait.name} if trait else {}), "cells": diff}
     db.session.flush()  # a row inserted meanwhile by someone else fails here, inside the service
+    written = {(key, name) for key, *_rest, diff in planned for name in diff}
+    for kept in unsaved_cells(grid):  # a value saved since (by anyone, or from Excel) replaces a refused one
+        if (kept.record_key, kept.field) in written:
+            db.session.delete(kept)
     audit.record(SAVE_ACTION, actor=actor, school_id=school.id, obj=grid.school_class, summary=grid.title,
                  changes={"grid": grid.key, "source": source, "period": grid.period.code,
                           "subject": grid.subject.code if grid.subject else None, "rows": trail})

@@ -126,6 +126,8 @@ def _page(grid: Grid, hers: bool, *, import_form: GridImportForm | None = None) 
         section = request.args.get("part", "")
         section = section if section in services.SECTIONS else services.SECTIONS[0]
     columns = grid.section_columns(section) if section else grid.columns
+    unsaved = [{"key": u.record_key, "field": u.field, "raw": u.raw, "message": u.message,
+                "where": services.describe_cell(grid, u.record_key, u.field)} for u in services.unsaved_cells(grid)]
     suggestions = services.comment_suggestions()["subject" if grid.kind == "subject" else "trait"]
     return render_template(
         "grading/grid.html", grid=grid, columns=columns, section=section, editable=editable, hers=hers,
@@ -134,6 +136,7 @@ def _page(grid: Grid, hers: bool, *, import_form: GridImportForm | None = None) 
         messages=_js_messages(grid), import_form=import_form or GridImportForm(),
         storage_key=f"hocba.grid.{g.school.code}.{current_user.id}.{grid.key}{'.' + section if section else ''}",
         section_labels={s: _(label) for s, label in services.SECTION_LABELS.items()},
+        unsaved=unsaved, unsaved_by_id={f"{u['key']}/{u['field']}": u for u in unsaved},
         grid_url=lambda **kw: _grid_url(grid, **kw))
 
 
@@ -143,6 +146,8 @@ def _js_messages(grid: Grid) -> dict[str, str]:
         "saving": _("Đang lưu…"),
         "saved": _("Đã lưu lúc {time}."),
         "unsaved": _("{n} ô chưa lưu"),
+        "stillInvalid": _("{n} ô chưa hợp lệ chưa được lưu (tô đỏ): sửa các ô này rồi lưu."),
+        "typed": _("đã nhập “{value}”"),
         "nothing": _("Không có thay đổi nào cần lưu."),
         "offline": _("Không lưu được (mất kết nối hoặc máy chủ đang lỗi). Các thay đổi vẫn được giữ trên máy này; "
                      "sẽ tự thử lại sau ít phút, hoặc bấm Lưu."),
@@ -195,18 +200,16 @@ def _save(grid: Grid, hers: bool) -> tuple[Response, int]:
         return _refusal(400, _("Dữ liệu gửi lên không đúng dạng. Hãy tải lại trang; các thay đổi vẫn được giữ "
                                "trên máy này."))
     try:
-        result = services.save_grid(g.school, grid, changes, actor=current_user, today=_today())
+        result = services.save_grid(g.school, grid, changes, actor=current_user, today=_today(), partial=True)
     except services.GridClosed as exc:
         db.session.rollback()
         return _refusal(403, str(exc))
     except IntegrityError:  # someone inserted the same new row at the same moment
         db.session.rollback()
         return _refusal(409, _("Cùng lúc đó có người khác lưu bảng này. Hãy bấm Lưu lần nữa."))
-    if not result.ok:
-        db.session.rollback()
-        return jsonify(_answer(grid, result)), 422 if result.errors else 409
+    # Every valid cell is written even when others are refused: the refused ones are kept, with why.
     db.session.commit()
-    return jsonify(_answer(grid, result)), 200
+    return jsonify(_answer(grid, result)), 200 if result.ok else 422 if result.errors else 409
 
 
 def _answer(grid: Grid, result: services.SaveResult) -> dict[str, Any]:
@@ -222,11 +225,12 @@ def _answer(grid: Grid, result: services.SaveResult) -> dict[str, Any]:
         "changed_cells": result.changed_cells,
     }
     if result.errors:
-        answer["message"] = _("Chưa lưu gì: %(n)d ô chưa hợp lệ (tô đỏ). Hãy sửa rồi lưu lại; các thay đổi vẫn "
-                              "được giữ.", n=len(result.errors))
+        answer["message"] = _("Đã lưu %(saved)d ô. Chưa lưu %(n)d ô chưa hợp lệ (tô đỏ, xem danh sách): các ô này "
+                              "được giữ nguyên như bạn nhập, kể cả khi tải lại trang, cho đến khi bạn sửa.",
+                              saved=result.changed_cells, n=len(result.errors))
     elif result.conflicts:
-        answer["message"] = _("Chưa lưu gì: %(n)d dòng đã được người khác sửa sau khi bạn mở bảng. Hãy chọn giữ "
-                              "giá trị nào cho từng ô.", n=len(result.conflicts))
+        answer["message"] = _("Đã lưu %(saved)d ô. %(n)d dòng đã được người khác sửa sau khi bạn mở bảng: hãy "
+                              "chọn giữ giá trị nào cho từng ô.", saved=result.changed_cells, n=len(result.conflicts))
     elif result.changed_cells:
         answer["message"] = _("Đã lưu %(n)d ô lúc %(t)s.", n=result.changed_cells,
                               t=datetime.now(local_zone()).strftime("%H:%M"))

@@ -340,6 +340,40 @@ def list_uploads(school_id: int, *, state: str | None = None, grade: int | None 
     return list(db.session.scalars(query.order_by(CityUpload.updated_at.desc(), CityUpload.id.desc()).limit(limit)))
 
 
+@dataclass(frozen=True)
+class UploadRow:
+    upload: CityUpload
+    pupil_name: str
+    class_name: str
+
+
+def upload_page(school_id: int, *, state: str | None = None, grade: int | None = None, text: str = "",
+                page: int = 1, per_page: int = 50) -> tuple[list[UploadRow], int]:
+    """One page of the school's uploads, newest first, each with its pupil and class; and how many match.
+
+    `text` matches the record code or the pupil's name, with or without diacritics."""
+    from portal.assessment.models import Pupil, SchoolClass
+
+    query = (sa.select(CityUpload, Pupil.full_name, SchoolClass.name)
+             .join(RecordVersion, RecordVersion.id == CityUpload.record_version_id)
+             .join(Pupil, Pupil.id == RecordVersion.pupil_id)
+             .join(SchoolClass, SchoolClass.id == RecordVersion.class_id)
+             .where(CityUpload.school_id == school_id))
+    if state:
+        query = query.where(CityUpload.state == state)
+    if grade:
+        query = query.where(CityUpload.grade == grade)
+    rows = [UploadRow(u, name, class_name) for u, name, class_name in db.session.execute(
+        query.order_by(CityUpload.updated_at.desc(), CityUpload.id.desc()))]
+    if text:
+        from portal.pupils.search import folded
+
+        wanted = folded(text)
+        rows = [r for r in rows if wanted in folded(r.pupil_name) or wanted in r.upload.record_code.lower()]
+    start = (max(page, 1) - 1) * per_page
+    return rows[start:start + per_page], len(rows)
+
+
 def get_upload(school: School, upload_id: int) -> CityUpload | None:
     return db.session.scalar(sa.select(CityUpload).where(CityUpload.id == upload_id,
                                                          CityUpload.school_id == school.id))

@@ -27,6 +27,7 @@ from wtforms.fields.choices import SelectChoice
 
 from portal import audit, jobs
 from portal.assessment.models import Enrolment, Pupil, SchoolYear
+from portal.collation import name_key
 from portal.extensions import db, utcnow
 from portal.interop import (
     bundle,
@@ -38,6 +39,7 @@ from portal.interop import (
 from portal.interop.city_client import CityError
 from portal.interop.forms import ActionForm, BundleForm, ReleaseForm, UploadForm
 from portal.interop.models import UploadState
+from portal.records import workflow
 from portal.results.services import ACTIVE_STATUSES
 from portal.storage import FileMissing, storage
 from tenants.access import district_blueprint, require, school_blueprint
@@ -78,14 +80,21 @@ def _bundle_form(school_id: int | None) -> BundleForm:
     return form
 
 
+UPLOADS_PER_PAGE = 50
+
+
 @bp.route("/exchange")
 @require(P.EXCHANGE_RECORDS)
 def index() -> str:
     state, grade = request.args.get("state") or None, request.args.get("grade", type=int)
     if state not in {s.value for s in UploadState}:
         state = None
-    return render_template("interop/index.html", counts=uploads.counts(g.school.id),
-                           items=uploads.list_uploads(g.school.id, state=state, grade=grade),
+    text = request.args.get("q", "").strip()[:100]
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows, matching = uploads.upload_page(g.school.id, state=state, grade=grade, text=text, page=page,
+                                         per_page=UPLOADS_PER_PAGE)
+    return render_template("interop/index.html", counts=uploads.counts(g.school.id), rows=rows, text=text,
+                           page=page, pages=max(1, -(-matching // UPLOADS_PER_PAGE)), matching=matching,
                            stuck={u.id for u in uploads.stuck_uploads(g.school.id)}, state=state, grade=grade,
                            states=list(UploadState), form=_upload_form(), bundle_form=_bundle_form(g.school.id),
                            action=ActionForm())
@@ -172,7 +181,9 @@ def _received_or_404(received_id: int) -> received.ReceivedRecord:
 def received_detail(received_id: int) -> str:
     row = _received_or_404(received_id)
     pupil = db.session.get(Pupil, row.pupil_id) if row.pupil_id else None
-    return render_template("interop/received_detail.html", item=row, pupil=pupil)
+    # The signature fields by what they are ("Hiệu trưởng ký"), not by their internal names ("hieu_truong").
+    slot_labels = {field: _(step.label) for field, step in workflow.STEPS.items()}
+    return render_template("interop/received_detail.html", item=row, pupil=pupil, slot_labels=slot_labels)
 
 
 @bp.route("/exchange/received/<int:received_id>/file")
@@ -198,7 +209,8 @@ def _release_form() -> ReleaseForm:
     form = ReleaseForm()
     pupils = db.session.execute(sa.select(Pupil.id, Pupil.full_name, Pupil.pupil_code).join(
         Enrolment, Enrolment.pupil_id == Pupil.id).where(Enrolment.status.in_(ACTIVE_STATUSES))
-        .distinct().order_by(Pupil.full_name)).all()
+        .distinct()).all()
+    pupils = sorted(pupils, key=lambda row: name_key(row[1]))
     form.pupil_id.choices = [SelectChoice(pid, f"{name} ({code})") for pid, name, code in pupils]
     form.to_school_id.choices = [SelectChoice(s.id, s.name) for s in transfers.destinations(g.school)]
     return form

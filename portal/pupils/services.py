@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from sqlalchemy.orm import selectinload
 
-from portal import audit
+from portal import audit, collation
 from portal.assessment import review
 from portal.assessment.access import can_assess_class, is_homeroom_teacher, teaches
 from portal.assessment.csdl import PupilRow
@@ -84,10 +84,9 @@ def fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c)).casefold()
 
 
-def name_key(full_name: str) -> tuple[str, str, str]:
+def name_key(full_name: str) -> tuple[object, ...]:
     """Vietnamese class lists go by given name (the last word), then the whole name."""
-    folded = fold(full_name)
-    return folded.rsplit(" ", 1)[-1], folded, nfc(full_name)
+    return collation.name_key(nfc(full_name))
 
 
 def status_label(status: EnrolmentStatus) -> str:

@@ -17,6 +17,7 @@ from portal.assessment.csdl import ImportFileError, _corrupt_message, parse_pupi
 from portal.assessment.models import Period, Pupil, SchoolClass, SchoolYear
 from portal.extensions import db
 from portal.pupils import exports, results_exchange, services
+from portal.pupils import search as pupil_search
 from portal.pupils.forms import (
     ConfirmPupilImportForm,
     ConfirmResultsImportForm,
@@ -128,6 +129,15 @@ def pupils() -> str:
     return render_template("pupils/list.html", years=list_years(g.school), year=year, classes=classes,
                            school_class=school_class, roster=roster, review_link=review_link,
                            sizes=services.class_sizes(year) if year else {})
+
+
+@bp.route("/pupils/search")
+@require(Permission.VIEW_PUPILS)
+def search() -> str:
+    """From the search box of every school page: by name (diacritics optional) or by pupil code."""
+    text = request.args.get("q", "").strip()[:100]
+    found = pupil_search.search_pupils(g.school, text, current_user.id, current_permissions()) if text else []
+    return render_template("pupils/search.html", text=text, found=found, max_results=pupil_search.MAX_RESULTS)
 
 
 @bp.route("/pupils/<int:pupil_id>")

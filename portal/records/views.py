@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 
 import click
@@ -19,6 +19,7 @@ from portal import audit, jobs
 from portal.assessment.models import SchoolClass
 from portal.extensions import db
 from portal.records import (
+    draft_mark,
     pdf,
     sections,
     services,
@@ -172,7 +173,12 @@ def download_xml(version_id: int) -> Response:
 def _send(version: RecordVersion, digest: str, kind: str, mimetype: str) -> Response:
     _log_download(version, kind)
     db.session.commit()
-    response = Response(stream_with_context(storage().stream(digest)), mimetype=mimetype)
+    if kind == "pdf" and version.status != RecordStatus.ISSUED:  # a copy without value must look like one
+        # Marked in memory (a record is a few hundred kilobytes); the issued PDF streams from the store.
+        body: Iterator[bytes] = iter([draft_mark.mark_unissued(storage().read(digest), version.status.label)])
+    else:
+        body = stream_with_context(storage().stream(digest))
+    response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{file_name(version, kind)}"'
     return response
 
@@ -202,8 +208,9 @@ def download_class_zip(class_id: int) -> Response:
     for version in versions:
         _log_download(version, "zip")
     db.session.commit()
-    entries = [(file_name(v, "pdf"), v.current_digest) for v in versions] + \
-              [(file_name(v, "xml"), v.xml_digest) for v in versions]
+    entries: list[tuple[str, str | Callable[[], bytes]]] = [
+        (file_name(v, "pdf"), v.current_digest if v.status == RecordStatus.ISSUED else _marked(v)) for v in versions]
+    entries += [(file_name(v, "xml"), v.xml_digest) for v in versions]
     response = Response(stream_with_context(stream_zip(entries)), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="hoc-ba-lop-{school_class.id}.zip"'
     return response
@@ -227,14 +234,20 @@ class _Pipe:
         return data
 
 
-def stream_zip(entries: list[tuple[str, str]]) -> Iterator[bytes]:
-    """A ZIP of stored files, produced piece by piece: memory holds one chunk, never the archive."""
+def _marked(version: RecordVersion) -> Callable[[], bytes]:
+    """The unissued version's PDF with the draft mark, made when the ZIP reaches it."""
+    digest, label = version.current_digest, version.status.label
+    return lambda: draft_mark.mark_unissued(storage().read(digest), label)
+
+
+def stream_zip(entries: list[tuple[str, str | Callable[[], bytes]]]) -> Iterator[bytes]:
+    """A ZIP of stored files (or of files made on the way), produced piece by piece: never the whole archive."""
     pipe = _Pipe()
     files = storage()
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]
-        for name, digest in entries:
+        for name, source in entries:
             with archive.open(name, mode="w", force_zip64=True) as member:
-                for chunk in files.stream(digest):
+                for chunk in ([source()] if callable(source) else files.stream(source)):
                     member.write(chunk)
                     yield pipe.take()
             yield pipe.take()
@@ -330,21 +343,24 @@ def _reasoned(version_id: int, change: str) -> Response:
         if change == "return":
             workflow.return_to_homeroom(version, form.reason.data, actor=current_user)
             target = version
+            done = _("Đã trả lại học bạ %(code)s cho giáo viên chủ nhiệm, kèm lý do.", code=version.code)
         elif change == "cancel":
             workflow.cancel(version, form.reason.data, actor=current_user)
             target = version
+            done = _("Đã hủy học bạ %(code)s.", code=version.code)
             if _sent_to_the_city(version):  # the city hears of it at once (the upload job announces it)
                 jobs.enqueue("interop.upload", school_id=g.school.id, actor=current_user,
                              title=_("Báo hủy học bạ %(code)s lên Thành phố", code=version.code),
                              grade=version.grade, school_year_id=version.school_year_id)
         else:
             target = workflow.correct(g.school, version, form.reason.data, actor=current_user)
+            done = _("Đã tạo bản điều chỉnh %(code)s; bản này cần được ký lại.", code=target.code)
     except workflow.WorkflowError as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("records.show", version_id=version.id))
     db.session.commit()
-    flash(_("Đã lưu."), "success")
+    flash(done, "success")
     return redirect(url_for("records.show", version_id=target.id))
 
 

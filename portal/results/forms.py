@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from wtforms import BooleanField, HiddenField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
@@ -15,6 +15,12 @@ class ActionForm(PortalForm):
     """A button that changes something; `back` says which page to return to ("pupil" or the class)."""
 
     back = HiddenField()
+
+
+class SelectionForm(PortalForm):
+    """Several pupils of the class ticked in the results table, for one action on all of them."""
+
+    pupil_ids = SelectMultipleField(coerce=int, validate_choice=False)
 
 
 class OutcomeForm(ActionForm):

@@ -9,7 +9,6 @@ that she confirms again.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from portal import audit
+from portal import audit, collation
 from portal.assessment import review
 from portal.assessment.classification import (
     Classification,
@@ -118,6 +117,28 @@ class PupilResult:
     @property
     def reviewed(self) -> bool:
         return self.stored is not None and self.stored.results_reviewed_at is not None
+
+    @property
+    def deciding_reason(self) -> str:
+        """The one line that decides the result, first: what is missing, what keeps a Chưa hoàn thành pupil
+        from Hoàn thành, or what was achieved (the classifier lists the gaps from the highest level down)."""
+        computed = self.computed
+        if computed.missing:
+            # In the classifier's own (Vietnamese) words, like the reasons: the page translates them all.
+            return f"Còn thiếu {len(computed.missing)}: {computed.missing[0]}"
+        if not computed.reasons:
+            return ""
+        if computed.outcome is Outcome.NOT_COMPLETED:
+            return computed.reasons[-1]
+        return computed.reasons[0]
+
+    @property
+    def other_reasons(self) -> list[str]:
+        return [r for r in self.computed.reasons if r != self.deciding_reason]
+
+    @property
+    def may_review(self) -> bool:
+        return self.confirmed and not self.mismatch and not self.reviewed
 
     @property
     def titles(self) -> list[Award]:
@@ -268,15 +289,9 @@ def year_end_input(pupil: Pupil, subjects: Iterable[tuple[Subject, SubjectGrade]
     return YearEndInput(tuple(subject_results), tuple(trait_results), personal_plan=pupil.personal_plan)
 
 
-def pupil_sort_key(pupil: Pupil) -> tuple[str, str, int]:
+def pupil_sort_key(pupil: Pupil) -> tuple[object, ...]:
     """Class-list order: by given name (the last word), then the whole name, as Vietnamese lists are."""
-    plain = _plain(pupil.full_name)
-    return (plain.split()[-1] if plain.split() else "", plain, pupil.id)
-
-
-def _plain(text: str) -> str:
-    decomposed = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return (*collation.name_key(pupil.full_name), pupil.id)
 
 
 def people_names(user_ids: Iterable[int | None]) -> dict[int, str]:
@@ -306,6 +321,23 @@ def confirm_all(school: School, school_class: SchoolClass, *, actor: User) -> in
     """Confirm every computed result not yet (or no longer) confirmed; returns how many changed."""
     return sum(confirm_result(school, school_class, entry, actor=actor)
                for entry in class_results(school_class) if entry.needs_confirmation)
+
+
+def confirm_selected(school: School, school_class: SchoolClass, pupil_ids: Iterable[int], *, actor: User) -> int:
+    """Confirm the computed results of the pupils the GVCN ticked (those agreed with); returns how many changed.
+
+    A ticked pupil whose result cannot be confirmed (data missing, personal plan) is left alone: the
+    table shows why beside the pupil."""
+    chosen = set(pupil_ids)
+    return sum(confirm_result(school, school_class, entry, actor=actor)
+               for entry in class_results(school_class) if entry.pupil.id in chosen and entry.needs_confirmation)
+
+
+def review_selected(school: School, school_class: SchoolClass, pupil_ids: Iterable[int], *, actor: User) -> int:
+    """Mark the ticked pupils' confirmed, current results as reviewed; returns how many changed."""
+    chosen = set(pupil_ids)
+    return sum(mark_reviewed(school, school_class, entry, actor=actor)
+               for entry in class_results(school_class) if entry.pupil.id in chosen and entry.may_review)
 
 
 def set_result(school: School, school_class: SchoolClass, entry: PupilResult, outcome: Outcome, *,

@@ -12,15 +12,24 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from portal import audit
+from portal.assessment import words
 from portal.assessment.access import can_assess_class, can_view_class
 from portal.assessment.classification import Outcome
 from portal.assessment.models import Period, SchoolClass
 from portal.extensions import db
 from portal.results import services, summary
-from portal.results.forms import ActionForm, AwardForm, ExemplaryForm, OutcomeForm, PromotionForm, SupplementaryForm
+from portal.results.forms import (
+    ActionForm,
+    AwardForm,
+    ExemplaryForm,
+    OutcomeForm,
+    PromotionForm,
+    SelectionForm,
+    SupplementaryForm,
+)
 from portal.results.services import PupilResult
 from tenants.access import can, current_permissions, require, school_blueprint
-from tenants.roles import Permission
+from tenants.roles import N_, Permission
 
 bp = school_blueprint("results", __name__)
 
@@ -28,6 +37,8 @@ bp = school_blueprint("results", __name__)
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.globals.update(outcome_label=services.outcome_label, promotion_label=services.promotion_label)
+    app.add_template_filter(words.reason, "reason")
+    app.add_template_filter(words.catalogue, "catalogue")
 
 
 @bp.errorhandler(services.ResultsError)
@@ -119,13 +130,29 @@ def classes() -> str:
     return render_template("results/classes.html", year=year, rows=rows)
 
 
+# The decision table's filters: what the GVCN looks for at the year end.
+FILTERS: dict[str, tuple[str, Callable[[PupilResult], bool]]] = {
+    "all": (N_("Tất cả"), lambda e: True),
+    "to_confirm": (N_("Chờ xác nhận"), lambda e: e.needs_confirmation),
+    "cht": (N_("Chưa hoàn thành"), lambda e: Outcome.NOT_COMPLETED in (e.outcome, e.computed.outcome)),
+    "awards": (N_("Khen thưởng"), lambda e: bool(e.awards)),
+    "to_review": (N_("Chưa rà soát"), lambda e: not e.reviewed),
+}
+
+
 @bp.route("/results/classes/<int:class_id>")
 @require(Permission.VIEW_SCHOOL)
 def year_end(class_id: int) -> str:
     school_class = _readable_class(class_id)
     entries = services.class_results(school_class)
+    shown = request.args.get("show", "all")
+    shown = shown if shown in FILTERS else "all"
+    counts = {key: sum(1 for e in entries if test(e)) for key, (_label, test) in FILTERS.items()}
     return render_template("results/class.html", school_class=school_class, entries=entries,
-                           may_act=_may_act(school_class), form=ActionForm(),
+                           rows=[e for e in entries if FILTERS[shown][1](e)], shown=shown, counts=counts,
+                           numbers={e.pupil.id: n for n, e in enumerate(entries, start=1)},
+                           filters={key: label for key, (label, _test) in FILTERS.items()},
+                           may_act=_may_act(school_class), form=ActionForm(), selection=SelectionForm(),
                            year_end_period=services.year_end_period(school_class.school_year))
 
 
@@ -165,6 +192,31 @@ def confirm_all(class_id: int) -> Response:
     db.session.commit()
     flash(_("Đã xác nhận kết quả của %(n)d học sinh.", n=count), "success")
     return _back(school_class)
+
+
+@bp.route("/results/classes/<int:class_id>/selected", methods=["POST"])
+@require(Permission.CONFIRM_RESULTS)
+def act_on_selected(class_id: int) -> Response:
+    """The decision table's bulk actions on the ticked rows: confirm them, or mark them reviewed."""
+    school_class = _class_or_404(class_id)
+    if not _may_act(school_class):
+        abort(403)
+    form = SelectionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    chosen = form.pupil_ids.data or []
+    if not chosen:
+        flash(_("Chưa chọn học sinh nào: hãy đánh dấu các dòng bạn đồng ý."), "warning")
+    elif request.form.get("action") == "review":
+        count = services.review_selected(g.school, school_class, chosen, actor=current_user)
+        db.session.commit()
+        flash(_("Đã đánh dấu đã rà soát %(n)d học sinh.", n=count), "success")
+    else:
+        count = services.confirm_selected(g.school, school_class, chosen, actor=current_user)
+        db.session.commit()
+        flash(_("Đã xác nhận kết quả của %(n)d học sinh.", n=count), "success")
+    show = request.form.get("show", "")
+    return redirect(url_for("results.year_end", class_id=school_class.id, show=show if show in FILTERS else None))
 
 
 @bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>/confirm", methods=["POST"])

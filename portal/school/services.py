@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from portal import audit
 from portal.auth import services as auth
 from portal.auth.services import normalise_username
+from portal.collation import name_key
 from portal.extensions import db
 from tenants.models import Membership, MembershipRole, School, User
 from tenants.roles import MANAGEMENT_ROLES, Role, outranks
@@ -35,11 +36,9 @@ def nfc(text: str | None) -> str:
 
 def list_staff(school: School) -> list[Membership]:
     """Every member of the school's staff, active first, by name."""
-    return list(db.session.scalars(
-        sa.select(Membership).join(User, Membership.user_id == User.id)
-        .where(Membership.school_id == school.id)
-        .order_by(Membership.active.desc(), User.full_name)
-    ))
+    members = db.session.scalars(sa.select(Membership).join(User, Membership.user_id == User.id)
+                                 .where(Membership.school_id == school.id))
+    return sorted(members, key=lambda m: (not m.active, name_key(m.user.full_name)))
 
 
 def get_member(school: School, user_id: int) -> Membership | None:

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
-from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from portal.compliance.services import today_local
 from portal.extensions import db
-from portal.school import services
+from portal.school import queue, services
 from portal.school.forms import ActionForm, ConfirmImportForm, StaffCreateForm, StaffEditForm, StaffImportForm
 from portal.school.staff_import import parse_staff_file
 from portal.storage import FileMissing, storage
-from tenants.access import can, require, school_blueprint
+from tenants.access import can, current_permissions, require, school_blueprint
 from tenants.models import Membership
 from tenants.roles import Permission, Role
 
@@ -35,7 +36,11 @@ def _may_assign_management() -> bool:
 @bp.route("/")
 @require(Permission.VIEW_SCHOOL)
 def home() -> str:
-    return render_template("school/home.html")
+    today = today_local()
+    permissions = current_permissions()
+    return render_template("school/home.html",
+                           classes=queue.teacher_queue(g.school, current_user, permissions, today),
+                           waiting=queue.principal_queue(g.school, permissions, today, current_app.config))
 
 
 @bp.route("/staff")

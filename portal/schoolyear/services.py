@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from portal import audit
 from portal.assessment.catalogue import build_year
 from portal.assessment.models import Period, SchoolClass, SchoolYear, Subject, TeachingAssignment
+from portal.collation import name_key
 from portal.extensions import db
 from tenants.models import Membership, MembershipRole, School, User
 from tenants.roles import Role
@@ -100,11 +101,11 @@ def create_classes(school: School, year: SchoolYear, names: str, *, actor: User)
 
 def teachers(school: School, role: Role) -> list[User]:
     """Active members of the school holding `role`, by name."""
-    return list(db.session.scalars(
+    return sorted(db.session.scalars(
         sa.select(User).join(Membership, Membership.user_id == User.id)
         .join(MembershipRole, MembershipRole.membership_id == Membership.id)
-        .where(Membership.school_id == school.id, Membership.active.is_(True), MembershipRole.role == role)
-        .order_by(User.full_name)))
+        .where(Membership.school_id == school.id, Membership.active.is_(True), MembershipRole.role == role)),
+        key=lambda u: name_key(u.full_name))
 
 
 def _teacher(school: School, user_id: int | None, *roles: Role) -> User | None:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
 from portal import audit, uploads
+from portal.collation import name_key
 from portal.extensions import db, utcnow
 from portal.signing import engine, pki, trust_roots
 from portal.storage import storage
@@ -263,7 +264,8 @@ class StaffCertificate:
 def staff_certificates(school: School) -> list[StaffCertificate]:
     """Each active member of the school with their active certificate (or None), by name."""
     members = db.session.scalars(sa.select(Membership).join(Membership.user).where(
-        Membership.school_id == school.id, Membership.active.is_(True)).order_by(User.full_name)).all()
+        Membership.school_id == school.id, Membership.active.is_(True))).all()
+    members = sorted(members, key=lambda m: name_key(m.user.full_name))
     ids = [m.user_id for m in members]
     active = {c.user_id: c for c in db.session.scalars(sa.select(PersonCertificate).where(
         PersonCertificate.user_id.in_(ids), PersonCertificate.active.is_(True)).order_by(PersonCertificate.id))}

@@ -7,11 +7,11 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from portal import audit, jobs
-from portal.audit import AuditChainHead
+from portal.audit import AuditChainHead, AuditEntry
 from portal.extensions import db
 from portal.school.forms import ActionForm
 from portal.storage import FileMissing, storage
-from portal.trail import services, tasks
+from portal.trail import labels, services, tasks
 from portal.trail.models import AuditCheckpoint
 from tenants.access import district_blueprint, require, school_blueprint
 from tenants.certificates import DistrictCertificate
@@ -32,8 +32,20 @@ def init_app(app: Flask) -> None:
 
 def _page(school_id: int | None) -> dict[str, object]:
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    pagination = db.paginate(audit.entries_query(school_id), page=page, per_page=PAGE_SIZE, error_out=False)
-    return {"pagination": pagination, "form": ActionForm()}
+    group = request.args.get("group", "")
+    group = group if group in labels.GROUPS else ""
+    text = request.args.get("q", "").strip()[:100]
+    query = audit.entries_query(school_id)
+    if group:
+        # The groups that share one word ("grading", "ratings") are filtered together.
+        same = [key for key, label in labels.GROUPS.items() if label == labels.GROUPS[group]]
+        query = query.where(sa.or_(*(AuditEntry.action.startswith(f"{key}.") for key in same)))
+    if text:
+        query = query.where(sa.or_(AuditEntry.summary.ilike(f"%{text}%"), AuditEntry.actor_name.ilike(f"%{text}%")))
+    pagination = db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
+    return {"pagination": pagination, "form": ActionForm(), "group": group, "text": text,
+            "groups": labels.group_choices(), "action_label": labels.action_label,
+            "object_label": labels.object_label}
 
 
 @school_bp.route("/audit")

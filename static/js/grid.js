@@ -18,6 +18,8 @@
   var saved = {};        // cell id -> the value the server holds, as far as we know
   var dirty = {};        // cell id -> true while the cell differs from `saved`
   var errors = {};       // cell id -> the server's message
+  var errorWhere = {};   // cell id -> where the cell is, for the list under the toolbar
+  var unsaved = {};      // cell id -> true while the server keeps the cell as typed but refused
   var conflicts = {};    // cell id -> {key, version, mine, theirs, by, at, where}
   var versions = {};     // record key -> the version the teacher's edits are based on
   var known = {};        // record key -> the latest version the server told us about
@@ -71,13 +73,21 @@
       cell.dataset.row = r;
       cell.dataset.col = c;
       cellById[idOf(cell)] = cell;
-      saved[idOf(cell)] = cell.value;
+      // A cell the server refused earlier shows what was typed; what the server holds is beside it.
+      saved[idOf(cell)] = cell.hasAttribute("data-saved") ? cell.getAttribute("data-saved") : cell.value;
       fit(cell);
     });
     rows.push(list);
   });
   Object.keys(config.versions).forEach(function (key) {
     versions[key] = known[key] = config.versions[key];
+  });
+  (config.unsaved || []).forEach(function (item) {
+    var id = item.key + "/" + item.field;
+    if (!cellById[id]) { return; }
+    unsaved[id] = dirty[id] = true;
+    errors[id] = item.message;
+    errorWhere[id] = item.where;
   });
 
   function fit(cell) {
@@ -123,8 +133,9 @@
 
   function changed(cell) {
     var id = idOf(cell);
-    if (cell.value === saved[id]) { delete dirty[id]; } else { dirty[id] = true; }
-    delete errors[id];
+    // Back to the stored value, but the server still keeps a refused value here: send it, so it forgets it.
+    if (cell.value === saved[id] && !unsaved[id]) { delete dirty[id]; } else { dirty[id] = true; }
+    if (errors[id]) { delete errors[id]; showErrors(); }
     mark(cell);
     writeDraft();
     scheduleSave();
@@ -439,6 +450,8 @@
     Object.keys(draft.cells).forEach(function (id) {
       var cell = cellById[id];
       if (!cell || draft.cells[id] === saved[id]) { return; }  // gone, or the server has it already
+      if (unsaved[id] && draft.cells[id] === cell.value) { return; }  // the server keeps it, refused, as typed
+      delete errors[id];  // typed again here after the refusal: to be checked again
       restored++;
       if (!editable) { return; }
       cell.value = draft.cells[id];
@@ -463,16 +476,17 @@
       cell.value = saved[id];
       fit(cell);
       versions[cell.dataset.key] = known[cell.dataset.key];
-      delete dirty[id];
+      if (unsaved[id]) { dirty[id] = true; } else { delete dirty[id]; }  // the server forgets it on the next save
       delete errors[id];
       delete conflicts[id];
       mark(cell);
     });
     writeDraft();
     notice("");
-    showErrors([]);
+    showErrors();
     say("");
     showState();
+    if (pendingRows().length) { save(); }
   }
 
   // --- saving ----------------------------------------------------------------------------------------
@@ -495,6 +509,11 @@
     if (n && !inFlight && !statusNode.classList.contains("bad")) { say(format(M.unsaved, { n: n })); }
   }
 
+  // Cells typed that only this page holds: a refused cell the server keeps is not at risk.
+  function atRisk() {
+    return Object.keys(dirty).filter(function (id) { return !(unsaved[id] && errors[id]); }).length;
+  }
+
   function scheduleSave() {
     window.clearTimeout(autosaveTimer);
     if (!editable || locked) { return; }
@@ -510,6 +529,7 @@
       var cell = cellById[id];
       var key = cell.dataset.key;
       if (blocked[key]) { return; }  // waits for the teacher's choice in the conflict dialog
+      if (errors[id]) { return; }  // refused as typed: kept (here and on the server) until corrected
       if (!byKey[key]) {
         byKey[key] = { key: key, version: versions[key] || 0, cells: {} };
         list.push(byKey[key]);
@@ -525,7 +545,7 @@
     if (!editable || locked || inFlight) { return; }
     var list = pendingRows();
     if (!list.length) {
-      if (!count(dirty)) { say(M.nothing); }
+      if (!count(dirty)) { say(M.nothing); } else if (count(errors)) { say(format(M.stillInvalid, { n: count(errors) }), true); }
       return;
     }
     var sent = {};
@@ -558,12 +578,22 @@
 
   function answered(status, body, sent) {
     if (status === 200) { return accepted(body, sent); }
-    if (status === 422) {  // invalid cells, and maybe conflicts found in the same save
-      refused(body);
+    if (status === 422 || (status === 409 && body.conflicts && body.conflicts.length)) {
+      // Every valid cell was saved; the refused ones and the rows changed by someone else were not.
+      var skip = {};
+      (body.errors || []).forEach(function (error) { skip[error.key + "/" + error.field] = true; });
+      (body.conflicts || []).forEach(function (conflict) {
+        Object.keys(sent).forEach(function (id) { if (id.indexOf(conflict.key + "/") === 0) { skip[id] = true; } });
+      });
+      var done = {};
+      Object.keys(sent).forEach(function (id) {
+        if (!skip[id] && body.versions[id.slice(0, id.lastIndexOf("/"))] !== undefined) { done[id] = sent[id]; }
+      });
+      storeSaved(body, done);
+      if (status === 422) { refused(body, sent); }
       if (body.conflicts && body.conflicts.length) { conflicted(body); }
       return;
     }
-    if (status === 409 && body.conflicts && body.conflicts.length) { return conflicted(body); }
     if (status === 409) {  // saved by someone else at the very same moment: simply try again
       say(body.message, true);
       retryTimer = window.setTimeout(save, 3000);
@@ -574,6 +604,15 @@
   }
 
   function accepted(body, sent) {
+    storeSaved(body, sent);
+    say(format(M.saved, { time: timeNow() }) + (count(dirty) ? " " + format(M.unsaved, { n: count(dirty) }) : ""));
+    if (body.review_message) { notice(body.review_message); }
+    else if (noticeBox.textContent && !count(dirty)) { notice(""); }
+    showState();
+    if (pendingRows().length) { scheduleSave(); }
+  }
+
+  function storeSaved(body, sent) {
     Object.keys(body.versions).forEach(function (key) { versions[key] = known[key] = body.versions[key]; });
     Object.keys(sent).forEach(function (id) {
       var cell = cellById[id];
@@ -588,32 +627,42 @@
         delete dirty[id];
       }
       delete errors[id];
+      delete unsaved[id];
       mark(cell);
     });
     writeDraft();
-    showErrors([]);
-    say(format(M.saved, { time: timeNow() }) + (count(dirty) ? " " + format(M.unsaved, { n: count(dirty) }) : ""));
-    if (body.review_message) { notice(body.review_message); }
-    else if (noticeBox.textContent && !count(dirty)) { notice(""); }
-    showState();
-    if (count(dirty)) { scheduleSave(); }
+    showErrors();
   }
 
-  function refused(body) {
-    Object.keys(errors).forEach(function (id) { delete errors[id]; if (cellById[id]) { mark(cellById[id]); } });
+  function refused(body, sent) {
+    Object.keys(sent).forEach(function (id) { delete errors[id]; if (cellById[id]) { mark(cellById[id]); } });
+    var rowErrors = [];
     body.errors.forEach(function (error) {
       var cell = cellById[error.key + "/" + error.field];
       if (cell) {
         errors[idOf(cell)] = error.message;
+        errorWhere[idOf(cell)] = error.where;
+        unsaved[idOf(cell)] = true;
         mark(cell);
+      } else {
+        rowErrors.push(error);
       }
     });
-    showErrors(body.errors);
+    showErrors(rowErrors);
     say(body.message, true);
     showState();
   }
 
-  function showErrors(list) {
+  // The list under the toolbar: every cell still refused (not only those of the last save), then
+  // what the last answer said about rows that are no longer in the grid.
+  function showErrors(extra) {
+    var list = [];
+    Object.keys(errors).forEach(function (id) {
+      var slash = id.lastIndexOf("/");
+      list.push({ key: id.slice(0, slash), field: id.slice(slash + 1), where: errorWhere[id] || "",
+                  message: errors[id], typed: cellById[id] ? cellById[id].value : "" });
+    });
+    list = list.concat(extra || []);
     errorBox.hidden = !list.length;
     var ul = errorBox.querySelector("ul");
     ul.textContent = "";
@@ -621,7 +670,8 @@
       var item = document.createElement("li");
       var cell = cellById[error.key + "/" + error.field];
       var link = document.createElement(cell ? "a" : "span");
-      link.textContent = error.where + ": " + error.message;
+      link.textContent = error.where + ": " + error.message +
+        (error.typed !== undefined ? " (" + format(M.typed, { value: error.typed }) + ")" : "");
       if (cell) {
         link.href = "#";
         link.addEventListener("click", function (event) { event.preventDefault(); focusCell(cell); });
@@ -658,8 +708,8 @@
     if (count(conflicts)) {
       say(body.message, true);
       openConflicts();
-      if (!count(errors) && pendingRows().length) { scheduleSave(); }  // the other rows need not wait
-    } else if (!count(errors)) {
+      if (pendingRows().length) { scheduleSave(); }  // the other rows need not wait
+    } else {
       save();
     }
     showState();
@@ -730,10 +780,8 @@
     writeDraft();
     if (!count(conflicts)) {
       closeDialog();
-      if (!count(errors)) {
-        say(count(dirty) ? format(M.unsaved, { n: count(dirty) }) : M.nothing);
-        if (count(dirty)) { save(); }
-      }
+      say(count(dirty) ? format(M.unsaved, { n: count(dirty) }) : M.nothing);
+      if (pendingRows().length) { save(); }
     }
     showState();
   }
@@ -756,7 +804,7 @@
   if (discardButton) { discardButton.addEventListener("click", discard); }
 
   window.addEventListener("beforeunload", function (event) {
-    if (editable && (count(dirty) || inFlight)) {
+    if (editable && (atRisk() || inFlight)) {
       event.preventDefault();
       event.returnValue = M.leave;  // the changes stay on this computer either way
     }
@@ -764,5 +812,10 @@
 
   // A restored draft waits for the teacher: she saves it (or types on, which saves) or discards it.
   restoreDraft();
+  if (count(errors)) {
+    Object.keys(errors).forEach(function (id) { mark(cellById[id]); });
+    showErrors();
+    say(format(M.stillInvalid, { n: count(errors) }), true);
+  }
   showState();
 })();

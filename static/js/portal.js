@@ -2,16 +2,48 @@
 (function () {
   "use strict";
 
-  // Ask before a destructive button is pressed.
+  // Ask before a destructive or irreversible action. The question may sit on the button that was
+  // pressed (one form, several actions) or on the form itself.
   document.addEventListener("submit", function (event) {
-    var message = event.target.getAttribute("data-confirm");
-    if (message && !window.confirm(message)) { event.preventDefault(); }
+    var submitter = event.submitter;
+    var message = (submitter && submitter.getAttribute("data-confirm")) || event.target.getAttribute("data-confirm");
+    var counted = submitter && submitter.getAttribute("data-count");
+    if (message && counted) {  // "… {n} học sinh đã chọn": how many boxes are ticked now
+      var n = event.target.querySelectorAll("input[name='" + counted + "']:checked").length;
+      message = message.replace("{n}", String(n));
+    }
+    if (message && !window.confirm(message)) { event.preventDefault(); event.stopImmediatePropagation(); }
+  }, true);
+
+  // The first field of a form takes the focus only when it is already in view: a form lower down the
+  // page must not scroll the page away from what is above it.
+  var first = document.querySelector("[data-autofocus]");
+  if (first && !document.activeElement.matches("input, textarea, select")) {
+    var box = first.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) { first.focus({ preventScroll: true }); }
+  }
+
+  // A header box that ticks every row's box of the same name.
+  document.addEventListener("change", function (event) {
+    var name = event.target.getAttribute && event.target.getAttribute("data-check-all");
+    if (!name || !event.target.form) { return; }
+    event.target.form.querySelectorAll("input[name='" + name + "']").forEach(function (box) {
+      box.checked = event.target.checked;
+    });
   });
 
-  // Print buttons (a handler here, not an inline onclick: the Content-Security-Policy forbids inline script).
+  // Print buttons (no inline handlers: the pages run under a Content-Security-Policy without inline script).
   document.addEventListener("click", function (event) {
-    if (event.target.closest && event.target.closest("[data-print]")) { window.print(); }
+    var target = event.target.closest ? event.target.closest("[data-print]") : null;
+    if (target) { event.preventDefault(); window.print(); }
   });
+
+  // The district board while its counts are being redone in the background: look again shortly.
+  var refreshing = document.querySelector("[data-reload-after]");
+  if (refreshing) {
+    window.setTimeout(function () { window.location.reload(); },
+                      1000 * parseInt(refreshing.getAttribute("data-reload-after"), 10));
+  }
 
   // Job pages: poll the job's status and move the progress bar until it is done.
   var job = document.querySelector(".job[data-status-url]");
