@@ -107,6 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
             "root and the government CA root in production; empty means the demo CA in the instance folder"),
     Setting("TIMESTAMP_URL", "", str,
             "RFC 3161 timestamp authority added to every signature; empty means no timestamp"),
+    Setting("SIGNATURE_LEVEL", "B-LTA", _one_of("B-B", "B-T", "B-LT", "B-LTA"),
+            "PAdES level every issued record must reach (B-T: timestamped signatures; B-LT: and revocation data "
+            "embedded; B-LTA: and a document timestamp); validation judges issued records below it invalid"),
+    Setting("VERIFY_FETCH_REVOCATION", "false", _boolean,
+            "let validation fetch OCSP/CRL answers a file does not carry (from the CA's services named in the "
+            "certificates); off: certificates are judged from the validation data embedded in the file only"),
     Setting("AGENT_TOKEN_HOURS", "12", _positive_int,
             "how long the signing agent's sign-in (bearer token) lasts"),
     Setting("CSC_BASE_URL", "", lambda raw: raw.rstrip("/"),

@@ -99,6 +99,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "JOB_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
         "SECRET_KEY": "test-secret-key",
         "PASSWORD_HASH_METHOD": FAST_HASH,
+        # Records the suite issues are signed without a timestamp authority unless a test brings one (and
+        # then asks for its level itself); the production default is B-LTA.
+        "SIGNATURE_LEVEL": "B-B",
     }
 
 

@@ -39,3 +39,13 @@ def trust_roots(app: Flask | None = None) -> list[x509.Certificate]:
 def timestamp_url(app: Flask | None = None) -> str | None:
     """The RFC 3161 timestamp authority to use, or None."""
     return (app or current_app).config.get("TIMESTAMP_URL") or None
+
+
+def required_level(app: Flask | None = None) -> str:
+    """The PAdES level every issued record must reach (`SIGNATURE_LEVEL`)."""
+    return str((app or current_app).config.get("SIGNATURE_LEVEL") or "B-LTA")
+
+
+def fetch_revocation(app: Flask | None = None) -> bool:
+    """Whether validation may fetch revocation data a file does not carry (`VERIFY_FETCH_REVOCATION`)."""
+    return bool((app or current_app).config.get("VERIFY_FETCH_REVOCATION"))
