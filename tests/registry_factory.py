@@ -46,7 +46,12 @@ def _user(school: School, full_name: str, username: str, role: Role) -> User:
 
 def register_person(app: Flask, user_id: int, certificate: x509.Certificate, *,
                     school_id: int | None = None, at: datetime | None = None) -> None:
+    """Register `certificate` to the user (once; `at`: when, a day ago by default)."""
+    fingerprint = pki.describe(certificate).fingerprint
     with app.app_context(), all_schools():
+        if db.session.scalar(sa.select(PersonCertificate.id).where(PersonCertificate.user_id == user_id,
+                                                                   PersonCertificate.fingerprint == fingerprint)):
+            return
         row = PersonCertificate(user_id=user_id, school_id=school_id)
         _fill(row, certificate, at or utcnow() - timedelta(days=1))
         db.session.add(row)
@@ -54,7 +59,12 @@ def register_person(app: Flask, user_id: int, certificate: x509.Certificate, *,
 
 
 def register_seal(app: Flask, school_id: int, certificate: x509.Certificate, *, at: datetime | None = None) -> None:
+    """Register `certificate` as the school's seal (once)."""
+    fingerprint = pki.describe(certificate).fingerprint
     with app.app_context(), school_scope(school_id):
+        if db.session.scalar(sa.select(SealCertificate.id).where(SealCertificate.school_id == school_id,
+                                                                 SealCertificate.fingerprint == fingerprint)):
+            return
         row = SealCertificate(school_id=school_id)
         _fill(row, certificate, at or utcnow() - timedelta(days=1))
         db.session.add(row)
