@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,6 +28,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers, timestamps
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -105,7 +106,7 @@ def _crl(issuer: x509.Certificate, key: pki.PrivateKey, revoked: dict[int, dt.da
 
 def _tsa(root: x509.Certificate, root_key: pki.PrivateKey) -> pki.IssuedCertificate:
     key = pki.new_key("rsa")  # pyHanko's DummyTimeStamper signs with RSA only
-    start = utcnow() - dt.timedelta(days=1)
+    start = utcnow() - dt.timedelta(days=3 * 365)
     certificate = (x509.CertificateBuilder()
                    .subject_name(pki._name("TSA thử nghiệm Học bạ số", organisation="KHÔNG DÙNG THẬT"))
                    .issuer_name(root.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -202,12 +203,14 @@ def _sign(pdf: bytes, signature: Signature, *, certify: bool, timestamper: times
 
 
 def add_lta(pdf: bytes, test_pki: TestPki) -> bytes:
-    """The DSS with the validation data of every signature, then a document timestamp (B-LT -> B-LTA)."""
-    context = test_pki.context()
+    """The DSS with the validation data of the signatures (the CAs' current CRLs and certificates), then a
+    document timestamp over it all (B-LT -> B-LTA), as the seal step ends."""
     writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=[_asn1(test_pki.ca.issuing), _asn1(test_pki.root)],
+                                               crls=test_pki.crls())
     output = BytesIO()
     signers.PdfTimeStamper(test_pki.timestamper()).timestamp_pdf(
-        writer, "sha256", validation_context=context, output=output)
+        writer, "sha256", validation_context=test_pki.context(), output=output)
     return output.getvalue()
 
 
@@ -220,12 +223,112 @@ def sign_record(pdf: bytes, signatures: Sequence[Signature], test_pki: TestPki, 
     def run() -> bytes:
         data = pdf
         for n, signature in enumerate(signatures):
-            data = _sign(data, signature, certify=n == 0,
-                         timestamper=test_pki.timestamper() if timestamps_on else None,
-                         context=test_pki.context() if validation_data else None, school_name=school_name)
+            # A forger who backdates the claim validates (and embeds) as of that claimed time.
+            context = test_pki.context(at=signature.claimed_time) if validation_data else None
+            data = _sign(data, signature, certify=n == 0, school_name=school_name, context=context,
+                         timestamper=test_pki.timestamper() if timestamps_on else None)
         if lta:
             data = add_lta(data, test_pki)
         return data
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run).result()
+
+
+def titled_record_pdf(code: str) -> bytes:
+    """A small record-like PDF titled with its record code (as every record PDF is), with the three
+    empty signature fields, each locked to itself once signed."""
+    from reportlab.pdfgen import canvas
+
+    from portal.signing.engine import signature_field_spec
+
+    buffer = BytesIO()
+    page = canvas.Canvas(buffer)
+    page.setTitle(f"Học bạ số {code}")
+    page.drawString(72, 760, f"Hoc ba so {code}")
+    page.showPage()
+    page.save()
+    writer = IncrementalPdfFileWriter(BytesIO(buffer.getvalue()))
+    for i, name in enumerate(FIELDS):
+        fields.append_signature_field(writer, signature_field_spec(name, page=0, box=(40 + i * 180, 80, 210 + i * 180,
+                                                                                    150)))
+    output = BytesIO()
+    writer.write(output)
+    return output.getvalue()
+
+
+# --- what an attacker appends after the seal ------------------------------------------------------------------
+
+
+def _append(pdf: bytes, change: Callable[[IncrementalPdfFileWriter], object]) -> bytes:
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    change(writer)
+    output = BytesIO()
+    writer.write(output)
+    return output.getvalue()
+
+
+def add_empty_field(pdf: bytes) -> bytes:
+    return _append(pdf, lambda w: fields.append_signature_field(
+        w, fields.SigFieldSpec("xac_nhan_them", on_page=0, box=(40, 200, 210, 260))))
+
+
+def add_annotation(pdf: bytes) -> bytes:
+    from pyhanko.pdf_utils import generic
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        page_ref = writer.root["/Pages"]["/Kids"][0]
+        page = page_ref.get_object()
+        note = generic.DictionaryObject({
+            pdf_name("/Type"): pdf_name("/Annot"), pdf_name("/Subtype"): pdf_name("/FreeText"),
+            pdf_name("/Rect"): generic.ArrayObject([generic.NumberObject(n) for n in (72, 600, 400, 640)]),
+            pdf_name("/Contents"): generic.TextStringObject("Hoàn thành xuất sắc"),
+            pdf_name("/DA"): generic.pdf_string("/Helv 12 Tf 0 g")})
+        annots = page.get("/Annots")
+        annots = generic.ArrayObject(list(annots.get_object()) if annots is not None else [])
+        annots.append(writer.add_object(note))
+        page[pdf_name("/Annots")] = annots
+        writer.update_container(page)
+
+    return _append(pdf, change)
+
+
+def add_page(pdf: bytes) -> bytes:
+    from pyhanko.pdf_utils import generic
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        content = generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 760 Td (Trang them) Tj ET")
+        page = generic.DictionaryObject({
+            pdf_name("/Type"): pdf_name("/Page"),
+            pdf_name("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+            pdf_name("/Contents"): writer.add_object(content), pdf_name("/Resources"): generic.DictionaryObject()})
+        writer.insert_page(page)
+
+    return _append(pdf, change)
+
+
+def add_signature(pdf: bytes, signature: Signature, test_pki: TestPki) -> bytes:
+    """A fourth, perfectly valid signature in a new field after the seal."""
+    def run() -> bytes:
+        meta = signers.PdfSignatureMetadata(field_name=signature.field, md_algorithm="sha256",
+                                            subfilter=fields.SigSeedSubFilter.PADES)
+        writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+        output = BytesIO()
+        signers.PdfSigner(meta, _signer(signature.issued), timestamper=test_pki.timestamper(),
+                          new_field_spec=fields.SigFieldSpec(signature.field, on_page=0, box=(40, 300, 210, 360))
+                          ).sign_pdf(writer, output=output)
+        return output.getvalue()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+def strip_document_timestamps(pdf: bytes) -> bytes:
+    """The file cut just before its first document timestamp's revision (and everything after it)."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    first = next(s for s in reader.embedded_signatures if s.sig_object_type == "/DocTimeStamp")
+    hole_start = first.sig_object["/ByteRange"][1]
+    end = pdf.rindex(b"%%EOF", 0, hole_start)
+    return pdf[:end + 5] + b"\n"

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from asn1crypto import x509 as asn1_x509
 
+from portal import audit
 from portal.assessment.models import SchoolClass
 from portal.extensions import db
 from portal.records.models import RecordSignature, RecordVersion
@@ -161,3 +162,29 @@ def policy_for_code(code: str | None) -> RegistryPolicy | None:
     """The registry's rule for the record a file names, or None when the portal does not hold it."""
     version = version_by_code(code)
     return policy_for_version(version) if version is not None else None
+
+
+class DelegationRefused(ValueError):
+    """The delegation cannot be recorded; the message says why, in Vietnamese."""
+
+
+def delegate_principal_signing(school_id: int, user_id: int, *, starts_at: datetime, ends_at: datetime | None = None,
+                               reason: str = "", actor: User | None) -> SigningDelegation:
+    """Record that a vice principal of the school signs in the Hiệu trưởng field from `starts_at` (until
+    `ends_at`): from then their registered certificate counts as the principal's for the policy."""
+    is_vice = db.session.scalar(sa.select(sa.func.count()).select_from(MembershipRole)
+                                .join(Membership, Membership.id == MembershipRole.membership_id)
+                                .where(Membership.school_id == school_id, Membership.user_id == user_id,
+                                       Membership.active.is_(True), MembershipRole.role == Role.VICE_PRINCIPAL))
+    if not is_vice:
+        raise DelegationRefused(N_("Chỉ giao ký thay Hiệu trưởng cho Phó hiệu trưởng của trường."))
+    if ends_at is not None and ends_at <= starts_at:
+        raise DelegationRefused(N_("Ngày kết thúc phải sau ngày bắt đầu."))
+    row = SigningDelegation(school_id=school_id, user_id=user_id, starts_at=starts_at, ends_at=ends_at,
+                            reason=reason.strip(), created_by_id=actor.id if actor else None)
+    db.session.add(row)
+    db.session.flush()
+    audit.record("signing.delegated", actor=actor, school_id=school_id, obj=row,
+                 summary=N_("Giao Phó hiệu trưởng ký thay Hiệu trưởng"),
+                 changes={"user_id": user_id, "starts_at": starts_at, "ends_at": ends_at, "reason": row.reason})
+    return row
