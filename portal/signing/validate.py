@@ -33,10 +33,11 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Protocol
 
-from asn1crypto import cms, tsp
+from asn1crypto import cms, crl, ocsp, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
@@ -210,14 +211,27 @@ class _Document:
     dss: DocumentSecurityStore | None
     doc_timestamps: list[tuple[EmbeddedPdfSignature, DocumentTimestamp]] = field(default_factory=list)
 
+    _embedded: dict[str, list[Any]] | None = None
+
+    def embedded(self) -> dict[str, list[Any]]:
+        """The DSS's certificates, CRLs and OCSP responses, parsed once for every context."""
+        if self._embedded is None:
+            if self.dss is None:
+                self._embedded = {"other_certs": [], "crls": [], "ocsps": []}
+            else:
+                self._embedded = {
+                    "other_certs": list(self.dss.load_certs()),
+                    "crls": [crl.CertificateList.load(ref.get_object().read_data(DecodePurpose.CRL))
+                             for ref in self.dss.crls],
+                    "ocsps": [ocsp.OCSPResponse.load(ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE))
+                              for ref in self.dss.ocsps]}
+        return self._embedded
+
     def context(self, moment: datetime, mode: str) -> ValidationContext:
         # Revocation data issued after `moment` still speaks for it (a CRL fetched at the seal that does
         # not list the certificate says it was not revoked when the teacher signed minutes earlier).
-        options: dict[str, Any] = dict(trust_roots=self.roots, moment=moment, allow_fetching=self.allow_fetching,
-                                       revocation_mode=mode, retroactive_revinfo=True)
-        if self.dss is not None:
-            return self.dss.as_validation_context(options)
-        return ValidationContext(crls=[], ocsps=[], **options)
+        return ValidationContext(trust_roots=self.roots, moment=moment, allow_fetching=self.allow_fetching,
+                                 revocation_mode=mode, retroactive_revinfo=True, **self.embedded())
 
     def first_document_timestamp_after(self, revision: int) -> datetime | None:
         times = [t.time for sig, t in self.doc_timestamps if sig.signed_revision > revision and t.valid and t.time]
