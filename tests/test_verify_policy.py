@@ -226,15 +226,21 @@ def test_a_field_signed_with_another_schools_certificate_is_invalid(client, worl
 
 
 def test_a_vice_principal_signs_for_the_principal_only_where_the_school_recorded_it(app, client, world):
-    from portal.signing import policy
+    from tenants.models import User
 
     vice = lf.Signature("hieu_truong", world.certs["vice"], "Lê Thị Hoa")
     forged = world.sign(world.signatures(hieu_truong=vice))
     assert_invalid(client, forged, "Ô “Hiệu trưởng” được ký bởi Lê Thị Hoa")
-    with app.app_context(), school_scope(world.school.id):
-        policy.delegate_principal_signing(world.school.id, world.users["vice"], reason="Quyết định 12/QĐ-THLQĐ",
-                                          starts_at=utcnow() - dt.timedelta(days=1), actor=None)
-        db.session.commit()
+    with app.app_context():
+        names = {key: db.session.get(User, world.users[key]).username for key in ("vice", "subject")}
+    runner = app.test_cli_runner()
+    yesterday = (utcnow() - dt.timedelta(days=1)).astimezone(dt.timezone(dt.timedelta(hours=7)))
+    refused = runner.invoke(args=["signing", "delegate", "--school", "lqd", "--username", names["subject"],
+                                  "--from", f"{yesterday:%d/%m/%Y}"])
+    assert refused.exit_code != 0 and "Phó hiệu trưởng" in refused.output
+    done = runner.invoke(args=["signing", "delegate", "--school", "lqd", "--username", names["vice"],
+                               "--from", f"{yesterday:%d/%m/%Y}", "--reason", "Quyết định 12/QĐ-THLQĐ"])
+    assert done.exit_code == 0, done.output
     answer = api(client, world.sign(world.signatures(hieu_truong=vice)))
     assert answer["verdict"] == "valid_unregistered" and answer["ok"] is True, answer["problems"]
     assert "Phó hiệu trưởng được giao ký thay" in by_field(answer)["hieu_truong"]["role_expected"]
