@@ -114,7 +114,10 @@ def app(settings: dict[str, object]) -> Iterator[Flask]:
 
     with application.app_context():
         upgrade(directory=str(PROJECT_ROOT / "migrations"))
-    yield application
+    with pytest.MonkeyPatch.context() as patch:
+        # Worker processes (the Redis stack) read their settings from the environment.
+        patch.setenv("SIGNATURE_LEVEL", str(settings["SIGNATURE_LEVEL"]))
+        yield application
     with application.app_context():
         db.engine.dispose()
     if settings["DATABASE_URL"].startswith("postgresql"):

@@ -246,6 +246,11 @@ def test_a_vice_principal_signs_for_the_principal_only_where_the_school_recorded
     assert "Phó hiệu trưởng được giao ký thay" in by_field(answer)["hieu_truong"]["role_expected"]
 
 
+def test_signatures_out_of_order_are_invalid(client, world):
+    gvcn, principal, seal = world.signatures()
+    assert_invalid(client, world.sign([principal, gvcn, seal]), "không theo đúng thứ tự")
+
+
 # --- nothing after the seal but validation data and document timestamps ---------------------------------------------
 
 

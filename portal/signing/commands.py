@@ -44,5 +44,6 @@ def delegate_command(school_code: str, username: str, starts: str, ends: str | N
                                                     reason=reason, actor=None)
         except policy.DelegationRefused as exc:
             raise click.ClickException(str(exc)) from exc
+        summary = f"delegation {row.id}: {user.full_name} signs for the principal of {school.name}"
         db.session.commit()
-    click.echo(f"delegation {row.id}: {user.full_name} signs for the principal of {school.name}")
+    click.echo(summary)

@@ -146,6 +146,7 @@ class ValidationReport:
     signers_checked: bool = False  # a SignerPolicy was given (the record is known to the registry)
     changed_after_seal: bool = False
     unexpected_signatures: list[str] = field(default_factory=list)
+    out_of_order: bool = False  # the fields were not signed GVCN, then Hiệu trưởng, then the seal
     validated_at: datetime | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -181,7 +182,7 @@ class ValidationReport:
         """The bottom line for a record: readable, all expected fields signed, every signature good, nothing
         signed or changed that should not be, and the required level reached."""
         return (self.readable and not self.encrypted and self.all_fields_signed and self.all_valid
-                and not self.changed_after_seal and not self.unexpected_signatures
+                and not self.changed_after_seal and not self.unexpected_signatures and not self.out_of_order
                 and level_at_least(self.level, self.required_level))
 
     def as_dict(self) -> dict[str, Any]:
@@ -303,6 +304,10 @@ async def _judge(document: _Document, embedded: list[EmbeddedPdfSignature], empt
                            "thực và dấu thời gian tài liệu."))
     for name in unexpected:
         problems.append(N_("Tệp có chữ ký ở ô “%(field)s”, không phải ô chữ ký nào của học bạ.") % {"field": name})
+    order = [expected.index(s.field) for s in signatures if s.field in expected]
+    out_of_order = order != sorted(order)
+    if out_of_order:
+        problems.append(N_("Các chữ ký không theo đúng thứ tự: giáo viên chủ nhiệm, Hiệu trưởng, rồi con dấu số."))
     if not signatures:
         problems.append(N_("Tệp PDF không có chữ ký số nào."))
     signed = {s.field for s in signatures}
@@ -319,7 +324,8 @@ async def _judge(document: _Document, embedded: list[EmbeddedPdfSignature], empt
     report = ValidationReport(readable=True, signatures=signatures,
                               document_timestamps=[t for _s, t in document.doc_timestamps],
                               signers_checked=signers is not None, changed_after_seal=changed_after_seal,
-                              unexpected_signatures=unexpected, problems=problems, **base)
+                              unexpected_signatures=unexpected, out_of_order=out_of_order, problems=problems,
+                              **base)
     if signatures and not level_at_least(report.level, report.required_level):
         problems.append(N_("Học bạ chỉ đạt mức chữ ký %(level)s, thấp hơn mức %(required)s bắt buộc đối với học bạ "
                            "ban hành.") % {"level": report.level, "required": report.required_level})
