@@ -100,7 +100,7 @@ def _signatures(pdf: bytes, roots: list[Any], content: dict[str, Any]) -> Verdic
     if signers is None and _names_a_school_here(content):
         return Verdict(False, _("Học bạ ghi là do %(school)s cấp nhưng mã học bạ không có trong sổ đăng ký của cổng.",
                                 school=(content.get("school") or {}).get("name") or "?"), content)
-    report = validate_pdf(pdf, roots, required_level=signing.required_level(), signers=signers,
+    report = validate_pdf(pdf, roots, required_level=signing.signature_level(), signers=signers,
                           allow_fetching=signing.fetch_revocation())
     summary = {"signatures": [_summary(s) for s in report.signatures], "problems": list(report.problems),
                "level": report.level, "signers_checked": report.signers_checked}

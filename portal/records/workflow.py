@@ -199,7 +199,7 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
 def check_issuable(signed: bytes, version: RecordVersion) -> None:
     """Refuse to issue unless the signature policy passes: all three signatures valid at their timestamps'
     time, by the registered holders of the three roles, at the required level, nothing changed after."""
-    report = validate_pdf(signed, signing.trust_roots(), required_level=signing.required_level(),
+    report = validate_pdf(signed, signing.trust_roots(), required_level=signing.signature_level(),
                           signers=policy.policy_for_version(version), allow_fetching=signing.fetch_revocation())
     if not report.ok:
         problems = "; ".join(report.problems)

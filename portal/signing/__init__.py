@@ -41,9 +41,9 @@ def timestamp_url(app: Flask | None = None) -> str | None:
     return (app or current_app).config.get("TIMESTAMP_URL") or None
 
 
-def required_level(app: Flask | None = None) -> str:
-    """The PAdES level every issued record must reach (`SIGNATURE_LEVEL`)."""
-    return str((app or current_app).config.get("SIGNATURE_LEVEL") or "B-LTA")
+def signature_level(app: Flask | None = None) -> str:
+    """The PAdES level issued records must reach (`SIGNATURE_LEVEL`)."""
+    return (app or current_app).config.get("SIGNATURE_LEVEL") or "B-LTA"
 
 
 def fetch_revocation(app: Flask | None = None) -> bool:

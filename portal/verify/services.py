@@ -522,7 +522,7 @@ def validate_file(data: bytes, version: RecordVersion | None) -> ValidationRepor
     """The signature policy on an issued record's file: the configured roots and level, and, for a record the
     registry holds, who must have signed each field."""
     signers = policy.policy_for_version(version) if version is not None else None
-    return validate_pdf(data, configured_trust_roots(), required_level=signing.required_level(), signers=signers,
+    return validate_pdf(data, configured_trust_roots(), required_level=signing.signature_level(), signers=signers,
                         allow_fetching=signing.fetch_revocation())
 
 
