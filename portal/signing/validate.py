@@ -228,6 +228,9 @@ class _Document:
                               for ref in self.dss.ocsps]}
         return self._embedded
 
+    def has_revocation_data(self) -> bool:
+        return bool(self.embedded()["crls"] or self.embedded()["ocsps"])
+
     def context(self, moment: datetime, mode: str) -> ValidationContext:
         # Revocation data issued after `moment` still speaks for it (a CRL fetched at the seal that does
         # not list the certificate says it was not revoked when the teacher signed minutes earlier).
@@ -392,9 +395,13 @@ async def _check(sig: EmbeddedPdfSignature, document: _Document, signers: Signer
         # The signature timestamp's own certificate is judged when a document timestamp first covered it
         # (that proves the token existed then), else now.
         ts_moment = document.first_document_timestamp_after(sig.signed_revision) or document.now
-        status = await _status(sig, document, moment, "require", ts_moment)
-        with_revocation = status.trusted or status.revoked
-        if not with_revocation and not level_at_least(document.required_level, "B-LT"):
+        required = level_at_least(document.required_level, "B-LT")
+        # Judged with revocation data when it is required or the file carries some; else (a B-B/B-T file
+        # where nothing more is asked) the chain alone, without a failed first attempt.
+        try_revocation = required or document.has_revocation_data()
+        status = await _status(sig, document, moment, "require" if try_revocation else "hard-fail", ts_moment)
+        with_revocation = try_revocation and (status.trusted or status.revoked)
+        if try_revocation and not with_revocation and not required:
             # No revocation data to judge with, and none required: judge the chain without it.
             status = await _status(sig, document, moment, "hard-fail", ts_moment)
     except Exception as exc:  # a malformed signature must give a report, not an error
