@@ -158,6 +158,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TIMESTAMP_RENEWAL_BATCH", "200", _positive_int, "records renewed per run at most"),
     Setting("TIMESTAMP_RENEWAL_AT", "02:30", _clock_time,
             "when the scheduled renewal runs each day (HH:MM in TIMEZONE; what cron is set to), shown to operators"),
+    Setting("VERIFY_FETCH_REVOCATION", "false", _boolean,
+            "let validation fetch OCSP/CRL answers a file does not carry (from the CA's services named in the "
+            "certificates); off: certificates are judged from the validation data embedded in the file only"),
     Setting("AGENT_TOKEN_HOURS", "12", _positive_int,
             "how long the signing agent's sign-in (bearer token) lasts"),
     Setting("CSC_BASE_URL", "", lambda raw: raw.rstrip("/"),

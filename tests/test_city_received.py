@@ -26,6 +26,7 @@ from tests.city_helpers import (
     tampered,
 )
 from tests.conftest import finish_jobs, login
+from tests.registry_factory import register_signers
 from tests.signing_factory import make_demo_pki
 
 pytestmark = pytest.mark.slow  # real records, rendered and signed three times each
@@ -166,6 +167,9 @@ def test_round_trip_upload_signed_then_returned_to_the_admitting_school(app, mak
                                      xml_digest=storage().put(exporters.export_xml(content)),
                                      signed_digest=storage().put(pdf), issued_at=utcnow()))
         db.session.commit()
+    # The portal issued it: its three signers are in the registry, as the signing workflow requires.
+    register_signers(app, sender.id, setup.class_id,
+                     {f: signed["demo"].by_field(f).certificate for f in ("gvcn", "hieu_truong", "con_dau")})
     with app.app_context(), school_scope(admitting.id):
         db.session.add(Pupil(school_id=admitting.id, pupil_code="7978640123", full_name="Nguyễn Thị Ánh Tuyết"))
         db.session.commit()

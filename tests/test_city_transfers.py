@@ -18,6 +18,7 @@ from tenants.scoping import all_schools, school_scope
 from tests.assessment_factory import make_class, make_year
 from tests.city_helpers import content_for, roots_file, signed_record, tampered
 from tests.conftest import login
+from tests.registry_factory import register_signers
 from tests.signing_factory import make_demo_pki
 
 pytestmark = pytest.mark.slow  # a real record, rendered and signed
@@ -50,8 +51,11 @@ def world(app, make, demo, tmp_path, monkeypatch):
         db.session.add(version)
         db.session.commit()
         ids = {"pupil": pupil.id, "code": pupil.pupil_code, "version": version.id, "digest": version.signed_digest}
-    return {"a": a, "b": b, "c": c, "ids": ids, "pdf": pdf,
-            "a_head": make.user(a, Role.PRINCIPAL), "b_it": make.user(b, Role.SCHOOL_IT),
+    a_head = make.user(a, Role.PRINCIPAL)
+    # School A issued it: its three signers are in the registry, as the signing workflow requires.
+    register_signers(app, a.id, setup.class_id,
+                     {f: demo.by_field(f).certificate for f in ("gvcn", "hieu_truong", "con_dau")})
+    return {"a": a, "b": b, "c": c, "ids": ids, "pdf": pdf, "a_head": a_head, "b_it": make.user(b, Role.SCHOOL_IT),
             "c_head": make.user(c, Role.PRINCIPAL)}
 
 

@@ -24,6 +24,7 @@ from portal.signing.stamp import stamp_for_field
 from portal.storage import storage
 from tenants.models import School
 from tenants.scoping import school_scope
+from tests.registry_factory import register_signers
 
 GVCN_NAME = "Nguyễn Thị Mai"
 PRINCIPAL_NAME = "Võ Thị Lài"
@@ -83,11 +84,21 @@ def sign_three(pdf: bytes, signers: Signers) -> bytes:
         return pool.submit(run, pdf).result()
 
 
-def issue(app: Flask, school: School, version_id: int, signers: Signers | None = None) -> RecordVersion:
-    """Sign the version's draft three times, store it, and mark the version issued (detached copy back)."""
+def issue(app: Flask, school: School, version_id: int, signers: Signers | None = None, *,
+          register: bool = True) -> RecordVersion:
+    """Sign the version's draft three times, store it, and mark the version issued (detached copy back).
+
+    `register`: the three certificates are registered to the class's homeroom teacher, the school's
+    principal and the school's seal first, as the signing workflow requires of real signers.
+    """
+    signers = signers or trusted_ca()
+    if register:
+        with app.app_context(), school_scope(school.id):
+            class_id = db.session.get(RecordVersion, version_id).class_id
+        register_signers(app, school.id, class_id, {f: k.bundle().certificate for f, k in signers.keys.items()})
     with app.app_context(), school_scope(school.id):
         version = db.session.get(RecordVersion, version_id)
-        signed = sign_three(storage().read(version.draft_digest), signers or trusted_ca())
+        signed = sign_three(storage().read(version.draft_digest), signers)
         version.signed_digest = storage().put(signed)
         records.set_status(version, RecordStatus.ISSUED, actor=None)
         db.session.commit()

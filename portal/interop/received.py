@@ -2,8 +2,10 @@
 feed, pulled as a job) or with a pupil transferred inside the district.
 
 Each one is checked before it is attached to a pupil: the file is the one announced (SHA-256), it carries
-the record's XML and that XML says what the metadata says, and all three signatures are intact, valid
-and chain to a trusted root. A record failing any check is kept, refused, with the reason, and attached
+the record's XML and that XML says what the metadata says, and the signature policy passes
+(`portal.signing.validate`): all three signatures valid at their timestamps' time, at the required level,
+nothing changed after the seal, and, for a record this portal issued, signed by the registered holders of
+the three roles (`portal.signing.policy`). A record failing any check is kept, refused, with the reason, and attached
 to no one. What the issuing school signed is never changed (see `ReceivedRecord`).
 """
 
@@ -85,30 +87,60 @@ def verify_record(pdf: bytes, expected: dict[str, Any], roots: list[Any]) -> Ver
 
 
 def _signatures(pdf: bytes, roots: list[Any], content: dict[str, Any]) -> Verdict:
-    from portal.signing.validate import validate_pdf
+    from portal import signing
+    from portal.signing import policy
+    from portal.signing.validate import level_at_least, validate_pdf
 
     if not roots:
         return Verdict(False, _("Chưa cấu hình chứng thư gốc tin cậy (CITY_TRUST_ROOTS): không thể xác minh chữ ký."),
                        content)
-    report = validate_pdf(pdf, roots)
-    summary = {"signatures": [_summary(s) for s in report.signatures], "problems": list(report.problems)}
+    # A record the portal issued itself (a transfer inside the district, or one the city hands back) is
+    # judged against the portal's registry of who signs; one from elsewhere by its signatures alone.
+    signers = policy.policy_for_code((content.get("record") or {}).get("code"))
+    if signers is None and _names_a_school_here(content):
+        return Verdict(False, _("Học bạ ghi là do %(school)s cấp nhưng mã học bạ không có trong sổ đăng ký của cổng.",
+                                school=(content.get("school") or {}).get("name") or "?"), content)
+    report = validate_pdf(pdf, roots, required_level=signing.signature_level(), signers=signers,
+                          allow_fetching=signing.fetch_revocation())
+    summary = {"signatures": [_summary(s) for s in report.signatures], "problems": list(report.problems),
+               "level": report.level, "signers_checked": report.signers_checked}
     if report.ok:
         return Verdict(True, "", content, summary)
     if not report.all_fields_signed:
         reason = _("Học bạ không có đủ ba chữ ký số (giáo viên chủ nhiệm, Hiệu trưởng, con dấu số).")
     elif not all(s.intact and s.valid for s in report.signatures):
         reason = _("Chữ ký số không hợp lệ: tệp đã bị thay đổi sau khi ký.")
-    elif not all(s.trusted for s in report.signatures):
-        reason = _("Chứng thư số đã ký không thuộc tổ chức chứng thực được tin cậy.")
+    elif report.changed_after_seal or report.unexpected_signatures:
+        reason = _("Tài liệu đã bị thay đổi sau khi ban hành.")
+    elif any(s.signer_matches is False for s in report.signatures):
+        reason = _("Có ô chữ ký không do người có thẩm quyền ký (không khớp chứng thư số đã đăng kí).")
+    elif not all(s.trusted and s.certificate_valid_at_signing for s in report.signatures):
+        reason = _("Chứng thư số đã ký không thuộc tổ chức chứng thực được tin cậy, hoặc đã hết hạn hay bị thu hồi "
+                   "vào thời điểm ký.")
+    elif not level_at_least(report.level, report.required_level):
+        reason = _("Chữ ký số chưa đạt mức lưu trữ dài hạn bắt buộc (%(level)s).", level=report.required_level)
     else:
         reason = _("Chữ ký số không còn hiệu lực với nội dung hiện tại của tệp.")
     detail = "; ".join(report.problems[:3])
     return Verdict(False, f"{reason} ({detail})" if detail else reason, content, summary)
 
 
+def _names_a_school_here(content: dict[str, Any]) -> bool:
+    """The record says it comes from a school of this portal (by its MOET code)."""
+    moet_code = (content.get("school") or {}).get("moet_code")
+    if not moet_code:
+        return False
+    with all_schools():
+        return db.session.scalar(sa.select(sa.func.count()).select_from(School)
+                                 .where(School.moet_code == str(moet_code))) > 0
+
+
 def _summary(signature: Any) -> dict[str, Any]:
     return {"field": signature.field, "signer": signature.signer_name or "", "intact": signature.intact,
-            "valid": signature.valid, "trusted": signature.trusted, "bottom_line": signature.bottom_line}
+            "valid": signature.valid, "trusted": signature.trusted, "bottom_line": signature.bottom_line,
+            "expected_signer": signature.expected_signer, "signer_matches": signature.signer_matches,
+            "timestamp_time": signature.timestamp_time.isoformat() if signature.timestamp_time else None,
+            "revocation": signature.revocation, "level": signature.level}
 
 
 def receive(school: School, *, source: ReceivedSource, external_ref: str, pdf: bytes, expected: dict[str, Any],

@@ -9,8 +9,10 @@ Keys on the server (PKCS#12, PKCS#11) sign in the batch job itself. Keys elsewhe
 token through the signing agent, a remote CSC service) are prepared here, handed to
 `portal.signing.requests` as requests, and finished by `finish_external` once the signature comes back.
 
-The seal is the last step: before a version is marked issued, the finished PDF is validated, and it is
-refused unless all three signatures are intact, valid and trusted and nothing changed after them.
+The seal is the last step: before a version is marked issued, the finished PDF is validated by the same
+signature policy as every verification (`portal.signing.validate`, `portal.signing.policy`), and it is
+refused unless all three signatures are valid at their timestamps' time, made by the registered holders
+of the three roles, at the required PAdES level, and nothing changed after them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from portal.extensions import db
 from portal.records import archive, services
 from portal.records.models import RecordSignature, RecordStatus, RecordVersion
 from portal.results.services import pupil_sort_key
-from portal.signing import csc, engine, requests
+from portal.signing import csc, engine, policy, requests
 from portal.signing import services as certificates
 from portal.signing.stamp import stamp_for_field
 from portal.signing.validate import validate_pdf
@@ -211,7 +213,7 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
                      key_kind: str = "") -> None:
     """Record one step's signature in the current transaction (the caller commits)."""
     if step.after == RecordStatus.ISSUED:
-        check_issuable(signed)
+        check_issuable(signed, version)
     elif engine.level_at_least(signing.signature_level(), "B-T"):
         _check_level(signed, "B-T")
     files = storage()
@@ -236,12 +238,13 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
         _supersede_corrected(version, signer)
 
 
-def check_issuable(signed: bytes) -> None:
-    """Refuse to issue unless all three signatures are intact, valid, trusted and nothing changed after, and
-    the file reaches the configured PAdES level (read from the file, not assumed from the steps)."""
-    report = validate_pdf(signed, signing.trust_roots())
+def check_issuable(signed: bytes, version: RecordVersion) -> None:
+    """Refuse to issue unless the signature policy passes: all three signatures valid at their timestamps'
+    time, by the registered holders of the three roles, at the required level, nothing changed after."""
+    report = validate_pdf(signed, signing.trust_roots(), required_level=signing.signature_level(),
+                          signers=policy.policy_for_version(version), allow_fetching=signing.fetch_revocation())
     if not report.ok:
-        problems = "; ".join(report.problems) if getattr(report, "problems", None) else ""
+        problems = "; ".join(report.problems)
         raise WorkflowError(_("Tệp sau khi ký không đạt kiểm tra, chưa ban hành: %(p)s", p=problems or "?"))
     _check_level(signed, signing.signature_level())
 

@@ -59,3 +59,8 @@ def demo_ca(app: Flask | None = None):  # type: ignore[no-untyped-def]
 
     app = app or current_app
     return create_demo_ca(pki_folder(app), service_url=app.config.get("DEMO_PKI_URL") or None)
+
+
+def fetch_revocation(app: Flask | None = None) -> bool:
+    """Whether validation may fetch revocation data a file does not carry (`VERIFY_FETCH_REVOCATION`)."""
+    return bool((app or current_app).config.get("VERIFY_FETCH_REVOCATION"))

@@ -22,7 +22,10 @@ bp = school_blueprint("signing", __name__)
 
 
 def init_app(app: Flask) -> None:
+    from portal.signing.commands import cli
+
     app.register_blueprint(bp)
+    app.cli.add_command(cli)
 
 
 def _upload(form: CertificateForm) -> services.Upload:

@@ -30,16 +30,23 @@ from cryptography import x509
 from flask import current_app
 from flask_babel import gettext as _
 
-from portal import audit
+from portal import audit, signing
 from portal.assessment.models import Enrolment, Pupil, SchoolClass, SchoolYear
 from portal.extensions import db, utcnow
+from portal.i18n import format_datetime
 from portal.records.content import SIGNATURE_FIELDS
 from portal.records.models import RecordSignature, RecordStatus, RecordVersion
 from portal.records.pdf import format_code
 from portal.records.services import normalise_code
-from portal.signing import trust_root_paths
+from portal.signing import policy, trust_root_paths
 from portal.signing.requests import STEP_LABELS
-from portal.signing.validate import SignatureReport, ValidationReport, trust_roots_from, validate_pdf
+from portal.signing.validate import (
+    SignatureReport,
+    ValidationReport,
+    level_at_least,
+    trust_roots_from,
+    validate_pdf,
+)
 from portal.storage import FileMissing, digest_of, storage
 from portal.verify.models import CodeEnd, FamilyAccessCode, LookupKind, LookupOutcome, PublicLookup
 from tenants.models import School, User
@@ -321,10 +328,19 @@ CHECK_LABELS = {
     "intact": N_("Nội dung được ký còn nguyên vẹn"),
     "valid": N_("Chữ ký số hợp lệ (kiểm tra mật mã)"),
     "signer": N_("Người ký và vai trò"),
+    "signer_role": N_("Đúng người có thẩm quyền ký ô này (đối chiếu sổ đăng ký chứng thư số)"),
     "trusted": N_("Chứng thư số thuộc chuỗi của tổ chức chứng thực được tin cậy"),
     "certificate_valid": N_("Chứng thư số còn hiệu lực vào thời điểm ký"),
+    "revocation": N_("Chứng thư số chưa bị thu hồi vào thời điểm ký"),
     "timestamp": N_("Dấu thời gian"),
+    "level": N_("Mức chữ ký (PAdES)"),
     "unchanged": N_("Tài liệu không bị sửa đổi sau chữ ký (ngoài các chữ ký tiếp theo)"),
+}
+REVOCATION_LABELS = {
+    "good": N_("chưa bị thu hồi (theo dữ liệu thu hồi kèm theo tệp)"),
+    "revoked": N_("đã bị thu hồi"),
+    "unknown": N_("không có dữ liệu thu hồi (OCSP/CRL) hợp lệ kèm theo tệp"),
+    "not_required": N_("không kiểm tra (không bắt buộc ở mức chữ ký đã cấu hình)"),
 }
 
 
@@ -336,30 +352,50 @@ class CheckItem:
     detail: str = ""
 
 
-def _unchanged_after(signature: SignatureReport, last: bool) -> bool:
-    if signature.docmdp_ok is False:
-        return False
-    if signature.coverage == "entire_file":
-        return True
-    allowed = ("none", "lta_updates") if last else ("none", "lta_updates", "form_filling")
-    return signature.modification_level in allowed
+def _when(moment: datetime | None) -> str:
+    return format_datetime(moment) if moment else ""
 
 
-def checklist(signature: SignatureReport, *, last: bool) -> list[CheckItem]:
+def checklist(signature: SignatureReport, *, required_level: str | None = None) -> list[CheckItem]:
     """The checks of one signature, in the order the page lists them."""
     who = ", ".join(p for p in (signature.signer_name, signature.role, signature.organisation) if p)
     if signature.timestamp_time is None:
-        stamp = CheckItem("timestamp", _(CHECK_LABELS["timestamp"]), None, _("Không có dấu thời gian"))
+        stamp = CheckItem("timestamp", _(CHECK_LABELS["timestamp"]),
+                          False if level_at_least(required_level, "B-T") else None, _("Không có dấu thời gian"))
     else:
-        stamp = CheckItem("timestamp", _(CHECK_LABELS["timestamp"]), bool(signature.timestamp_valid))
+        stamp = CheckItem("timestamp", _(CHECK_LABELS["timestamp"]), bool(signature.timestamp_valid),
+                          _("%(time)s, do %(tsa)s cấp", time=_when(signature.timestamp_time),
+                            tsa=signature.timestamp_authority or "?"))
+    if signature.signer_matches is None:
+        role = CheckItem("signer_role", _(CHECK_LABELS["signer_role"]), None,
+                         _("Không đối chiếu được: học bạ không có trong sổ đăng ký của cổng"))
+    else:
+        role = CheckItem("signer_role", _(CHECK_LABELS["signer_role"]), signature.signer_matches,
+                         _("cần: %(expected)s; đã ký: %(found)s", expected=signature.expected_signer or "",
+                           found=signature.found_signer or ""))
+    revocation = {"good": True, "revoked": False, "unknown": False}.get(signature.revocation)
+    revoked = _(REVOCATION_LABELS.get(signature.revocation, signature.revocation))
+    if signature.revocation == "revoked" and signature.revoked_at:
+        revoked = _("đã bị thu hồi từ %(time)s", time=_when(signature.revoked_at))
+    judged = (_("xét tại thời điểm của dấu thời gian: %(time)s", time=_when(signature.judged_at))
+              if signature.time_trusted else
+              _("không có thời điểm ký tin cậy, xét tại thời điểm kiểm tra: %(time)s", time=_when(signature.judged_at)))
+    level_detail = signature.level or "?"
+    if required_level:
+        level_detail = _("%(level)s (bắt buộc: %(required)s)", level=level_detail, required=required_level)
     return [
         CheckItem("intact", _(CHECK_LABELS["intact"]), signature.intact),
         CheckItem("valid", _(CHECK_LABELS["valid"]), signature.valid),
         CheckItem("signer", _(CHECK_LABELS["signer"]), None, who or _("Không đọc được")),
+        role,
         CheckItem("trusted", _(CHECK_LABELS["trusted"]), signature.trusted),
-        CheckItem("certificate_valid", _(CHECK_LABELS["certificate_valid"]), signature.certificate_valid_at_signing),
+        CheckItem("certificate_valid", _(CHECK_LABELS["certificate_valid"]), signature.certificate_valid_at_signing,
+                  judged),
+        CheckItem("revocation", _(CHECK_LABELS["revocation"]), revocation, revoked),
         stamp,
-        CheckItem("unchanged", _(CHECK_LABELS["unchanged"]), signature.intact and _unchanged_after(signature, last)),
+        CheckItem("level", _(CHECK_LABELS["level"]), level_at_least(signature.level, required_level)
+                  if signature.level else False, level_detail),
+        CheckItem("unchanged", _(CHECK_LABELS["unchanged"]), signature.intact and not signature.changed_after),
     ]
 
 
@@ -398,7 +434,8 @@ class FileCheck:
 
     def signature_checks(self) -> list[tuple[SignatureReport, list[CheckItem]]]:
         signatures = self.report.signatures if self.report else []
-        return [(s, checklist(s, last=i == len(signatures) - 1)) for i, s in enumerate(signatures)]
+        required = self.report.required_level if self.report else None
+        return [(s, checklist(s, required_level=required)) for s in signatures]
 
     def as_dict(self, url_of: Any = None) -> dict[str, Any]:
         report = self.report
@@ -407,11 +444,13 @@ class FileCheck:
             "checkable": self.refused is None, "verdict": self.verdict,
             "readable": bool(report and report.readable), "encrypted": bool(report and report.encrypted),
             "ok": self.signatures_ok, "problems": self.problems,
-            "signatures": [{
-                "field": s.field, "signer_name": s.signer_name, "role": s.role, "organisation": s.organisation,
-                "signing_time": _iso(s.signing_time), "timestamp_time": _iso(s.timestamp_time),
-                "checks": {item.key: item.passed for item in items if item.key != "signer"},
-                "bottom_line": s.bottom_line, "problems": list(s.problems)} for s, items in self.signature_checks()],
+            "signatures": [_signature_dict(s, items) for s, items in self.signature_checks()],
+            "level": report.level if report else None,
+            "required_level": report.required_level if report else None,
+            "signers_checked": bool(report and report.signers_checked),
+            "changed_after_seal": bool(report and report.changed_after_seal),
+            "document_timestamps": [{"time": _iso(t.time), "authority": t.authority, "valid": t.valid}
+                                    for t in (report.document_timestamps if report else [])],
             "missing_fields": list(report.missing_fields) if report and report.readable else [],
             "registry": {
                 "found": self.registry is not None,
@@ -421,6 +460,19 @@ class FileCheck:
                 "claimed_record": self.claimed.as_dict(url_of) if self.claimed else None,
             },
         }
+
+
+def _signature_dict(s: SignatureReport, items: list[CheckItem]) -> dict[str, Any]:
+    return {
+        "field": s.field, "signer_name": s.signer_name, "role": s.role, "organisation": s.organisation,
+        "certificate_serial": s.certificate_serial,
+        "role_expected": s.expected_signer, "role_found": s.found_signer, "signer_matches": s.signer_matches,
+        "signing_time": _iso(s.signing_time), "timestamp_time": _iso(s.timestamp_time),
+        "timestamp": {"time": _iso(s.timestamp_time), "authority": s.timestamp_authority, "valid": s.timestamp_valid},
+        "judged_at": _iso(s.judged_at), "time_source": "timestamp" if s.time_trusted else "validation_time",
+        "revocation": {"status": s.revocation, "revoked_at": _iso(s.revoked_at)}, "level": s.level,
+        "checks": {item.key: item.passed for item in items if item.key != "signer"},
+        "bottom_line": s.bottom_line, "problems": list(s.problems), "notes": list(s.notes)}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -448,19 +500,30 @@ def check_file(data: bytes, *, address_hash: str) -> FileCheck | None:
     if not data:
         log_lookup(LookupKind.FILE, LookupOutcome.REFUSED, address_hash)
         return FileCheck(sha256, 0, refused=_("Tệp rỗng (0 byte): không có gì để kiểm tra."))
-    result = FileCheck(sha256, len(data), report=validate_pdf(data, configured_trust_roots()))
     version = _registered_version(sha256)
+    code = None if version is not None else claimed_code(data)
+    # The registry's rule of who signs: for the issued version this file is, else for the public record
+    # the file names (a draft's code stays as unknown as elsewhere).
+    named = version or (find_public_version(code) if code else None)
+    result = FileCheck(sha256, len(data), report=validate_file(data, named))
     if version is not None:
         result.registry = describe(version, result.report)
         audit.record("verify.file", actor=None, school_id=version.school_id, obj=version, address=address_hash,
                      summary=_("Kiểm tra công khai tệp học bạ %(code)s (bản %(n)s)", code=version.code,
                                n=version.number))
     elif result.report is not None and result.report.readable and not result.report.encrypted:
-        result.claimed_code = claimed_code(data)
-        claimed = find_public_version(result.claimed_code) if result.claimed_code else None
-        result.claimed = describe(claimed) if claimed else None
+        result.claimed_code = code
+        result.claimed = describe(named) if named else None
     log_lookup(LookupKind.FILE, LookupOutcome.FOUND if version else LookupOutcome.CHECKED, address_hash)
     return result
+
+
+def validate_file(data: bytes, version: RecordVersion | None) -> ValidationReport:
+    """The signature policy on an issued record's file: the configured roots and level, and, for a record the
+    registry holds, who must have signed each field."""
+    signers = policy.policy_for_version(version) if version is not None else None
+    return validate_pdf(data, configured_trust_roots(), required_level=signing.signature_level(), signers=signers,
+                        allow_fetching=signing.fetch_revocation())
 
 
 def _registered_version(sha256: str) -> RecordVersion | None:
@@ -470,7 +533,7 @@ def _registered_version(sha256: str) -> RecordVersion | None:
 
 
 def claimed_code(data: bytes) -> str | None:
-    """The record code a PDF names in its title (every record PDF does), or None."""
+    """The record code a PDF names: in its title (every record PDF has one), else in its embedded XML."""
     from io import BytesIO
 
     from pyhanko.pdf_utils.reader import PdfFileReader
@@ -481,6 +544,13 @@ def claimed_code(data: bytes) -> str | None:
     except Exception:  # any damage: the file simply names no code
         return None
     match = RECORD_CODE.search(title)
+    if match:
+        return match.group(0)
+    from portal.interop.received import embedded_xml
+
+    xml = embedded_xml(data) or b""
+    record = xml.find(b"<record")
+    match = RECORD_CODE.search(xml[record:record + 2000].decode("utf-8", "replace")) if record >= 0 else None
     return match.group(0) if match else None
 
 
