@@ -364,7 +364,7 @@ def _common_name(certificate: asn1_x509.Certificate | None) -> str | None:
 
 async def _document_timestamp(sig: EmbeddedPdfSignature, document: _Document) -> DocumentTimestamp:
     try:
-        status = await async_validate_pdf_timestamp(sig, document.context(document.now, "hard-fail"))
+        status = await async_validate_pdf_timestamp(sig, document.context(document.now, "soft-fail"))
     except Exception:
         log.info("document timestamp not checkable", exc_info=True)
         return DocumentTimestamp(None, None, False)
@@ -379,7 +379,7 @@ def _date(moment: datetime) -> str:
 async def _status(sig: EmbeddedPdfSignature, document: _Document, moment: datetime, mode: str,
                   ts_moment: datetime) -> PdfSignatureStatus:
     return await async_validate_pdf_signature(sig, document.context(moment, mode),
-                                              ts_validation_context=document.context(ts_moment, "hard-fail"))
+                                              ts_validation_context=document.context(ts_moment, "soft-fail"))
 
 
 async def _check(sig: EmbeddedPdfSignature, document: _Document, signers: SignerPolicy | None, *,
@@ -399,11 +399,13 @@ async def _check(sig: EmbeddedPdfSignature, document: _Document, signers: Signer
         # Judged with revocation data when it is required or the file carries some; else (a B-B/B-T file
         # where nothing more is asked) the chain alone, without a failed first attempt.
         try_revocation = required or document.has_revocation_data()
-        status = await _status(sig, document, moment, "require" if try_revocation else "hard-fail", ts_moment)
+        # "soft-fail" where revocation is not asked for: certificates that name an OCSP/CRL service are still
+        # judged on their chain when the file carries no answer (and still refused when one says revoked).
+        status = await _status(sig, document, moment, "require" if try_revocation else "soft-fail", ts_moment)
         with_revocation = try_revocation and (status.trusted or status.revoked)
         if try_revocation and not with_revocation and not required:
             # No revocation data to judge with, and none required: judge the chain without it.
-            status = await _status(sig, document, moment, "hard-fail", ts_moment)
+            status = await _status(sig, document, moment, "soft-fail", ts_moment)
     except Exception as exc:  # a malformed signature must give a report, not an error
         log.info("signature %s not checkable", name, exc_info=True)
         return SignatureReport(field=name, problems=[
