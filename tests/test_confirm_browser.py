@@ -10,7 +10,7 @@ from portal.records.models import RecordStatus, RecordVersion
 from tenants.scoping import school_scope
 from tests.browser import ARGS, CHROMIUM, require_browser
 from tests.conftest import PASSWORD
-from tests.test_signing_workflow import ca, world  # noqa: F401 - the fixtures
+from tests.test_signing_workflow import GVCN_PIN, ca, world  # noqa: F401 - the fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -60,8 +60,10 @@ def test_sign_all_names_the_count_and_dismissing_signs_nothing(world, browser_af
     before = _statuses(app, world["school"])
     page = _sign_in(browser_after, live_url, world["gvcn"].username)
     page.goto(f"{live_url}/s/lqd/records/")
+    row = page.locator("#signing tr[data-step='gvcn']")
+    row.locator("input[name=passphrase]").fill(GVCN_PIN)  # her signing PIN: the form is complete
     asked = _answer(page, accept=False)
-    page.locator("#signing tr[data-step='gvcn'] button", has_text="Ký tất cả").click()
+    row.locator("button", has_text="Ký tất cả").click()
     page.wait_for_timeout(300)
     assert asked and "Ký số 3 học bạ" in asked[0] and "5A" in asked[0]
     assert page.url.endswith("/s/lqd/records/")  # nothing was submitted
