@@ -25,7 +25,7 @@ def _progress(run: jobs.JobRun, total: int) -> Any:
     return report
 
 
-@jobs.task("interop.upload")
+@jobs.task("interop.upload", resumable=True)
 def upload_school(run: jobs.JobRun, grade: int | None = None, school_year_id: int | None = None) -> dict[str, Any]:
     """Queue the school's issued versions (of a grade and year) and send them, retrying with backoff."""
     school = db.session.get(School, run.school_id)
@@ -41,7 +41,7 @@ def upload_school(run: jobs.JobRun, grade: int | None = None, school_year_id: in
             "back": ["interop.index", {}]}
 
 
-@jobs.task("interop.upload_district")
+@jobs.task("interop.upload_district", resumable=True)
 def upload_district(run: jobs.JobRun, grade: int | None = None, school_year: str | None = None) -> dict[str, Any]:
     """Every school's issued versions (of a grade and a year name), school after school, in rounds."""
     policy, client = RetryPolicy.from_config(), uploads.client_from_config()
@@ -83,7 +83,7 @@ def _year_id(school_id: int, name: str | None) -> int | None:
                                                             SchoolYear.name == name))
 
 
-@jobs.task("interop.pull_returned")
+@jobs.task("interop.pull_returned", resumable=True)
 def pull_returned(run: jobs.JobRun) -> dict[str, Any]:
     """Read the city's returned-records feed and file each record at the school that admitted the pupil."""
     if run.school_id is not None:
