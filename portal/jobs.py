@@ -281,7 +281,7 @@ def _hand_on(run_id: str) -> None:
         run = db.session.get(JobRun, run_id)
         assert run is not None
         run.state = JobState.QUEUED
-        run.note = _("Máy chạy nền dừng theo lịch lúc %(at)s; phần còn lại đã được xếp hàng để chạy tiếp.",
+        run.note = _("Máy chạy nền được yêu cầu dừng lúc %(at)s; phần còn lại đã được xếp hàng để chạy tiếp.",
                      at=_local_time(utcnow()))[:300]
         audit.record("job.handed_on", actor=None, school_id=run.school_id, obj=run, summary=run.title,
                      changes={"progress": run.progress})
