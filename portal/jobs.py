@@ -346,7 +346,8 @@ def beat(engine: sa.Engine, run_id: str) -> None:
 # --- reconciling with the queue -------------------------------------------------------------------------
 
 
-def interrupt(run_id: str, why: str, *, stale_before: datetime | None = None, resume: bool = True) -> JobRun | None:
+def interrupt(run_id: str, why: str, *, stale_before: datetime | None = None, resume: bool = True,
+              delivery: str | None = None) -> JobRun | None:
     """Mark a running (or queued) job whose worker is gone as interrupted, and put it back on the queue once
     if its task is resumable. Whoever changes the row first does it; None when someone else did."""
     now = utcnow()
@@ -356,6 +357,8 @@ def interrupt(run_id: str, why: str, *, stale_before: datetime | None = None, re
         if stale_before is not None:
             claim = claim.where(sa.func.coalesce(JobRun.heartbeat_at, JobRun.started_at, JobRun.created_at)
                                 < stale_before)
+        if delivery is not None:  # news of an earlier delivery must not touch the row's current one
+            claim = claim.where(JobRun.rq_job_id == delivery)
         taken = db.session.execute(claim.values(state=JobState.INTERRUPTED, interrupted_at=now)
                                    .execution_options(synchronize_session=False)).rowcount
         if taken != 1:
@@ -410,7 +413,7 @@ def reconcile() -> dict[str, int]:
                 db.session.commit()
             counts["requeued"] += 1
         elif status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) and interrupt(
-                run_id, _("hàng đợi báo lỗi")):
+                run_id, _("hàng đợi báo lỗi"), delivery=rq_job_id):
             counts["interrupted"] += 1
     for hook in RECONCILE_HOOKS:
         try:
@@ -429,6 +432,10 @@ def _run_id_of(job: Any) -> str | None:
     return str(args[0]) if args else None
 
 
+def _delivery_of(job: Any) -> str | None:
+    return getattr(job, "id", None)
+
+
 def _in_app(func: Callable[[], Any], app: Flask | None = None) -> None:
     if app is None:
         app = current_app._get_current_object() if has_app_context() else _worker_app()  # type: ignore[attr-defined]
@@ -444,14 +451,14 @@ def on_rq_failure(job: Any, connection: Any, exc_type: Any = None, exc: Any = No
     run_id = _run_id_of(job)
     if run_id:
         _in_app(lambda: interrupt(run_id, _("hàng đợi báo lỗi: %(e)s", e=getattr(exc_type, "__name__", "?")),
-                                  resume=False))
+                                  resume=False, delivery=_delivery_of(job)))
 
 
 def on_rq_stopped(job: Any, connection: Any) -> None:
     """Someone stopped the job on purpose (`rq` stop command): interrupted, not resumed."""
     run_id = _run_id_of(job)
     if run_id:
-        _in_app(lambda: interrupt(run_id, _("đã bị dừng"), resume=False))
+        _in_app(lambda: interrupt(run_id, _("đã bị dừng"), resume=False, delivery=_delivery_of(job)))
 
 
 def horse_killed_handler(app: Flask) -> Callable[..., None]:
@@ -460,7 +467,8 @@ def horse_killed_handler(app: Flask) -> Callable[..., None]:
     def handler(job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
         run_id = _run_id_of(job)
         if run_id:
-            _in_app(lambda: interrupt(run_id, _("tiến trình chạy việc bị dừng đột ngột")), app)
+            _in_app(lambda: interrupt(run_id, _("tiến trình chạy việc bị dừng đột ngột"),
+                                      delivery=_delivery_of(job)), app)
 
     return handler
 
