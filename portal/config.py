@@ -146,8 +146,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CITY_RETRY_MAX_SECONDS", "1800", _positive_float, "longest wait between two attempts"),
     Setting("CITY_STUCK_MINUTES", "60", _positive_int,
             "an upload still waiting or sent after this long with no answer is shown as stuck"),
-    Setting("CITY_JOB_MAX_WAIT_SECONDS", "900", _positive_int,
-            "how long one upload job keeps retrying before it ends and leaves the rest for the next run"),
     Setting("CITY_TRUST_ROOTS", "", str,
             "root certificates (PEM files, comma-separated) that returned records must chain to; "
             "empty: the signing package's configured roots"),
