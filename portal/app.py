@@ -30,7 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from portal import cli, extensions, i18n, jobs, jobs_views, storage
+    from portal import cli, extensions, i18n, jobs, jobs_views, ops, storage
     from portal.auth import views as auth_views
     from portal.compliance import views as compliance_views
     from portal.district import views as district_views
@@ -47,6 +47,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     from portal.verify import views as verify_views
     from tenants import access
 
+    ops.init_app(app)
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(PROJECT_ROOT / "migrations"))
     extensions.csrf.init_app(app)

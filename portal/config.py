@@ -109,8 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
             "how many times an interrupted resumable job is put back on the queue by itself"),
     Setting("JOB_ROW_WAIT_SECONDS", "5", _positive_float,
             "how long a worker waits for the row of a job queued inside a commit that has not ended yet"),
+    Setting("LOG_FORMAT", "json", _one_of("json", "text"),
+            "json: one JSON object per log line (request id, user, school, route, status, duration); text: plain"),
+    Setting("LOG_LEVEL", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "the lowest level logged"),
     Setting("STORAGE_BACKEND", "local", _one_of("local", "database"),
             "where files live: the instance folder, or the database every machine shares"),
+    Setting("STORAGE_GC_GRACE_HOURS", "48", _positive_float,
+            "`flask storage gc` leaves files younger than this alone (an import awaiting its confirmation)"),
     Setting("MAX_UPLOAD_MB", "20", _positive_int, "largest upload accepted"),
     Setting("TRUST_ROOTS", "", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip()),
             "root certificates (PEM or DER files, comma-separated) that signatures must chain to: the national "

@@ -262,7 +262,10 @@ def _execute(run_id: str) -> None:
     now = utcnow()
     run.state, run.started_at, run.heartbeat_at, run.error = JobState.RUNNING, now, now, None
     db.session.commit()
-    log.info("job started", extra={"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id})
+    from portal.ops import log_context
+
+    context = log_context.set({"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id})
+    log.info("job started")
     heartbeat = _Heartbeat(db.engine, run_id, float(current_app.config["JOB_HEARTBEAT_SECONDS"]))
     heartbeat.start()
     previous = _listen_for_stop()
@@ -275,8 +278,7 @@ def _execute(run_id: str) -> None:
         _hand_on(run_id)
         return
     except Exception as exc:  # the row must say what went wrong, whatever it was
-        log.exception("job %s (%s) failed", run_id, run.kind,
-                      extra={"job_id": run_id, "request_id": run.request_id})
+        log.exception("job %s (%s) failed", run_id, run.kind)
         db.session.rollback()
         with all_schools():
             run = db.session.get(JobRun, run_id)
@@ -287,12 +289,14 @@ def _execute(run_id: str) -> None:
     finally:
         heartbeat.stop()
         _restore_stop(previous)
+        log_context.reset(context)
     with all_schools():
         run = db.session.get(JobRun, run_id)
         assert run is not None
         run.state, run.progress, run.result, run.finished_at = JobState.FINISHED, 100, result or {}, utcnow()
         db.session.commit()
-    log.info("job finished", extra={"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id})
+    log.info("job finished", extra={"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id,
+                                    "duration_ms": round((utcnow() - now).total_seconds() * 1000, 1)})
 
 
 def _hand_on(run_id: str) -> None:
