@@ -72,7 +72,35 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     jobs_views.init_app(app)
     cli.init_app(app)
     _register_error_pages(app)
+    _refuse_a_role_that_bypasses_rls(app)
     return app
+
+
+def _refuse_a_role_that_bypasses_rls(app: Flask) -> None:
+    """On PostgreSQL, a superuser or BYPASSRLS role would walk through row-level security: refuse to start."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") or app.config["DATABASE_ALLOW_SUPERUSER"]:
+        return
+    import logging
+
+    import sqlalchemy as sa
+
+    from portal.config import ConfigError
+    from portal.extensions import db
+    from tenants.rls import check_database_role
+
+    with app.app_context():
+        try:
+            with db.engine.connect() as connection:
+                problem = check_database_role(connection)
+        except sa.exc.OperationalError as exc:  # unreachable now: /healthz will say so; checked at the next start
+            logging.getLogger(__name__).warning("database role not checked: %s", str(exc).splitlines()[0])
+            return
+        finally:
+            db.engine.dispose()  # no connection made before a fork (gunicorn's preload, RQ's work horse)
+    if problem:
+        raise ConfigError(f"DATABASE_URL: {problem}. Connect as an ordinary role that owns the tables "
+                          "(see the README's Production section), or set DATABASE_ALLOW_SUPERUSER=true outside "
+                          "production.")
 
 
 def _configure(app: Flask, overrides: dict[str, Any] | None) -> None:

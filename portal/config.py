@@ -59,6 +59,15 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _existing_files(raw: str) -> tuple[str, ...]:
+    """Comma-separated paths, each of which must name a readable file: a typo must not mean "trust nothing"."""
+    paths = tuple(p.strip() for p in raw.split(",") if p.strip())
+    missing = [p for p in paths if not Path(p).is_file() or not os.access(p, os.R_OK)]
+    if missing:
+        raise ValueError(f"no readable file at {', '.join(missing)}")
+    return paths
+
+
 def _database_url(raw: str) -> str:
     # Accept the short PostgreSQL spelling and point it at psycopg 3, the driver we ship.
     for prefix in ("postgres://", "postgresql://"):
@@ -84,6 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis for the RQ job queues; empty means jobs run in-process without Redis"),
     Setting("SECRET_KEY", "", str,
             "signs sessions and CSRF tokens; empty means one generated into the instance folder"),
+    Setting("DATABASE_ALLOW_SUPERUSER", "false", _boolean,
+            "start even when the PostgreSQL role is a superuser or has BYPASSRLS (never in production: such a "
+            "role walks through row-level security, the second wall between schools)"),
     Setting("SESSION_COOKIE_SECURE", "auto", str,
             "send cookies over HTTPS only: true, false, or auto (true whenever DATABASE_URL is set)"),
     Setting("SESSION_HOURS", "12", _positive_int, "how long a login lasts"),
@@ -117,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STORAGE_GC_GRACE_HOURS", "48", _positive_float,
             "`flask storage gc` leaves files younger than this alone (an import awaiting its confirmation)"),
     Setting("MAX_UPLOAD_MB", "20", _positive_int, "largest upload accepted"),
-    Setting("TRUST_ROOTS", "", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip()),
+    Setting("TRUST_ROOTS", "", _existing_files,
             "root certificates (PEM or DER files, comma-separated) that signatures must chain to: the national "
             "root and the government CA root in production; empty means the demo CA in the instance folder"),
     Setting("TIMESTAMP_URL", "", str,
@@ -151,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CITY_RETRY_MAX_SECONDS", "1800", _positive_float, "longest wait between two attempts"),
     Setting("CITY_STUCK_MINUTES", "60", _positive_int,
             "an upload still waiting or sent after this long with no answer is shown as stuck"),
-    Setting("CITY_TRUST_ROOTS", "", str,
+    Setting("CITY_TRUST_ROOTS", "", lambda raw: ",".join(_existing_files(raw)),
             "root certificates (PEM files, comma-separated) that returned records must chain to; "
             "empty: the signing package's configured roots"),
     Setting("VERIFY_WINDOW_MINUTES", "10", _positive_int,
