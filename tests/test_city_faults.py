@@ -334,6 +334,7 @@ def test_a_wrong_api_key_waits_for_the_fix_then_sends_without_new_signatures(app
     with app.app_context(), school_scope(school.id):
         digests = dict(db.session.execute(sa.select(RecordVersion.code, RecordVersion.signed_digest)).all())
     monkeypatch.setitem(app.config, "CITY_API_KEY", "khoa-da-bi-thu-hoi")
+    monkeypatch.setenv("CITY_API_KEY", "khoa-da-bi-thu-hoi")  # for worker processes on the Redis stack
     run = run_upload(app, school)
     settle(app, school, rounds=3)
     rows = uploads_of(app, school)
@@ -346,6 +347,7 @@ def test_a_wrong_api_key_waits_for_the_fix_then_sends_without_new_signatures(app
     assert city.stored() == {}
 
     monkeypatch.setitem(app.config, "CITY_API_KEY", API_KEY)  # the key is fixed
+    monkeypatch.setenv("CITY_API_KEY", API_KEY)
     settle(app, school)
     assert_all_final_none_lost_none_twice(app, school, city, made.codes)
     with app.app_context(), school_scope(school.id):
