@@ -26,3 +26,5 @@ accesslog = None
 errorlog = "-"
 # The reverse proxy in front; the portal's PROXY_HOPS decides which X-Forwarded-* it believes.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Reloads and stops go through signals (systemd's ExecReload sends HUP); no control socket in the home folder.
+control_socket_disable = True
