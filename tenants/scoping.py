@@ -88,9 +88,20 @@ def _scoped(scope: Scope) -> Iterator[None]:
     _sync_database(scope)
     try:
         yield
+        # What was written in this scope is written under it: row-level security checks a pending row
+        # (an audit entry of this school, say) against the scope in force when it is flushed.
+        _flush_pending()
     finally:
         _scope.reset(token)
         _sync_database(_scope.get())
+
+
+def _flush_pending() -> None:
+    if not has_app_context():
+        return
+    session = db.session()
+    if session.new or session.dirty or session.deleted:
+        session.flush()
 
 
 def enter_request_scope(scope: Scope) -> object:

@@ -87,5 +87,9 @@ def test_start_up_accepts_the_ordinary_role(app, tmp_path):
     if not url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
     started = create_app({"DATABASE_URL": url, "TESTING": True, "REDIS_URL": ""}, instance_path=str(tmp_path))
-    with started.app_context(), db.engine.connect() as connection:
-        assert rls.check_database_role(connection) is None
+    with started.app_context():
+        try:
+            with db.engine.connect() as connection:
+                assert rls.check_database_role(connection) is None
+        finally:
+            db.engine.dispose()
