@@ -84,7 +84,7 @@ def test_a_job_process_killed_under_a_live_worker_is_interrupted_and_resumed_at_
         pytest.skip("worker processes exist only on the Redis stack")
     school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
     gvcn = make.user(school, Role.HOMEROOM_TEACHER)
-    assessed = assessed_class(app, school, gvcn, pupils=40, years=1)
+    assessed = assessed_class(app, school, gvcn, pupils=28, years=1)
     from portal.extensions import db as database
     from tenants.models import User
 
@@ -128,4 +128,4 @@ def test_a_job_process_killed_under_a_live_worker_is_interrupted_and_resumed_at_
     assert final.state == jobs.JobState.FINISHED and final.resumes == 1, (final.state, final.error, final.note)
     with app.app_context(), school_scope(school.id):
         pupils = list(database.session.scalars(sa.select(RecordVersion.pupil_id)))
-    assert len(pupils) == 40 and len(set(pupils)) == 40
+    assert len(pupils) == 28 and len(set(pupils)) == 28
