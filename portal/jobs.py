@@ -566,8 +566,8 @@ _reconcilers: set[int] = set()
 
 def start_reconciler(app: Flask) -> None:
     """Run `reconcile()` every JOB_RECONCILE_SECONDS in a daemon thread of this process (once per app)."""
-    if id(app) in _reconcilers:
-        return
+    if id(app) in _reconcilers or app.config.get("TESTING"):
+        return  # tests run `reconcile()` themselves, when they mean to
     _reconcilers.add(id(app))
     every = float(app.config["JOB_RECONCILE_SECONDS"])
 
