@@ -224,7 +224,6 @@ def test_an_issued_record_is_corrected_by_a_new_version_and_cancelled_with_a_rea
     # The city had the record: cancelling it starts the job that announces it.
     from portal.interop.models import CityUpload, UploadKind, UploadState
 
-    monkeypatch.setitem(app.config, "CITY_JOB_MAX_WAIT_SECONDS", 1)  # no city here: the job gives up soon
     with app.app_context(), school_scope(school.id):
         sent = db.session.get(RecordVersion, second)
         db.session.add(CityUpload(school_id=sent.school_id, record_version_id=sent.id, kind=UploadKind.UPLOAD,

@@ -164,20 +164,6 @@ def due_uploads(school_id: int, policy: RetryPolicy, *, grade: int | None = None
     return list(db.session.scalars(query))
 
 
-def open_uploads(school_id: int, policy: RetryPolicy, *, grade: int | None = None,
-                 school_year_id: int | None = None) -> tuple[int, datetime | None]:
-    """How many rows still have attempts left, and when the earliest of them is due."""
-    query = _scope_filter(sa.select(sa.func.count(), sa.func.min(CityUpload.next_attempt_at)), school_id, grade,
-                          school_year_id).where(CityUpload.state.in_([UploadState.WAITING, UploadState.SENT]),
-                                                CityUpload.attempts < policy.max_attempts)
-    count, earliest = db.session.execute(query).one()
-    if earliest is not None and earliest.tzinfo is None:  # an aggregate skips the column type on SQLite
-        from datetime import UTC
-
-        earliest = earliest.replace(tzinfo=UTC)
-    return int(count or 0), earliest
-
-
 def _claim(upload_id: int, policy: RetryPolicy, now: datetime) -> bool:
     """Take the row for one attempt, in a transaction of its own: whoever commits first sends it."""
     result = db.session.execute(
