@@ -14,6 +14,7 @@ PostgreSQL).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -100,8 +101,12 @@ def _flush_pending() -> None:
     if not has_app_context():
         return
     session = db.session()
-    if session.new or session.dirty or session.deleted:
-        session.flush()
+    transaction = session.get_transaction()
+    # A transaction a failed flush left behind waits for its rollback: nothing to write in it.
+    if transaction is not None and transaction.is_active and (session.new or session.dirty or session.deleted):
+        # A row refused before any SQL is refused again where the caller flushes or commits: not here.
+        with contextlib.suppress(WrongTenant, TenantRequired):
+            session.flush()
 
 
 def enter_request_scope(scope: Scope) -> object:
