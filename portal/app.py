@@ -30,7 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from portal import cli, extensions, headers, i18n, inputs, jobs, jobs_views, storage
+    from portal import cli, extensions, headers, i18n, inputs, jobs, jobs_views, ops, storage
     from portal.auth import views as auth_views
     from portal.compliance import views as compliance_views
     from portal.district import views as district_views
@@ -48,6 +48,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     from tenants import access
 
     inputs.init_app(app)  # first: its converters must be in place before any route is registered
+    ops.init_app(app)
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(PROJECT_ROOT / "migrations"))
     extensions.csrf.init_app(app)
@@ -76,7 +77,35 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     # Browsers and PDF viewers still ask for /favicon.ico without looking at the page's <link rel="icon">.
     app.add_url_rule("/favicon.ico", "favicon",
                      lambda: redirect(url_for("static", filename="favicon.svg"), code=301))
+    _refuse_a_role_that_bypasses_rls(app)
     return app
+
+
+def _refuse_a_role_that_bypasses_rls(app: Flask) -> None:
+    """On PostgreSQL, a superuser or BYPASSRLS role would walk through row-level security: refuse to start."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") or app.config["DATABASE_ALLOW_SUPERUSER"]:
+        return
+    import logging
+
+    import sqlalchemy as sa
+
+    from portal.config import ConfigError
+    from portal.extensions import db
+    from tenants.rls import check_database_role
+
+    with app.app_context():
+        try:
+            with db.engine.connect() as connection:
+                problem = check_database_role(connection)
+        except sa.exc.OperationalError as exc:  # unreachable now: /healthz will say so; checked at the next start
+            logging.getLogger(__name__).warning("database role not checked: %s", str(exc).splitlines()[0])
+            return
+        finally:
+            db.engine.dispose()  # no connection made before a fork (gunicorn's preload, RQ's work horse)
+    if problem:
+        raise ConfigError(f"DATABASE_URL: {problem}. Connect as an ordinary role that owns the tables "
+                          "(see the README's Production section), or set DATABASE_ALLOW_SUPERUSER=true outside "
+                          "production.")
 
 
 def _configure(app: Flask, overrides: dict[str, Any] | None) -> None:

@@ -73,6 +73,15 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _existing_files(raw: str) -> tuple[str, ...]:
+    """Comma-separated paths, each of which must name a readable file: a typo must not mean "trust nothing"."""
+    paths = tuple(p.strip() for p in raw.split(",") if p.strip())
+    missing = [p for p in paths if not Path(p).is_file() or not os.access(p, os.R_OK)]
+    if missing:
+        raise ValueError(f"no readable file at {', '.join(missing)}")
+    return paths
+
+
 def _database_url(raw: str) -> str:
     # Accept the short PostgreSQL spelling and point it at psycopg 3, the driver we ship.
     for prefix in ("postgres://", "postgresql://"):
@@ -107,6 +116,9 @@ SETTINGS: tuple[Setting, ...] = (
             "signing-PIN locks), comma-separated, newest first: the first seals, the others only open (during a "
             "rotation, see `flask keys rotate`); empty means one generated into the instance folder, which "
             "production refuses"),
+    Setting("DATABASE_ALLOW_SUPERUSER", "false", _boolean,
+            "start even when the PostgreSQL role is a superuser or has BYPASSRLS (never in production: such a "
+            "role walks through row-level security, the second wall between schools)"),
     Setting("SESSION_COOKIE_SECURE", "auto", str,
             "send cookies over HTTPS only: true, false, or auto (true whenever DATABASE_URL is set)"),
     Setting("SESSION_HOURS", "12", _positive_int, "how long a login lasts without activity (hours)"),
@@ -130,10 +142,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TIMEZONE", "Asia/Ho_Chi_Minh", _timezone, "time zone in which times are shown"),
     Setting("JOB_QUEUE", "portal", str, "name of the RQ queue the portal's jobs go to"),
     Setting("JOB_TIMEOUT_SECONDS", "1800", _positive_int, "longest a single job may run"),
+    Setting("JOB_HEARTBEAT_SECONDS", "15", _positive_float,
+            "how often a running job writes its heartbeat between checkpoints"),
+    Setting("JOB_HEARTBEAT_TIMEOUT_SECONDS", "90", _positive_float,
+            "a running job silent for this long has lost its worker and is marked interrupted"),
+    Setting("JOB_RECONCILE_SECONDS", "30", _positive_float,
+            "how often each worker reconciles the job rows with the queue (also `flask jobs reconcile`)"),
+    Setting("JOB_AUTO_RESUMES", "1", int,
+            "how many times an interrupted resumable job is put back on the queue by itself"),
+    Setting("JOB_ROW_WAIT_SECONDS", "5", _positive_float,
+            "how long a worker waits for the row of a job queued inside a commit that has not ended yet"),
+    Setting("LOG_FORMAT", "json", _one_of("json", "text"),
+            "json: one JSON object per log line (request id, user, school, route, status, duration); text: plain"),
+    Setting("LOG_LEVEL", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "the lowest level logged"),
     Setting("STORAGE_BACKEND", "local", _one_of("local", "database"),
             "where files live: the instance folder, or the database every machine shares"),
+    Setting("STORAGE_GC_GRACE_HOURS", "48", _positive_float,
+            "`flask storage gc` leaves files younger than this alone (an import awaiting its confirmation)"),
     Setting("MAX_UPLOAD_MB", "20", _positive_int, "largest upload accepted"),
-    Setting("TRUST_ROOTS", "", lambda raw: tuple(p.strip() for p in raw.split(",") if p.strip()),
+    Setting("TRUST_ROOTS", "", _existing_files,
             "root certificates (PEM or DER files, comma-separated) that signatures must chain to: the national "
             "root and the government CA root in production; empty means the demo CA in the instance folder"),
     Setting("TIMESTAMP_URL", "", str,
@@ -190,9 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CITY_RETRY_MAX_SECONDS", "1800", _positive_float, "longest wait between two attempts"),
     Setting("CITY_STUCK_MINUTES", "60", _positive_int,
             "an upload still waiting or sent after this long with no answer is shown as stuck"),
-    Setting("CITY_JOB_MAX_WAIT_SECONDS", "900", _positive_int,
-            "how long one upload job keeps retrying before it ends and leaves the rest for the next run"),
-    Setting("CITY_TRUST_ROOTS", "", str,
+    Setting("CITY_TRUST_ROOTS", "", lambda raw: ",".join(_existing_files(raw)),
             "root certificates (PEM files, comma-separated) that returned records must chain to; "
             "empty: the signing package's configured roots"),
     Setting("VERIFY_WINDOW_MINUTES", "10", _positive_int,

@@ -11,22 +11,37 @@ thread, so the embedded default shows real progress with nothing installed.
 A task is a plain function registered with `@task("name")`. It receives its `JobRun` and its
 parameters, reports progress with `run.report(done, total, message)` (a checkpoint: it commits), and
 returns a JSON-able result. RQ delivers at least once, so tasks must be safe to run twice.
+
+The row follows the queue's truth. Queueing happens inside the commit (before it completes), so a queue
+that cannot be reached fails the transaction: no row claims a job the queue never got. A running job
+beats a heartbeat into its row (every checkpoint, and a timer in between); `reconcile()` (run by every
+worker on a timer and by `flask jobs reconcile`) marks a running job whose heartbeat stopped as
+interrupted, and puts a resumable job back on the queue once. RQ's failure and stop callbacks and the
+worker's "work horse killed" hook say the same sooner. SIGTERM to a job process lets the item under way
+finish (at its next checkpoint) and puts the rest back on the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import click
 import sqlalchemy as sa
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, flash, g, has_app_context, has_request_context, redirect, render_template, request
+from flask.cli import AppGroup
+from flask_babel import gettext as _
 from redis import Redis
-from rq import Queue, SimpleWorker
+from redis.exceptions import RedisError
+from rq import Callback, Queue, SimpleWorker
+from rq.job import JobStatus
 from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -39,6 +54,19 @@ log = logging.getLogger(__name__)
 
 TaskFunction = Callable[..., dict[str, Any] | None]
 TASKS: dict[str, TaskFunction] = {}
+# Tasks that may be put back on the queue on their own after an interruption: they skip what is done.
+RESUMABLE: set[str] = set()
+# Work the reconciler does besides the jobs themselves (e.g. queueing uploads whose retry is due).
+RECONCILE_HOOKS: list[Callable[[], dict[str, int]]] = []
+SYSTEM_OWNER = "system"
+
+
+class QueueUnavailable(RuntimeError):
+    """The job queue could not be reached: the transaction that wanted to queue a job is not committed."""
+
+
+class JobInterrupted(Exception):
+    """Raised at a checkpoint when the job process was asked to stop: the rest goes back on the queue."""
 
 
 class JobState(StrEnum):
@@ -46,6 +74,7 @@ class JobState(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its worker went away and it was not (or no longer) resumed
 
 
 class JobRun(db.Model):
@@ -64,58 +93,114 @@ class JobRun(db.Model):
     result: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    # Who answers for a job nobody signed in for: "system" (a scheduled command, the reconciler).
+    owner: Mapped[str] = mapped_column(sa.String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The job process's last sign of life: every checkpoint and a timer in between.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resumes: Mapped[int] = mapped_column(default=0)
+    # What happened to the job besides its own messages (interrupted, resumed, handed on at a stop).
+    note: Mapped[str] = mapped_column(sa.String(300), default="")
+    rq_job_id: Mapped[str | None] = mapped_column(sa.String(48))
+    request_id: Mapped[str | None] = mapped_column(sa.String(32))
 
     @property
     def done(self) -> bool:
-        return self.state in (JobState.FINISHED, JobState.FAILED)
+        return self.state in (JobState.FINISHED, JobState.FAILED, JobState.INTERRUPTED)
 
     def report(self, done: int, total: int, message: str = "") -> None:
-        """Record progress and commit: a checkpoint the page can show."""
+        """Record progress and commit: a checkpoint the page can show. At a checkpoint a job asked to
+        stop (SIGTERM) ends its turn: the item just done is kept, the rest goes back on the queue."""
         self.progress = 100 if total <= 0 else min(99, int(done * 100 / total))
         if message:
             self.message = message[:300]
+        self.heartbeat_at = utcnow()
         db.session.commit()
+        if _stop_requested.is_set() and self.state == JobState.RUNNING:
+            raise JobInterrupted()
 
     @property
     def stalled(self) -> bool:
-        """Running for longer than any job may run: its worker died (the queue had to stop it by now)."""
-        if self.state != JobState.RUNNING or self.started_at is None:
+        """Running, but its heartbeat stopped: its worker is gone (the reconciler will say so soon)."""
+        if self.state != JobState.RUNNING:
             return False
-        limit = current_app.config["JOB_TIMEOUT_SECONDS"] if has_app_context() else 1800
-        return (utcnow() - self.started_at).total_seconds() > limit + 60
+        last = self.heartbeat_at or self.started_at
+        if last is None:
+            return False
+        limit = float(current_app.config["JOB_HEARTBEAT_TIMEOUT_SECONDS"]) if has_app_context() else 120.0
+        return (utcnow() - last).total_seconds() > limit
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state.value, "progress": self.progress,
-                "message": self.message, "result": self.result, "error": self.error, "done": self.done}
+                "message": self.message, "result": self.result, "error": self.error, "done": self.done,
+                "note": self.note}
 
     def __repr__(self) -> str:
         return f"<JobRun {self.kind} {self.state}>"
 
 
-def task(name: str) -> Callable[[TaskFunction], TaskFunction]:
-    """Register a job function under a stable name (the name is what the queue stores)."""
+def task(name: str, *, resumable: bool = False) -> Callable[[TaskFunction], TaskFunction]:
+    """Register a job function under a stable name (the name is what the queue stores). A resumable
+    task skips what an earlier run did, so the reconciler may run it again after an interruption."""
 
     def decorator(func: TaskFunction) -> TaskFunction:
         TASKS[name] = func
+        if resumable:
+            RESUMABLE.add(name)
         return func
 
     return decorator
 
 
-def enqueue(kind: str, *, school_id: int | None, actor: Any, title: str, **params: Any) -> JobRun:
-    """Create the job's row in the current transaction; the job is queued once it commits."""
+def enqueue(kind: str, *, school_id: int | None, actor: Any, title: str, owner: str = "", **params: Any) -> JobRun:
+    """Create the job's row in the current transaction; the job is queued as that transaction commits
+    (and the commit fails with `QueueUnavailable` if the queue cannot take it)."""
     if kind not in TASKS:
         raise KeyError(f"no task named {kind!r}")
     run = JobRun(id=uuid.uuid4().hex, school_id=school_id, kind=kind, title=title, params=params,
-                 created_by_id=getattr(actor, "id", None))
+                 created_by_id=getattr(actor, "id", None),
+                 owner=owner or ("" if actor is not None else SYSTEM_OWNER),
+                 request_id=g.get("request_id") if has_request_context() else None)
     db.session.add(run)
     audit.record("job.queued", actor=actor, school_id=school_id, obj=run, summary=title,
                  changes={"kind": kind, "params": params})
     db.session.info.setdefault("pending_jobs", []).append(run.id)
     return run
+
+
+def run_here(kind: str, *, school_id: int | None, owner: str, title: str, **params: Any) -> JobRun:
+    """Run a job in this process now (a scheduled command: it needs no queue and no worker), with a row
+    like any other job's so that its owner (the system) and its outcome show on the job pages."""
+    if kind not in TASKS:
+        raise KeyError(f"no task named {kind!r}")
+    with all_schools():
+        run = JobRun(id=uuid.uuid4().hex, school_id=school_id, kind=kind, title=title, params=params, owner=owner)
+        db.session.add(run)
+        audit.record("job.started_here", actor=None, school_id=school_id, obj=run, summary=title,
+                     changes={"kind": kind, "params": params, "owner": owner})
+        db.session.commit()
+        run_id = run.id
+    _execute(run_id)
+    with all_schools():
+        done = db.session.get(JobRun, run_id)
+        assert done is not None
+        db.session.refresh(done)
+        return done
+
+
+def may_see(run: JobRun, user: Any, permissions: Any) -> bool:
+    """Whoever started a job sees it; so does whoever answers for its scope: the school's management
+    (who see the school's whole trail) for a school's job, the district's staff for a district job."""
+    from tenants.roles import Permission
+
+    if run.created_by_id is not None and run.created_by_id == getattr(user, "id", None):
+        return True
+    if run.school_id is None:
+        return Permission.VIEW_DISTRICT_AUDIT in permissions
+    return Permission.VIEW_SCHOOL_AUDIT in permissions
 
 
 def get_run(run_id: str, school_id: int | None) -> JobRun | None:
@@ -126,13 +211,22 @@ def get_run(run_id: str, school_id: int | None) -> JobRun | None:
     return run
 
 
-@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "before_commit")
 def _send_pending(session: Session) -> None:
-    pending = session.info.pop("pending_jobs", [])
-    if pending:
-        backend = current_app.extensions["portal_jobs"]
-        for run_id in pending:
-            backend.push(run_id)
+    # Queued inside the commit, not after it: if the queue refuses, the commit fails and nothing claims a
+    # job was queued. A worker that is quicker than the commit waits for the row (see `_execute`).
+    pending = session.info.get("pending_jobs")
+    if not pending:
+        return
+    session.flush()
+    backend = current_app.extensions["portal_jobs"]
+    for run_id in list(pending):
+        run = session.get(JobRun, run_id)
+        if run is not None:
+            # A job handed back to the queue gets a queue id of its own: its first id may still be running.
+            run.rq_job_id = backend.push(run_id, again=run.rq_job_id is not None)
+    session.flush()
+    session.info.pop("pending_jobs", None)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -148,26 +242,259 @@ def execute(run_id: str) -> None:
         _execute(run_id)
 
 
+def _find_row(run_id: str) -> JobRun | None:
+    """The job's row; a job pushed inside its commit may reach a worker a moment before the commit ends."""
+    deadline = time.monotonic() + float(current_app.config["JOB_ROW_WAIT_SECONDS"])
+    while True:
+        with all_schools():
+            run = db.session.get(JobRun, run_id)
+        if run is not None or time.monotonic() >= deadline:
+            return run
+        db.session.rollback()
+        time.sleep(0.1)
+
+
 def _execute(run_id: str) -> None:
-    run = db.session.get(JobRun, run_id)
-    if run is None or run.done:
-        return  # already done by an earlier delivery, or its transaction never committed
-    run.state, run.started_at, run.error = JobState.RUNNING, utcnow(), None
+    run = _find_row(run_id)
+    if run is None or run.done or (run.state == JobState.RUNNING and not run.stalled):
+        # Done by an earlier delivery, never committed, or under way in a live worker.
+        return
+    now = utcnow()
+    run.state, run.started_at, run.heartbeat_at, run.error = JobState.RUNNING, now, now, None
     db.session.commit()
+    from portal.ops import log_context
+
+    context = log_context.set({"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id})
+    log.info("job started")
+    heartbeat = _Heartbeat(db.engine, run_id, float(current_app.config["JOB_HEARTBEAT_SECONDS"]))
+    heartbeat.start()
+    previous = _listen_for_stop()
     scope = school_scope(run.school_id) if run.school_id is not None else all_schools()
     try:
         with scope:
             result = TASKS[run.kind](run, **run.params)
+    except JobInterrupted:
+        db.session.rollback()
+        _hand_on(run_id)
+        return
     except Exception as exc:  # the row must say what went wrong, whatever it was
         log.exception("job %s (%s) failed", run_id, run.kind)
         db.session.rollback()
+        with all_schools():
+            run = db.session.get(JobRun, run_id)
+            assert run is not None
+            run.state, run.error, run.finished_at = JobState.FAILED, f"{type(exc).__name__}: {exc}", utcnow()
+            db.session.commit()
+        return
+    finally:
+        heartbeat.stop()
+        _restore_stop(previous)
+        log_context.reset(context)
+    with all_schools():
         run = db.session.get(JobRun, run_id)
         assert run is not None
-        run.state, run.error, run.finished_at = JobState.FAILED, f"{type(exc).__name__}: {exc}", utcnow()
+        run.state, run.progress, run.result, run.finished_at = JobState.FINISHED, 100, result or {}, utcnow()
         db.session.commit()
-        return
-    run.state, run.progress, run.result, run.finished_at = JobState.FINISHED, 100, result or {}, utcnow()
-    db.session.commit()
+    log.info("job finished", extra={"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id,
+                                    "duration_ms": round((utcnow() - now).total_seconds() * 1000, 1)})
+
+
+def _hand_on(run_id: str) -> None:
+    """A stop was asked for between two items: what is done stays done, the rest goes back on the queue."""
+    with all_schools():
+        run = db.session.get(JobRun, run_id)
+        assert run is not None
+        run.state = JobState.QUEUED
+        run.note = _("Máy chạy nền được yêu cầu dừng lúc %(at)s; phần còn lại đã được xếp hàng để chạy tiếp.",
+                     at=_local_time(utcnow()))[:300]
+        audit.record("job.handed_on", actor=None, school_id=run.school_id, obj=run, summary=run.title,
+                     changes={"progress": run.progress})
+        db.session.info.setdefault("pending_jobs", []).append(run.id)
+        db.session.commit()
+    log.warning("job handed back to the queue at a stop", extra={"job_id": run_id})
+
+
+def _local_time(moment: datetime) -> str:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(current_app.config["TIMEZONE"]) if has_app_context() else None
+    return moment.astimezone(zone).strftime("%H:%M %d/%m/%Y")
+
+
+# --- stopping between items (SIGTERM) -------------------------------------------------------------------
+
+_stop_requested = threading.Event()
+
+
+def _listen_for_stop() -> Any:
+    """In a job process (RQ's work horse runs the job in its main thread), SIGTERM asks for a stop at the
+    next checkpoint instead of killing the process mid-item."""
+    _stop_requested.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: _stop_requested.set())
+
+
+def _restore_stop(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Heartbeat(threading.Thread):
+    """Beats the job's heartbeat between checkpoints, on a connection of its own."""
+
+    def __init__(self, engine: sa.Engine, run_id: str, every: float) -> None:
+        super().__init__(name=f"heartbeat-{run_id[:8]}", daemon=True)
+        self.engine, self.run_id, self.every = engine, run_id, every
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                beat(self.engine, self.run_id)
+            except Exception:  # a missed beat is not worth failing the job for
+                log.warning("job heartbeat failed", extra={"job_id": self.run_id}, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def beat(engine: sa.Engine, run_id: str) -> None:
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("select set_config('app.all_schools', 'on', true)"))
+        connection.execute(sa.update(JobRun).where(JobRun.id == run_id, JobRun.state == JobState.RUNNING)
+                           .values(heartbeat_at=utcnow()))
+
+
+# --- reconciling with the queue -------------------------------------------------------------------------
+
+
+def interrupt(run_id: str, why: str, *, stale_before: datetime | None = None, resume: bool = True,
+              delivery: str | None = None) -> JobRun | None:
+    """Mark a running (or queued) job whose worker is gone as interrupted, and put it back on the queue once
+    if its task is resumable. Whoever changes the row first does it; None when someone else did."""
+    now = utcnow()
+    with all_schools():
+        claim = sa.update(JobRun).where(JobRun.id == run_id,
+                                        JobRun.state.in_([JobState.RUNNING, JobState.QUEUED]))
+        if stale_before is not None:
+            claim = claim.where(sa.func.coalesce(JobRun.heartbeat_at, JobRun.started_at, JobRun.created_at)
+                                < stale_before)
+        if delivery is not None:  # news of an earlier delivery must not touch the row's current one
+            claim = claim.where(JobRun.rq_job_id == delivery)
+        taken = db.session.execute(claim.values(state=JobState.INTERRUPTED, interrupted_at=now)
+                                   .execution_options(synchronize_session=False)).rowcount
+        if taken != 1:
+            db.session.rollback()
+            return None
+        run = db.session.get(JobRun, run_id)
+        assert run is not None
+        db.session.refresh(run)
+        again = resume and run.kind in RESUMABLE and run.resumes < int(current_app.config["JOB_AUTO_RESUMES"])
+        when = _local_time(now)
+        if again:
+            run.state, run.resumes = JobState.QUEUED, run.resumes + 1
+            run.note = _("Bị gián đoạn lúc %(at)s (%(why)s); đã tự chạy lại phần còn lại.", at=when, why=why)[:300]
+            db.session.info.setdefault("pending_jobs", []).append(run.id)
+        else:
+            run.finished_at = now
+            run.note = _("Bị gián đoạn lúc %(at)s (%(why)s). Những gì đã xong được giữ nguyên; hãy chạy lại "
+                         "thao tác để làm nốt phần còn lại.", at=when, why=why)[:300]
+        audit.record("job.interrupted", actor=None, school_id=run.school_id, obj=run, summary=run.title,
+                     changes={"why": why, "resumed": again, "progress": run.progress})
+        db.session.commit()
+    log.warning("job interrupted", extra={"job_id": run_id, "job_kind": run.kind, "why": why, "resumed": again,
+                                          "request_id": run.request_id})
+    return run
+
+
+def reconcile() -> dict[str, int]:
+    """Bring the job rows in line with the queue; safe to run anywhere, any number of times at once."""
+    config = current_app.config
+    now = utcnow()
+    counts = {"interrupted": 0, "requeued": 0}
+    stale_before = now - timedelta(seconds=float(config["JOB_HEARTBEAT_TIMEOUT_SECONDS"]))
+    with all_schools():
+        running = list(db.session.scalars(sa.select(JobRun.id).where(
+            JobRun.state == JobState.RUNNING,
+            sa.func.coalesce(JobRun.heartbeat_at, JobRun.started_at, JobRun.created_at) < stale_before)))
+        queued = list(db.session.execute(sa.select(JobRun.id, JobRun.rq_job_id).where(
+            JobRun.state == JobState.QUEUED, JobRun.created_at < stale_before)))
+        db.session.rollback()
+    for run_id in running:
+        if interrupt(run_id, _("máy chạy nền ngừng báo tin"), stale_before=stale_before):
+            counts["interrupted"] += 1
+    backend: QueueBackend = current_app.extensions["portal_jobs"]
+    for run_id, rq_job_id in queued:
+        status = backend.status(rq_job_id or run_id)
+        if status in (None, JobStatus.FINISHED):
+            # The queue lost it, or took it before its row existed: hand it over again (an outbox drain).
+            with all_schools():
+                run = db.session.get(JobRun, run_id)
+                if run is not None and run.state == JobState.QUEUED:
+                    db.session.info.setdefault("pending_jobs", []).append(run_id)
+                db.session.commit()
+            counts["requeued"] += 1
+        elif status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) and interrupt(
+                run_id, _("hàng đợi báo lỗi"), delivery=rq_job_id):
+            counts["interrupted"] += 1
+    for hook in RECONCILE_HOOKS:
+        try:
+            for key, value in hook().items():
+                counts[key] = counts.get(key, 0) + value
+        except Exception:
+            db.session.rollback()
+            log.exception("a reconcile hook failed")
+    return counts
+
+
+# RQ's callbacks and the worker's hook: the same truth, sooner than the heartbeat tells it.
+
+def _run_id_of(job: Any) -> str | None:
+    args = getattr(job, "args", None) or ()
+    return str(args[0]) if args else None
+
+
+def _delivery_of(job: Any) -> str | None:
+    return getattr(job, "id", None)
+
+
+def _in_app(func: Callable[[], Any], app: Flask | None = None) -> None:
+    if app is None:
+        app = current_app._get_current_object() if has_app_context() else _worker_app()  # type: ignore[attr-defined]
+    with app.app_context():
+        try:
+            func()
+        finally:
+            db.session.remove()
+
+
+def on_rq_failure(job: Any, connection: Any, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
+    """RQ failed the job outside the task's own error handling (a time-out, a crash of the runner)."""
+    run_id = _run_id_of(job)
+    if run_id:
+        _in_app(lambda: interrupt(run_id, _("hàng đợi báo lỗi: %(e)s", e=getattr(exc_type, "__name__", "?")),
+                                  resume=False, delivery=_delivery_of(job)))
+
+
+def on_rq_stopped(job: Any, connection: Any) -> None:
+    """Someone stopped the job on purpose (`rq` stop command): interrupted, not resumed."""
+    run_id = _run_id_of(job)
+    if run_id:
+        _in_app(lambda: interrupt(run_id, _("đã bị dừng"), resume=False, delivery=_delivery_of(job)))
+
+
+def horse_killed_handler(app: Flask) -> Callable[..., None]:
+    """For the worker: its job process died (killed, out of memory): interrupted, and resumed once."""
+
+    def handler(job: Any, retpid: int, ret_val: int, rusage: Any) -> None:
+        run_id = _run_id_of(job)
+        if run_id:
+            _in_app(lambda: interrupt(run_id, _("tiến trình chạy việc bị dừng đột ngột"),
+                                      delivery=_delivery_of(job)), app)
+
+    return handler
 
 
 _worker_app_instance: Flask | None = None
@@ -200,11 +527,26 @@ class QueueBackend:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def push(self, run_id: str) -> None:
-        self.queue.enqueue(execute, run_id, job_id=run_id, job_timeout=self.timeout,
-                           result_ttl=3600, failure_ttl=7 * 86400)
+    def push(self, run_id: str, *, again: bool = False) -> str:
+        """Put the job on the queue; raises QueueUnavailable when Redis cannot take it."""
+        job_id = f"{run_id}-{uuid.uuid4().hex[:8]}" if again else run_id
+        try:
+            self.queue.enqueue(execute, run_id, job_id=job_id, job_timeout=self.timeout,
+                               result_ttl=3600, failure_ttl=7 * 86400,
+                               on_failure=Callback(on_rq_failure), on_stopped=Callback(on_rq_stopped))
+        except (RedisError, OSError) as exc:
+            log.warning("the job queue is unreachable", extra={"system": "redis", "error": str(exc)[:200]})
+            raise QueueUnavailable(str(exc)) from exc
         if self.in_process:
             self._ensure_thread()
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus | None:
+        try:
+            job = self.queue.fetch_job(job_id)
+            return job.get_status() if job is not None else None
+        except (RedisError, OSError):
+            return JobStatus.QUEUED  # unknown: leave the row alone until the queue answers again
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -213,9 +555,33 @@ class QueueBackend:
                 self._thread.start()
 
     def _work(self) -> None:
+        start_reconciler(self.app)
         worker = ThreadWorker([self.queue], connection=self.connection)
         with self.app.app_context():
             worker.work(burst=False, logging_level="WARNING")
+
+
+_reconcilers: set[int] = set()
+
+
+def start_reconciler(app: Flask) -> None:
+    """Run `reconcile()` every JOB_RECONCILE_SECONDS in a daemon thread of this process (once per app)."""
+    if id(app) in _reconcilers or app.config.get("TESTING"):
+        return  # tests run `reconcile()` themselves, when they mean to
+    _reconcilers.add(id(app))
+    every = float(app.config["JOB_RECONCILE_SECONDS"])
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                with app.app_context():
+                    reconcile()
+                    db.session.remove()
+            except Exception:
+                log.exception("reconciling the jobs failed")
+
+    threading.Thread(target=loop, name="portal-reconcile", daemon=True).start()
 
 
 class ThreadWorker(SimpleWorker):
@@ -229,6 +595,30 @@ class ThreadWorker(SimpleWorker):
 
 def init_app(app: Flask) -> None:
     app.extensions["portal_jobs"] = QueueBackend(app)
+    app.register_error_handler(QueueUnavailable, _queue_unavailable)
+    app.cli.add_command(jobs_cli)
+
+
+def _queue_unavailable(exc: QueueUnavailable) -> Any:
+    """Nothing was committed: say so in words, and send the user back to where they pressed the button."""
+    db.session.rollback()
+    message = _("Hàng đợi công việc nền tạm thời không kết nối được, nên thao tác chưa được thực hiện và "
+                "chưa có gì thay đổi. Vui lòng thử lại sau ít phút; nếu kéo dài, báo cho quản trị hệ thống.")
+    if request.method == "POST" and request.referrer:
+        flash(message, "error")
+        return redirect(request.referrer)
+    return render_template("error.html", code=503, message=message), 503
+
+
+jobs_cli = AppGroup("jobs", help="Background jobs: reconcile the job rows with the queue.")
+
+
+@jobs_cli.command("reconcile")
+def reconcile_command() -> None:
+    """Mark jobs whose worker is gone as interrupted (resuming those that can), re-queue lost ones, and queue
+    the uploads whose retry is due (for a schedule, e.g. a systemd timer every minute)."""
+    counts = reconcile()
+    click.echo(", ".join(f"{key}: {value}" for key, value in sorted(counts.items())))
 
 
 # --- secrets a job needs but no row may keep (a passphrase typed for one batch) ------------------------------

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from portal import audit, jobs
 from portal.extensions import db
 from portal.storage import FileMissing, storage
-from tenants.access import district_blueprint, require, school_blueprint
+from tenants.access import current_permissions, district_blueprint, require, school_blueprint
 from tenants.roles import Permission
 
 school_bp = school_blueprint("school_jobs", __name__)
@@ -23,8 +23,9 @@ def init_app(app: Flask) -> None:
 
 def _run_or_404(run_id: str, school_id: int | None) -> jobs.JobRun:
     run = jobs.get_run(run_id, school_id)
-    # A job's page and result belong to whoever started it: results may hold what others may not see.
-    if run is None or run.created_by_id != current_user.id:
+    # A job's page and result belong to whoever started it and to whoever answers for its scope:
+    # results may hold what others may not see.
+    if run is None or not jobs.may_see(run, current_user, current_permissions()):
         abort(404)
     return run
 

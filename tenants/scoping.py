@@ -14,6 +14,7 @@ PostgreSQL).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -88,9 +89,24 @@ def _scoped(scope: Scope) -> Iterator[None]:
     _sync_database(scope)
     try:
         yield
+        # What was written in this scope is written under it: row-level security checks a pending row
+        # (an audit entry of this school, say) against the scope in force when it is flushed.
+        _flush_pending()
     finally:
         _scope.reset(token)
         _sync_database(_scope.get())
+
+
+def _flush_pending() -> None:
+    if not has_app_context():
+        return
+    session = db.session()
+    transaction = session.get_transaction()
+    # A transaction a failed flush left behind waits for its rollback: nothing to write in it.
+    if transaction is not None and transaction.is_active and (session.new or session.dirty or session.deleted):
+        # A row refused before any SQL is refused again where the caller flushes or commits: not here.
+        with contextlib.suppress(WrongTenant, TenantRequired):
+            session.flush()
 
 
 def enter_request_scope(scope: Scope) -> object:

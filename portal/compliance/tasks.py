@@ -29,7 +29,7 @@ def snapshot_years(year_label: str | None, day: date) -> dict[str, int]:
     return {label: services.take_snapshot(district, label, day) for label in labels}
 
 
-@task("compliance.snapshot")
+@task("compliance.snapshot", resumable=True)
 def snapshot_job(run: JobRun, year_label: str | None = None, day: str | None = None) -> dict[str, Any]:
     when = date.fromisoformat(day) if day else services.today_local()
     written = snapshot_years(year_label, when)

@@ -1,19 +1,30 @@
 """The client of the city system's API, contract v1 (docs/city-contract.md), on the standard library alone.
 
 Every call either returns the city's answer or raises `CityError` with the contract's error code, the
-city's Vietnamese reason and what to do, and whether trying again later can help (`retryable`): a
-connection refused, a time-out, a 5xx or a 429 are retryable; a rejection is not.
+city's Vietnamese reason and what to do, and what kind of failure it is:
+
+- `transport`: a connection refused, a time-out, a 5xx or a 429, an answer outside the contract: tried
+  again later with backoff;
+- `configuration`: the city refused our key (401/403) or the TLS connection failed (certificate, trust):
+  nothing is wrong with the record, so it waits until someone fixes the setting and is then sent;
+- `content`: the city looked at the record and refused it (422, 409, 400): final, with the city's action.
+
+Every failed call is logged as a warning line (system, method, path, code, status).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
+import ssl
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 CONTRACT_VERSION = 1
 USER_AGENT = "hocba-portal/1 (city contract v1)"
@@ -24,7 +35,15 @@ TRANSPORT_REASONS = {
     "TIMEOUT": ("Hệ thống Thành phố không trả lời kịp thời.", "Không cần làm gì: hệ thống sẽ tự gửi lại sau."),
     "BAD_ANSWER": ("Hệ thống Thành phố trả lời không đúng hợp đồng trao đổi.",
                    "Không cần làm gì: hệ thống sẽ tự gửi lại sau; nếu kéo dài, báo cho Sở GD&ĐT."),
+    "TLS_FAILED": ("Không thiết lập được kết nối bảo mật (TLS) tới hệ thống Thành phố: chứng thư của máy chủ "
+                   "không được tin cậy hoặc cấu hình sai.",
+                   "Quản trị hệ thống kiểm tra CITY_URL và chứng thư tin cậy; học bạ sẽ tự gửi khi đã sửa."),
+    "RECEIPT_UNCONFIRMED": ("Hệ thống Thành phố trả biên nhận nhưng khi hỏi lại chưa xác nhận đã lưu học bạ.",
+                            "Không cần làm gì: hệ thống sẽ hỏi lại sau."),
 }
+TRANSPORT, CONFIGURATION, CONTENT = "transport", "configuration", "content"
+CONFIGURATION_ACTION = ("Quản trị hệ thống kiểm tra cấu hình kết nối (CITY_API_KEY, CITY_URL); học bạ đang chờ "
+                        "sẽ tự gửi khi đã sửa, không cần ký lại.")
 
 
 @dataclass
@@ -35,6 +54,16 @@ class CityError(Exception):
     retryable: bool
     status: int | None = None
     detail: str = ""
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = TRANSPORT if self.retryable else CONTENT
+
+    @property
+    def final(self) -> bool:
+        """Only the city's refusal of the record's content ends an upload."""
+        return self.kind == CONTENT
 
     def __str__(self) -> str:
         return f"{self.code} ({self.status}): {self.message}" + (f" [{self.detail}]" if self.detail else "")
@@ -108,6 +137,15 @@ class CityClient:
             headers["Idempotency-Key"] = idempotency_key
         req = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers)
         try:
+            return self._exchange(req, raw)
+        except CityError as exc:
+            log.warning("city call failed", extra={"system": "city", "method": method, "path": path,
+                                                   "code": exc.code, "status": exc.status, "kind": exc.kind,
+                                                   "detail": exc.detail[:200]})
+            raise
+
+    def _exchange(self, req: urllib.request.Request, raw: bool) -> Any:
+        try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 data = response.read()
         except urllib.error.HTTPError as exc:
@@ -115,8 +153,13 @@ class CityClient:
                 raise _from_http_error(exc.code, exc.read()) from None
         except TimeoutError as exc:
             raise _transport("TIMEOUT", str(exc)) from exc
+        except ssl.SSLError as exc:
+            raise _transport("TLS_FAILED", str(exc), kind=CONFIGURATION) from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            raise _transport("UNREACHABLE", str(getattr(exc, "reason", exc))) from exc
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError):
+                raise _transport("TLS_FAILED", str(reason), kind=CONFIGURATION) from exc
+            raise _transport("UNREACHABLE", str(reason)) from exc
         if raw:
             return data
         try:
@@ -128,9 +171,9 @@ class CityClient:
         return answer
 
 
-def _transport(code: str, detail: str) -> CityError:
+def _transport(code: str, detail: str, *, kind: str = TRANSPORT) -> CityError:
     message, action = TRANSPORT_REASONS[code]
-    return CityError(code, message, action, retryable=True, detail=detail[:300])
+    return CityError(code, message, action, retryable=True, detail=detail[:300], kind=kind)
 
 
 def _from_http_error(status: int, data: bytes) -> CityError:
@@ -145,6 +188,11 @@ def _from_http_error(status: int, data: bytes) -> CityError:
         retryable = status >= 500 or status == 429
     if status >= 500 or status == 429:
         retryable = True  # whatever the body says, the city may answer differently later
+    if status in (401, 403):
+        # Our key, not the record: it waits for the fix, then goes as it is.
+        return CityError(code, message, action or CONFIGURATION_ACTION, True, status, kind=CONFIGURATION)
+    if status == 404 and code == "RECORD_NOT_FOUND":
+        retryable = True  # an announcement before its upload arrived: later
     return CityError(code, message, action, retryable, status)
 
 

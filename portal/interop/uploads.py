@@ -1,5 +1,15 @@
 """Uploads to the city: which record versions go up, sending one with retries and backoff, and the summary.
 
+Each row is a small state machine: waiting -> sent (claimed, a request under way) -> acknowledged (the
+receipt the city holds for that code) or rejected (the city refused the content: final, with the city's
+reason and action), and back to waiting after a transport failure (retried with backoff) or a
+configuration failure (a wrong key, TLS: it waits, without using up its attempts, until the setting is
+fixed). Nothing here sleeps: a pass sends what is due and ends; the retries are run by the scheduled
+reconciler (`flask jobs reconcile`, every worker) and `flask interop upload`.
+
+A receipt is taken only from what the city says it stored for the record's code (the status query,
+§5 of the contract): an upload's own answer may carry another record's receipt number.
+
 The commit points make every step safe to repeat. A row is claimed (state `sent`, a lease, one more
 attempt) in its own transaction before its request goes out; the answer is written in the next one. A
 worker that dies in between leaves a `sent` row whose lease runs out; whoever picks it up next first asks
@@ -11,7 +21,6 @@ store a version twice.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +33,7 @@ from flask_babel import gettext as _
 from portal import audit
 from portal.assessment.models import SchoolYear
 from portal.extensions import db, utcnow
-from portal.interop.city_client import CityClient, CityError, Receipt
+from portal.interop.city_client import CityClient, CityError, Receipt, _transport
 from portal.interop.models import CityUpload, UploadKind, UploadState
 from portal.records.models import RecordStatus, RecordVersion
 from portal.storage import storage
@@ -129,8 +138,7 @@ def _replacement_code(version: RecordVersion, codes: dict[int, str]) -> str | No
 # --- sending ---------------------------------------------------------------------------------------
 
 
-def _scope_filter(query: sa.Select[Any], school_id: int, grade: int | None, school_year_id: int | None
-                  ) -> sa.Select[Any]:
+def _scope_filter(query: Any, school_id: int, grade: int | None, school_year_id: int | None) -> Any:
     query = query.where(CityUpload.school_id == school_id)
     if grade is not None:
         query = query.where(CityUpload.grade == grade)
@@ -154,20 +162,6 @@ def due_uploads(school_id: int, policy: RetryPolicy, *, grade: int | None = None
         sa.or_(CityUpload.kind == UploadKind.UPLOAD, CityUpload.record_version_id.in_(acknowledged)),
     ).order_by(CityUpload.kind != UploadKind.UPLOAD, CityUpload.id)
     return list(db.session.scalars(query))
-
-
-def open_uploads(school_id: int, policy: RetryPolicy, *, grade: int | None = None,
-                 school_year_id: int | None = None) -> tuple[int, datetime | None]:
-    """How many rows still have attempts left, and when the earliest of them is due."""
-    query = _scope_filter(sa.select(sa.func.count(), sa.func.min(CityUpload.next_attempt_at)), school_id, grade,
-                          school_year_id).where(CityUpload.state.in_([UploadState.WAITING, UploadState.SENT]),
-                                                CityUpload.attempts < policy.max_attempts)
-    count, earliest = db.session.execute(query).one()
-    if earliest is not None and earliest.tzinfo is None:  # an aggregate skips the column type on SQLite
-        from datetime import UTC
-
-        earliest = earliest.replace(tzinfo=UTC)
-    return int(count or 0), earliest
 
 
 def _claim(upload_id: int, policy: RetryPolicy, now: datetime) -> bool:
@@ -215,22 +209,46 @@ def _exchange(upload: CityUpload, client: CityClient) -> Receipt:
     if upload.kind != UploadKind.UPLOAD:
         return client.announce(upload.record_code, upload.kind.value, upload.payload.get("reason") or "",
                                upload.payload.get("replaced_by"))
-    if upload.attempts > 1:
+    if upload.attempts > 1 or upload.error_code is not None:
         # An earlier attempt may have reached the city with its answer lost: ask before sending again.
         held = client.status(upload.record_code)
-        if held is not None and held.sha256 == upload.pdf_digest:
-            return held
-    return client.upload(storage().read(upload.pdf_digest or ""), upload.payload)
+        if held is not None:
+            return _held_for(upload, held)
+    answer = client.upload(storage().read(upload.pdf_digest or ""), upload.payload)
+    # The answer's receipt number is taken only if the city says it holds it for this code.
+    held = client.status(upload.record_code)
+    if held is None:
+        raise _transport("RECEIPT_UNCONFIRMED", f"answer named {answer.receipt_number}")
+    return _held_for(upload, held, duplicate=answer.duplicate)
+
+
+def _held_for(upload: CityUpload, held: Receipt, *, duplicate: bool = False) -> Receipt:
+    if held.sha256 != upload.pdf_digest:
+        raise CityError("IDEMPOTENCY_CONFLICT", _("Hệ thống Thành phố đang giữ một tệp khác cho mã học bạ này."),
+                        _("Không gửi lại bằng cùng mã: tạo bản điều chỉnh (phiên bản mới) rồi gửi bản đó."),
+                        retryable=False, detail=held.sha256 or "")
+    return Receipt(held.record_code, held.receipt_number, held.status, duplicate, held.sha256, held.received_at)
 
 
 def _unique_receipt(upload: CityUpload, receipt: Receipt, client: CityClient) -> Receipt:
-    """A receipt number the city already gave for another version is a fault of the city: ask again."""
-    if not _receipt_taken(upload, receipt.receipt_number):
+    """The receipt is the city's own for this code; a row of ours holding the same number took a wrong one
+    earlier (an answer that carried another record's number): set that row right from the city."""
+    if upload.kind != UploadKind.UPLOAD or not _receipt_taken(upload, receipt.receipt_number):
         return receipt
-    held = client.status(upload.record_code)
-    if held is not None and not _receipt_taken(upload, held.receipt_number):
-        return held
-    raise _duplicate_receipt(receipt.receipt_number)
+    with all_schools():
+        others = list(db.session.scalars(sa.select(CityUpload).where(
+            CityUpload.receipt_number == receipt.receipt_number, CityUpload.id != upload.id)))
+        for other in others:
+            held = client.status(other.record_code) if other.kind == UploadKind.UPLOAD else None
+            if held is None or held.receipt_number == receipt.receipt_number:
+                raise _duplicate_receipt(receipt.receipt_number)
+            wrong, other.receipt_number = other.receipt_number, held.receipt_number
+            audit.record("exchange.receipt_corrected", actor=None, school_id=other.school_id, obj=other,
+                         summary=_("Sửa số biên nhận của %(code)s theo hệ thống Thành phố: %(n)s",
+                                   code=other.record_code, n=held.receipt_number),
+                         changes={"receipt_number": [wrong, held.receipt_number]})
+        db.session.flush()
+    return receipt
 
 
 def _duplicate_receipt(number: str) -> CityError:
@@ -258,7 +276,13 @@ def _acknowledged(upload: CityUpload, receipt: Receipt) -> None:
 
 def _failed(upload: CityUpload, exc: CityError, policy: RetryPolicy) -> None:
     upload.error_code, upload.last_error = exc.code, str(exc)[:2000]
-    if exc.retryable:
+    if exc.kind == "configuration":
+        # Not the record's fault: wait for the fix without using up attempts, then go as it is.
+        upload.state, upload.attempts = UploadState.WAITING, max(upload.attempts - 1, 0)
+        upload.next_attempt_at = utcnow() + timedelta(seconds=policy.longest_wait)
+        upload.reason, upload.action = exc.message, exc.action
+        return
+    if not exc.final:
         upload.state = UploadState.WAITING
         upload.next_attempt_at = utcnow() + timedelta(seconds=policy.wait_after(upload.attempts))
         upload.reason, upload.action = exc.message, exc.action
@@ -276,33 +300,60 @@ def _failed(upload: CityUpload, exc: CityError, policy: RetryPolicy) -> None:
 @dataclass
 class SendOutcome:
     attempts: int = 0
-    open: int = 0
+    open: int = 0  # not final: waiting or sent, attempts left or not
     states: dict[str, int] = field(default_factory=dict)
+    next_attempt_at: datetime | None = None
 
 
 def send_pending(school_id: int, client: CityClient, policy: RetryPolicy, *, grade: int | None = None,
-                 school_year_id: int | None = None, max_wait: float = 0,
+                 school_year_id: int | None = None,
                  progress: Callable[[SendOutcome], None] | None = None) -> SendOutcome:
-    """Try every due row; keep retrying for up to `max_wait` seconds while some are not final yet."""
-    deadline = time.monotonic() + max_wait
+    """One pass: try every row due now, once. What fails waits for its next attempt time, when the scheduled
+    retry picks it up; nothing here waits for it."""
     outcome = SendOutcome()
-    while True:
-        for upload_id in due_uploads(school_id, policy, grade=grade, school_year_id=school_year_id):
-            if attempt(upload_id, client, policy) is not None:
-                outcome.attempts += 1
-                if progress and outcome.attempts % 20 == 0:
-                    progress(outcome)
-        outcome.open, earliest = open_uploads(school_id, policy, grade=grade, school_year_id=school_year_id)
-        if progress:
-            progress(outcome)
-        if outcome.open == 0 or earliest is None:
-            break
-        wait = max((earliest - utcnow()).total_seconds(), 0.05)
-        if time.monotonic() + wait > deadline:
-            break
-        time.sleep(min(wait, 5.0))
+    for upload_id in due_uploads(school_id, policy, grade=grade, school_year_id=school_year_id):
+        if attempt(upload_id, client, policy) is not None:
+            outcome.attempts += 1
+            if progress and outcome.attempts % 20 == 0:
+                progress(outcome)
+    outcome.open, outcome.next_attempt_at = waiting_uploads(school_id, grade=grade, school_year_id=school_year_id)
     outcome.states = counts(school_id, grade=grade, school_year_id=school_year_id)
+    if progress:
+        progress(outcome)
     return outcome
+
+
+def waiting_uploads(school_id: int, *, grade: int | None = None, school_year_id: int | None = None
+                    ) -> tuple[int, datetime | None]:
+    """Every row not final yet (attempts left or not: what really waits), and when the next one is due."""
+    query = _scope_filter(sa.select(sa.func.count(), sa.func.min(CityUpload.next_attempt_at)), school_id, grade,
+                          school_year_id).where(CityUpload.state.in_([UploadState.WAITING, UploadState.SENT]))
+    count, earliest = db.session.execute(query).one()
+    if earliest is not None and earliest.tzinfo is None:  # an aggregate skips the column type on SQLite
+        from datetime import UTC
+
+        earliest = earliest.replace(tzinfo=UTC)
+    return int(count or 0), earliest
+
+
+def make_due(school_id: int, *, grade: int | None = None, school_year_id: int | None = None) -> int:
+    """Someone pressed send: every waiting row of the scope is due now with a fresh set of attempts."""
+    rows = db.session.execute(_scope_filter(
+        sa.update(CityUpload), school_id, grade, school_year_id).where(
+        CityUpload.state.in_([UploadState.WAITING, UploadState.SENT]),
+        sa.or_(CityUpload.lease_until.is_(None), CityUpload.lease_until < utcnow()))
+        .values(attempts=0, next_attempt_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+    return int(rows or 0)
+
+
+def schools_due(policy: RetryPolicy, now: datetime | None = None) -> list[int]:
+    """Schools with a row whose next attempt is due (for the scheduled retry)."""
+    now = now or utcnow()
+    with all_schools():
+        return list(db.session.scalars(sa.select(CityUpload.school_id).where(
+            CityUpload.state.in_([UploadState.WAITING, UploadState.SENT]),
+            CityUpload.attempts < policy.max_attempts, CityUpload.next_attempt_at <= now,
+            sa.or_(CityUpload.lease_until.is_(None), CityUpload.lease_until < now)).distinct()))
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -112,8 +112,9 @@ def upload() -> Response:
     grade = int(form.grade.data) if form.grade.data else None
     title = _("Gửi học bạ số lên Thành phố: năm học %(y)s", y=form.school_year.data) + (
         " — " + _("khối %(g)d", g=grade) if grade else "")
+    # Pressing send starts the waits over: what waited is due now, with a fresh set of attempts.
     run = jobs.enqueue("interop.upload", school_id=g.school.id, actor=current_user, title=title,
-                       grade=grade, school_year_id=year_id)
+                       grade=grade, school_year_id=year_id, fresh=True)
     db.session.commit()
     return redirect(url_for("school_jobs.show", run_id=run.id))
 
@@ -144,7 +145,7 @@ def retry(upload_id: int) -> Response:
         return redirect(url_for("interop.upload_detail", upload_id=row.id))
     run = jobs.enqueue("interop.upload", school_id=g.school.id, actor=current_user,
                        title=_("Gửi lại học bạ %(code)s", code=row.record_code), grade=row.grade,
-                       school_year_id=row.school_year_id)
+                       school_year_id=row.school_year_id, queue_new=False)
     db.session.commit()
     return redirect(url_for("school_jobs.show", run_id=run.id))
 
@@ -337,7 +338,7 @@ def district_upload() -> Response:
     grade = int(form.grade.data) if form.grade.data else None
     run = jobs.enqueue("interop.upload_district", school_id=None, actor=current_user,
                        title=_("Gửi học bạ số của các trường lên Thành phố: năm học %(y)s", y=form.school_year.data),
-                       grade=grade, school_year=form.school_year.data)
+                       grade=grade, school_year=form.school_year.data, fresh=True)
     db.session.commit()
     return redirect(url_for("district_jobs.show_district", run_id=run.id))
 
@@ -395,12 +396,16 @@ def bundle_command(school_year: str, school_code: str | None, output: Path) -> N
 @click.option("--year", "school_year", default=None, help="school year name; every year without it")
 @click.option("--grade", type=int, default=None)
 def upload_command(school_year: str | None, grade: int | None) -> None:
-    """Queue a district upload job (a worker, or this process without Redis, sends it)."""
-    with all_schools():
-        run = jobs.enqueue("interop.upload_district", school_id=None, actor=None,
-                           title="flask interop upload", grade=grade, school_year=school_year)
-        db.session.commit()
-    click.echo(f"queued job {run.id}")
+    """Send the uploads that wait and are due, in this process (for a schedule; needs no Redis). It queues
+    nothing new: issuing a record and the schools' send buttons do that."""
+    run = jobs.run_here("interop.upload_district", school_id=None, owner="system:flask interop upload",
+                        title="flask interop upload", grade=grade, school_year=school_year, queue_new=False)
+    if run.state != jobs.JobState.FINISHED:
+        raise click.ClickException(f"job {run.id} {run.state.value}: {run.error or run.note}")
+    result = run.result or {}
+    click.echo(f"job {run.id}: {result.get('attempts', 0)} attempt(s); {result.get('open', 0)} upload(s) "
+               f"still waiting" + (f", next due {result['next_attempt_at']}" if result.get("next_attempt_at") else "")
+               + ".")
 
 
 @interop_cli.command("pull")

@@ -21,7 +21,7 @@ from tenants.models import School, User
 log = logging.getLogger(__name__)
 
 
-@jobs.task("records.generate")
+@jobs.task("records.generate", resumable=True)
 def generate_records(run: jobs.JobRun, class_ids: list[int]) -> dict[str, Any]:
     """Generate the drafts of every active pupil of the classes; a failure is listed and the batch goes on."""
     school = db.session.get(School, run.school_id)
@@ -45,13 +45,21 @@ def _one(school: School, class_id: int, pupil_id: int, actor: User | None) -> di
     pupil = db.session.get(Pupil, pupil_id)
     name = f"{pupil.full_name} ({school_class.name})"
     try:
-        generated = services.generate_record(school, school_class, pupil, actor=actor)
-        db.session.commit()
+        try:
+            generated = services.generate_record(school, school_class, pupil, actor=actor)
+            db.session.commit()
+        except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            # Another job (a double click, two workers) wrote this pupil's draft at the same moment:
+            # generating again finds that draft and answers from it.
+            db.session.rollback()
+            school_class, pupil = db.session.get(SchoolClass, class_id), db.session.get(Pupil, pupil_id)
+            generated = services.generate_record(school, school_class, pupil, actor=actor)
+            db.session.commit()
     except Exception as exc:  # one pupil's failure is reported and must not stop the class
         db.session.rollback()
         log.exception("generating the record of pupil %s failed", pupil_id)
         return {"pupil_id": pupil_id, "name": name, "outcome": GenerationOutcome.FAILED.value,
-                "label": GenerationOutcome.FAILED.label, "reason": str(exc) or type(exc).__name__}
+                "label": GenerationOutcome.FAILED.label, "reason": _failure_reason(exc)}
     version = generated.version
     return {"pupil_id": pupil_id, "name": name, "outcome": generated.outcome.value,
             "label": generated.outcome.label, "reason": generated.reason,
@@ -59,7 +67,13 @@ def _one(school: School, class_id: int, pupil_id: int, actor: User | None) -> di
             "link": ["records.show", {"version_id": version.id}] if version else None}
 
 
-@jobs.task("records.sign")
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, sa.exc.SQLAlchemyError):  # never a raw SQL statement on the page: the log has it
+        return _("Cơ sở dữ liệu đang bận với cùng học sinh này; hãy tạo lại học bạ của học sinh sau ít phút.")
+    return str(exc) or type(exc).__name__
+
+
+@jobs.task("records.sign", resumable=True)
 def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[str, Any]:
     """One signing step for a batch of versions; resumable: versions already signed at this step are skipped."""
     school = db.session.get(School, run.school_id)
@@ -73,8 +87,12 @@ def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[st
     try:
         results = workflow.sign_batch(school, workflow.STEPS[step], version_ids, signer=signer,
                                       secret=jobs.job_secret(run_id), progress=progress)
-    finally:
+    except jobs.JobInterrupted:
+        raise  # the rest of the batch runs again soon: it needs the PIN (it expires on its own)
+    except BaseException:
         jobs.drop_secret(run_id)
+        raise
+    jobs.drop_secret(run_id)
     names = dict(db.session.execute(sa.select(RecordVersion.id, RecordVersion.content)
                                    .where(RecordVersion.id.in_([r.version_id for r in results]))).all())
     items = [{"version_id": r.version_id, "outcome": r.outcome, "label": SIGN_LABELS[r.outcome](),

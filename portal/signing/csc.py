@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -106,6 +107,14 @@ class CscClient:
     # --- transport ---
 
     def _send(self, path: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self._exchange(path, data, headers)
+        except CscError as exc:  # one warning line for every failed call to the outside system
+            logging.getLogger(__name__).warning("remote signing call failed", extra={
+                "system": "csc", "path": path, "code": getattr(exc, "code", None), "detail": str(exc)[:200]})
+            raise
+
+    def _exchange(self, path: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
         req = urllib.request.Request(self.base_url + path, data=data, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:

@@ -23,7 +23,7 @@ HEADERS = ("Thời gian", "Người thực hiện", "Trường", "Hành động"
            "Thay đổi", "Địa chỉ IP")
 
 
-@jobs.task("audit.export")
+@jobs.task("audit.export", resumable=True)
 def export_audit(run: jobs.JobRun) -> dict[str, Any]:
     """Write the trail of the job's school (all of it for a district job) to an .xlsx in the file store."""
     school_id = run.school_id

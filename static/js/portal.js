@@ -55,6 +55,8 @@
     job.querySelector(".job-state").textContent = labels[state.state] || state.state;
     job.querySelector(".job-message").textContent = state.message || "";
     job.setAttribute("data-state", state.state);
+    var note = job.querySelector(".job-note");
+    if (note && state.note) { note.textContent = state.note; note.hidden = false; }
     if (state.error) {
       var error = job.querySelector(".job-error");
       error.textContent = state.error;
@@ -79,5 +81,5 @@
   }
   show({ progress: job.querySelector("progress").value, state: job.getAttribute("data-state"),
          message: job.querySelector(".job-message").textContent });
-  if (["finished", "failed"].indexOf(job.getAttribute("data-state")) < 0) { poll(); }
+  if (["finished", "failed", "interrupted"].indexOf(job.getAttribute("data-state")) < 0) { poll(); }
 })();
