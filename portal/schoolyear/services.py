@@ -19,6 +19,22 @@ YEAR_NAME = re.compile(r"^(\d{4})-(\d{4})$")
 CLASS_NAME = re.compile(r"^([1-5])[A-Z0-9]{1,3}$")
 
 
+def school_year_start(day: date) -> int:
+    """The calendar year in which the school year holding `day` began: a school year runs from
+    September to the summer's end, so January to August belong to the year begun the September before."""
+    return day.year if day.month >= 9 else day.year - 1
+
+
+def year_label(start: int) -> str:
+    """ 2026 -> "2026-2027"."""
+    return f"{start}-{start + 1}"
+
+
+def school_year_label(day: date) -> str:
+    """The label of the school year holding `day` ("2026-2027" on 06/12/2026)."""
+    return year_label(school_year_start(day))
+
+
 class SetupError(ValueError):
     """A set-up change that cannot be made; the message is for the user."""
 

@@ -1,0 +1,75 @@
+"""The demo's records at the first demo school: for every year that is over, grade 5's records issued and
+queued for the city system, so that each shows a record's real shape (an issued 2025-2026 record carries
+the pupil's 2024-2025 grade-4 page and her 2025-2026 grade-5 page); in the latest such year one class's
+records are left at each step of the signing workflow, so that every signing page has something to show.
+
+Issuing is the slow part of the demo (three signatures per record), so only this school's grade 5 is
+issued, and before the latest year only the first few pupils of one class: the other schools' past
+records are not made. Safe to run again: generation keeps unchanged
+records and signing skips what is already signed.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+
+from portal.assessment.models import SchoolClass, SchoolYear
+from portal.extensions import db
+from portal.interop.uploads import queue_uploads
+from portal.records import services, workflow
+from portal.records.models import RecordStatus, RecordVersion
+from portal.records.snapshot import principal_of
+from tenants.models import School
+from tenants.scoping import school_scope
+
+RECORD_SCHOOL = "lequangdinh"
+LEFT_FOR_THE_PRINCIPAL = 4  # signed by the GVCN only
+LEFT_FOR_THE_SEAL = 3  # signed by the GVCN and the principal
+EARLIER_YEAR_RECORDS = 6  # issued in each year before the latest: each record costs seconds to make and sign
+
+
+def build_records_demo(today: date, school_code: str = RECORD_SCHOOL) -> dict[str, dict[str, int]]:
+    """Generate, sign and issue grade 5 of every year over by `today`; returns, per "year class", how many
+    records are at each status."""
+    school = db.session.scalar(sa.select(School).where(School.code == school_code))
+    if school is None:
+        return {}
+    summary: dict[str, dict[str, int]] = {}
+    with school_scope(school.id):
+        years = list(db.session.scalars(sa.select(SchoolYear).where(SchoolYear.ends_on < today)
+                                        .order_by(SchoolYear.starts_on)))
+        for year in years:
+            grade_5 = [c for c in year.classes if c.grade == 5 and c.homeroom_teacher is not None]
+            latest = year is years[-1]
+            if not latest:
+                grade_5 = grade_5[:1]  # a few records of one class tell an earlier year's story
+            for school_class in grade_5:
+                # The latest year's second class stops partway, for the signing pages.
+                _issue(school, school_class, partway=latest and school_class is not grade_5[0],
+                       limit=None if latest else EARLIER_YEAR_RECORDS)
+            queue_uploads(school, grade=5, school_year_id=year.id)
+            db.session.commit()
+            for school_class in grade_5:
+                counts = dict(db.session.execute(sa.select(RecordVersion.status, sa.func.count())
+                                                 .where(RecordVersion.class_id == school_class.id)
+                                                 .group_by(RecordVersion.status)).all())
+                summary[f"{year.name} {school_class.name}"] = {RecordStatus(k).value: n for k, n in counts.items()}
+    return summary
+
+
+def _issue(school: School, school_class: SchoolClass, *, partway: bool, limit: int | None) -> None:
+    teacher = school_class.homeroom_teacher
+    for pupil in services.class_pupils(school_class)[:limit]:
+        services.generate_record(school, school_class, pupil, actor=teacher)
+        db.session.commit()
+    principal = principal_of(school)
+    drafts = [v.id for v in workflow.waiting_for(school, workflow.STEPS["gvcn"], [school_class.id])]
+    workflow.sign_batch(school, workflow.STEPS["gvcn"], drafts, signer=teacher)
+    signed = [v.id for v in workflow.waiting_for(school, workflow.STEPS["hieu_truong"], [school_class.id])]
+    workflow.sign_batch(school, workflow.STEPS["hieu_truong"], signed[LEFT_FOR_THE_PRINCIPAL if partway else 0:],
+                        signer=principal)
+    ready = [v.id for v in workflow.waiting_for(school, workflow.STEPS["con_dau"], [school_class.id])]
+    workflow.sign_batch(school, workflow.STEPS["con_dau"], ready[LEFT_FOR_THE_SEAL if partway else 0:],
+                        signer=principal)
