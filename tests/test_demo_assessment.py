@@ -27,6 +27,7 @@ from portal.assessment.models import (
     TraitRating,
     YearResult,
 )
+from portal.compliance.models import Milestone
 from portal.demo import SCHOOLS, build_demo
 from portal.demo import assessment as demo_assessment
 from portal.demo.assessment import TAUGHT_OPTIONAL, entry_windows, year_dates
@@ -311,3 +312,34 @@ def test_the_whole_demo_district_gets_its_years(app):
     # About 55/42/3 % and 60/38/2 %: a realistic school, not a uniform draw.
     assert 0.50 <= subject["T"] / subject.total() <= 0.60 and 0.01 <= subject["C"] / subject.total() <= 0.05
     assert 0.55 <= trait["T"] / trait.total() <= 0.65 and 0.005 <= trait["C"] / trait.total() <= 0.04
+
+
+@pytest.mark.slow
+def test_the_demo_built_again_later_keeps_up_with_the_calendar(app, two_schools):
+    """Built in December, then again after the year ended and in the next September: what the days since
+    added is built (the rest of the year, its results, the next year, its plan); nothing is built twice."""
+    with app.app_context():
+        build_demo(TODAY)
+        build_demo(date(2027, 6, 20))  # 2026-2027 is over, 2027-2028 has not begun
+        with all_schools():
+            years = set(db.session.scalars(sa.select(SchoolYear.name)))
+            entered = set(db.session.scalars(sa.select(Period.code).join(SchoolYear).join(
+                SubjectRating, SubjectRating.period_id == Period.id).where(SchoolYear.name == "2026-2027")))
+        assert years == set(YEARS) and entered == {"GHK1", "CHK1", "GHK2", "CN"}
+        counts = _counts()
+        build_demo(date(2027, 6, 21))
+        assert _counts() == counts  # the next day adds nothing
+        build_demo(date(2027, 9, 20))
+        with all_schools():
+            years = set(db.session.scalars(sa.select(SchoolYear.name)))
+            plans = set(db.session.scalars(sa.select(Milestone.year_label)))
+            deadlines = dict(db.session.execute(sa.select(Milestone.year_label, sa.func.min(Milestone.deadline))
+                                                .group_by(Milestone.year_label)).all())
+        assert years == plans == {*YEARS, "2027-2028"}
+        assert deadlines["2027-2028"] == date(2028, 3, 28) and deadlines["2024-2025"] == date(2025, 3, 28)
+        # The scheduled count finds a plan to count in every month of the year.
+        runner = app.test_cli_runner()
+        for month in (*range(9, 13), *range(1, 9)):
+            day = date(2027 if month >= 9 else 2028, month, 15)
+            result = runner.invoke(args=["compliance", "snapshot", "--day", day.isoformat()])
+            assert result.exit_code == 0 and "snapshot rows" in result.output, (day, result.output)

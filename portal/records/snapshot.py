@@ -75,17 +75,27 @@ def pupil_enrolments(pupil: Pupil, up_to: SchoolYear) -> list[Enrolment]:
 
 def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dict[str, Any]) -> dict[str, Any]:
     """The whole record of `pupil` up to `year`; `record` is the version's own part (code, number...)."""
+    from portal.interop.received import received_years
+
     principal = principal_name(school)
     enrolments = pupil_enrolments(pupil, year)
     district = school.district
+    own = {e.school_class.school_year.name for e in enrolments}
+    # Years spent at an earlier school come from the record it issued and signed (received with the
+    # transfer or returned by the city), as it issued them; a year this school taught is its own.
+    received = [(page, rows) for page, rows in received_years(pupil)
+                if page["school_year"] not in own and page["school_year"] <= year.name]
+    history = [history_row(e, school, principal) for e in enrolments]
+    history += [row for _page, rows in received for row in rows]
+    years = [year_page(e, school, principal) for e in enrolments] + [page for page, _rows in received]
     return {
         "format": CONTENT_FORMAT,
         "record": record,
         "school": {"name": text(school.name), "moet_code": text(school.moet_code), "commune": text(school.commune),
                    "district": district_area(school), "city": text(district.city), "principal": principal},
         "pupil": identity(pupil),
-        "history": [history_row(e, school, principal) for e in enrolments],
-        "years": [year_page(e, school, principal) for e in enrolments],
+        "history": sorted(history, key=lambda row: row["school_year"]),
+        "years": sorted(years, key=lambda page: page["school_year"]),
     }
 
 

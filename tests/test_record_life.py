@@ -1,0 +1,93 @@
+"""A record's whole life across two schools: the years taught at an earlier school enter the next school's
+record from the record that school issued and signed, which stays verifiable."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import sqlalchemy as sa
+
+from portal.assessment.models import Enrolment, Pupil, SchoolClass, YearResult
+from portal.extensions import db
+from portal.interop.models import ReceivedSource, ReceivedState
+from portal.interop.received import receive, verify_record
+from portal.records import services
+from portal.storage import storage
+from tenants.scoping import school_scope
+from tests.assessment_factory import make_class, make_year
+from tests.city_helpers import metadata_for, signed_record
+from tests.record_factory import sample_content
+from tests.signing_factory import make_demo_pki
+
+pytestmark = pytest.mark.slow  # a real record of school A, rendered and signed; one of school B rendered
+
+PUPIL_CODE = "7978640123"  # sample_content's pupil
+
+
+def _record_of_school_a(name: str) -> dict:
+    """What school A issued when the pupil left after grade 2: two year pages, two history rows."""
+    content = copy.deepcopy(sample_content(5, code="HB00000000A2"))
+    content["school"]["name"] = name
+    content["years"] = content["years"][:2]
+    content["history"] = content["history"][:2]
+    for row in (*content["years"], *content["history"]):
+        row["school_name"] = name
+    content["record"]["scope_grade"] = 2
+    return content
+
+
+def test_two_years_at_a_and_three_at_b_make_one_five_year_record_at_b(app, make):
+    demo = make_demo_pki()
+    a = make.school("truonga", "Trường Tiểu học Lê Quang Định")
+    b = make.school("truongb", "Trường Tiểu học Hiệp Phước")
+    original = _record_of_school_a(a.name)
+    pdf = signed_record(original, demo)
+
+    # At B: grades 3, 4 and 5 (2022-2023 to 2024-2025), each year's result confirmed.
+    year_ids = [make_year(app, b, name=name) for name in ("2022-2023", "2023-2024", "2024-2025")]
+    first = make_class(app, b, year_ids[0], "3A", pupils=1)
+    with app.app_context(), school_scope(b.id):
+        b = db.session.merge(b)
+        pupil_id = first.pupil_ids[0]
+        db.session.get(Pupil, pupil_id).pupil_code = PUPIL_CODE
+        classes = [db.session.get(SchoolClass, first.class_id)]
+        for year_id, name in zip(year_ids[1:], ("4A", "5A"), strict=True):
+            school_class = SchoolClass(school_id=b.id, school_year_id=year_id, name=name, grade=int(name[0]))
+            db.session.add(school_class)
+            db.session.flush()
+            db.session.add(Enrolment(school_id=b.id, pupil_id=pupil_id, school_year_id=year_id,
+                                     class_id=school_class.id))
+            classes.append(school_class)
+        db.session.flush()
+        for enrolment in db.session.scalars(sa.select(Enrolment).where(Enrolment.pupil_id == pupil_id)):
+            grade = 5 if enrolment.class_id == classes[-1].id else 4
+            db.session.add(YearResult(school_id=b.id, enrolment_id=enrolment.id, outcome="hoan_thanh",
+                                      reasons=[], supplementary_note="",
+                                      completion="Hoàn thành chương trình tiểu học" if grade == 5
+                                      else "Hoàn thành chương trình lớp học"))
+        # A's record arrives with the transfer, verified against the trusted roots, attached to the pupil.
+        received = receive(b, source=ReceivedSource.TRANSFER, external_ref="transfer:1:HB00000000A2", pdf=pdf,
+                           expected=metadata_for(original, pdf), roots=demo.roots)
+        assert received.state == ReceivedState.ACCEPTED and received.pupil_id == pupil_id
+        db.session.commit()
+
+        pupil = db.session.get(Pupil, pupil_id)
+        generated = services.generate_record(b, classes[-1], pupil, actor=None)
+        content = generated.version.content
+        db.session.commit()
+
+        years = [(p["school_year"], p["grade"], p["school_name"], p["source"]) for p in content["years"]]
+        assert years == [
+            ("2020-2021", 1, a.name, "received"), ("2021-2022", 2, a.name, "received"),
+            ("2022-2023", 3, b.name, "this_school"), ("2023-2024", 4, b.name, "this_school"),
+            ("2024-2025", 5, b.name, "this_school")]
+        # The received pages are A's as A signed them, ratings and all.
+        assert content["years"][:2] == [{**page, "source": "received"} for page in original["years"]]
+        history = [(row["school_year"], row["class_name"], row["school_name"]) for row in content["history"]]
+        assert history == [("2020-2021", "1A", a.name), ("2021-2022", "2A", a.name), ("2022-2023", "3A", b.name),
+                           ("2023-2024", "4A", b.name), ("2024-2025", "5A", b.name)]
+        # A's original stays with B, unchanged, and still verifies.
+        kept = storage().read(received.pdf_digest)
+        assert kept == pdf
+        assert verify_record(kept, metadata_for(original, pdf), demo.roots).accepted
