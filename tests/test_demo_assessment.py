@@ -225,7 +225,12 @@ def test_the_demo_years_are_built_once_and_follow_the_rules(app, two_schools):
         statuses[f"{school_years[year_id]} {class_name}"][status] += 1
     assert set(statuses) == {"2024-2025 5A", "2025-2026 5A", "2025-2026 5B"}
     assert set(statuses["2024-2025 5A"]) == set(statuses["2025-2026 5A"]) == {"issued"}
-    assert statuses["2024-2025 5A"]["issued"] == demo_assessment_records().EARLIER_YEAR_RECORDS
+    # A few, and always the pupil who completed primary school after the summer's supplementary assessment.
+    assert demo_assessment_records().EARLIER_YEAR_RECORDS <= statuses["2024-2025 5A"]["issued"] <= 8
+    summer = [content["years"][-1] for _y, _c, _s, content in issued
+              if content["years"][-1]["outcome"] == "chua_hoan_thanh" and content["years"][-1]["completion"]]
+    assert summer and all(page["completion"] == "Hoàn thành chương trình tiểu học" and page["grade"] == 5
+                          and "Kết quả: Hoàn thành." in page["supplementary_note"] for page in summer)
     assert set(statuses["2025-2026 5B"]) == {"issued", "signed_principal", "signed_homeroom"}
     # A 2025-2026 record carries the pupil's two years: 2024-2025 in grade 4 and 2025-2026 in grade 5.
     for year_id, _class_name, _status, content in issued:
@@ -255,7 +260,8 @@ def test_pupils_move_up_a_grade_each_year(app, two_schools):
         with all_schools():
             rows = db.session.execute(
                 sa.select(Enrolment.school_id, Enrolment.pupil_id, SchoolYear.name, SchoolClass.grade,
-                          YearResult.outcome, YearResult.promoted, YearResult.supplementary_note)
+                          YearResult.outcome, YearResult.promoted, YearResult.supplementary_on,
+                          YearResult.supplementary_passed)
                 .join(SchoolYear, SchoolYear.id == Enrolment.school_year_id)
                 .join(SchoolClass, SchoolClass.id == Enrolment.class_id)
                 .outerjoin(YearResult, YearResult.enrolment_id == Enrolment.id)).all()
@@ -271,7 +277,9 @@ def test_pupils_move_up_a_grade_each_year(app, two_schools):
             last = years[before]
             not_promoted = last.outcome == "chua_hoan_thanh" and last.promoted is False
             if last.outcome == "chua_hoan_thanh":
-                assert last.supplementary_note.startswith("Đánh giá bổ sung ngày") and last.promoted is not None
+                # Điều 11: a supplementary assessment in the summer; completing, or the principal's decision.
+                assert last.supplementary_on is not None and last.supplementary_on.month == 8
+                assert last.supplementary_passed is (last.promoted is None)
             if last.grade == 5 and not not_promoted:
                 assert after not in years  # completed primary school
                 left += 1

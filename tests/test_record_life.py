@@ -18,6 +18,7 @@ from tenants.scoping import school_scope
 from tests.assessment_factory import make_class, make_year
 from tests.city_helpers import metadata_for, signed_record
 from tests.record_factory import sample_content
+from tests.results_factory import rate
 from tests.signing_factory import make_demo_pki
 
 pytestmark = pytest.mark.slow  # a real record of school A, rendered and signed; one of school B rendered
@@ -91,3 +92,69 @@ def test_two_years_at_a_and_three_at_b_make_one_five_year_record_at_b(app, make)
         kept = storage().read(received.pdf_digest)
         assert kept == pdf
         assert verify_record(kept, metadata_for(original, pdf), demo.roots).accepted
+
+
+def _section_6(html: str) -> str:
+    """The text of section 6 of the (single) year page, tags dropped."""
+    import re
+
+    part = html.split("6. Hoàn thành chương trình lớp học/chương trình tiểu học", 1)[1]
+    part = part.split('<table class="hb-sign', 1)[0]
+    return " ".join(re.sub(r"<[^>]+>", " ", part).split())
+
+
+def test_completion_after_the_supplementary_assessment_or_the_principals_decision(app, make):
+    """Điều 11 in grade 5: two pupils not completing at year end; one passes the supplementary assessment
+    and completes primary school, the other does not and the principal decides. Neither result is edited."""
+    from datetime import date
+
+    from portal.records.pdf import render_html
+    from portal.results import services as results
+    from tenants.roles import Role
+
+    school = make.school("truonga", "Trường Tiểu học Lê Quang Định")
+    teacher, principal = make.user(school, Role.HOMEROOM_TEACHER), make.user(school, Role.PRINCIPAL)
+    year_id = make_year(app, school, name="2024-2025")
+    setup = make_class(app, school, year_id, "5A", pupils=2)
+    for index in (0, 1):
+        rate(app, school, setup, index, subjects={"toan": ("C", 3)})  # Chưa hoàn thành in Toán
+    with app.app_context(), school_scope(school.id):
+        school = db.session.merge(school)
+        teacher, principal = db.session.merge(teacher), db.session.merge(principal)
+        school_class = db.session.get(SchoolClass, setup.class_id)
+        for enrolment_id in setup.enrolment_ids:  # the GVCN's confirmed first result: Chưa hoàn thành
+            db.session.add(YearResult(school_id=school.id, enrolment_id=enrolment_id, outcome="chua_hoan_thanh",
+                                      computed_outcome="chua_hoan_thanh", reasons=[], supplementary_note=""))
+        db.session.commit()
+        passing, failing = (results.pupil_result(school_class, pupil_id) for pupil_id in setup.pupil_ids)
+        assert results.record_supplementary(school, school_class, passing, on=date(2025, 8, 12),
+                                            note="Ôn tập Toán và Tiếng Việt trong hè; làm lại bài kiểm tra",
+                                            passed=True, actor=teacher)
+        assert results.record_supplementary(school, school_class, failing, on=date(2025, 8, 12),
+                                            note="Ôn tập Toán trong hè; làm lại bài kiểm tra", passed=False,
+                                            actor=teacher)
+        # A pupil who completed needs no decision; the other waits for it before her record is made.
+        with pytest.raises(results.ResultsError):
+            results.decide_promotion(school, school_class, passing, True, actor=principal)
+        assert services.readiness(failing.pupil, school_class) is not None
+        assert services.readiness(passing.pupil, school_class) is None
+        results.decide_promotion(school, school_class, failing, False, actor=principal)
+        db.session.commit()
+        pages = {}
+        for entry in (passing, failing):
+            generated = services.generate_record(school, school_class, entry.pupil, actor=teacher)
+            pages[entry.pupil.id] = generated.version.content
+        db.session.commit()
+        stored = {r.enrolment_id: r for r in db.session.scalars(sa.select(YearResult))}
+    # The first result stays what it was, for both.
+    assert {r.outcome for r in stored.values()} == {"chua_hoan_thanh"}
+    done, not_done = (pages[pupil_id] for pupil_id in setup.pupil_ids)
+    assert done["years"][0]["completion"] == "Hoàn thành chương trình tiểu học"
+    assert done["years"][0]["outcome"] == "chua_hoan_thanh" and done["years"][0]["promoted"] is None
+    assert _section_6(render_html(done)) == (
+        "Hoàn thành chương trình tiểu học Đánh giá bổ sung: Ngày 12/08/2025: Ôn tập Toán và Tiếng Việt trong hè; "
+        "làm lại bài kiểm tra. Kết quả: Hoàn thành.")
+    assert not_done["years"][0]["completion"] is None and not_done["years"][0]["promoted"] is False
+    assert _section_6(render_html(not_done)) == (
+        "Chưa hoàn thành chương trình tiểu học Đánh giá bổ sung: Ngày 12/08/2025: Ôn tập Toán trong hè; "
+        "làm lại bài kiểm tra. Kết quả: Chưa hoàn thành.")

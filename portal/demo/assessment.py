@@ -111,9 +111,10 @@ SUBJECT_TEACHERS = {"ngoai_ngu_1": "gvbm1", "tin_hoc": "gvbm1", "am_nhac": "gvbm
 # them teaches a minority language.
 TAUGHT_OPTIONAL = frozenset({"ngoai_ngu_1"})
 PUPILS_PER_CLASS = (25, 35)
-# A pupil not completing gets help over the summer and a supplementary assessment; most then are
-# promoted by the principal, some stay in their grade.
-PROMOTED_AFTER_SUPPLEMENTARY = 0.75
+# A pupil not completing gets help over the summer and a supplementary assessment; most then complete,
+# and the principal promotes most of the others; a few stay in their grade.
+COMPLETED_AFTER_SUPPLEMENTARY = 0.6
+PROMOTED_AFTER_SUPPLEMENTARY = 0.6
 
 COUNTED = ("schools", "years", "classes", "pupils", "enrolments", "teaching_assignments", "subject_ratings",
            "trait_ratings", "period_notes", "identity_reviewed", "year_results")
@@ -654,6 +655,7 @@ class _SchoolBuilder:
 
         rng = random.Random(f"hocba-demo-{self.school.code}-{year.name}-results")
         principal = self.teachers["ht"]
+        story_told: set[int] = set()
         for school_class in year.classes:
             homeroom = school_class.homeroom_teacher_id
             for entry in class_results(school_class):
@@ -669,17 +671,25 @@ class _SchoolBuilder:
                        "reasons": list(entry.computed.reasons), "outcome": outcome.value,
                        "confirmed_by_id": homeroom, "confirmed_at": confirmed,
                        "completion": completion_text(outcome, school_class.grade), "supplementary_note": "",
+                       "supplementary_on": None, "supplementary_passed": None,
                        "promoted": None, "decided_by_id": None, "decided_at": None,
                        "results_reviewed_at": confirmed + timedelta(days=1), "results_reviewed_by_id": homeroom}
                 if outcome is Outcome.NOT_COMPLETED:
+                    # Điều 11: help over the summer, then the supplementary assessment. Most then complete
+                    # (grade 5's first such pupil always does: the demo's story); the others go to the
+                    # principal, who promotes most of them.
                     assessed = date(year.ends_on.year, 8, rng.randint(5, 20))
-                    promoted = rng.random() < PROMOTED_AFTER_SUPPLEMENTARY
-                    row.update(supplementary_note=(
-                        f"Đánh giá bổ sung ngày {assessed:%d/%m/%Y} sau thời gian ôn tập trong hè: "
-                        + ("đã tiến bộ, đạt yêu cầu cơ bản các nội dung còn thiếu." if promoted
-                           else "còn chưa đạt nhiều nội dung của lớp học.")),
-                        promoted=promoted, decided_by_id=principal,
-                        decided_at=datetime.combine(assessed + timedelta(days=2), time(3), tzinfo=UTC))
+                    passed = rng.random() < COMPLETED_AFTER_SUPPLEMENTARY or (
+                        school_class.grade == 5 and school_class.id not in story_told)
+                    if passed and school_class.grade == 5:
+                        story_told.add(school_class.id)
+                    row.update(supplementary_note="Ôn tập trong hè các nội dung chưa hoàn thành; làm lại bài kiểm tra "
+                                                  "cuối năm", supplementary_on=assessed, supplementary_passed=passed)
+                    if passed:
+                        row.update(completion=completion_text(Outcome.COMPLETED, school_class.grade))
+                    else:
+                        row.update(promoted=rng.random() < PROMOTED_AFTER_SUPPLEMENTARY, decided_by_id=principal,
+                                   decided_at=datetime.combine(assessed + timedelta(days=2), time(3), tzinfo=UTC))
                 self.pending[YearResult].append(row)
                 if outcome is Outcome.EXCELLENT or (outcome is Outcome.GOOD and rng.random() < 0.3):
                     title = EXCELLENT_TITLE if outcome is Outcome.EXCELLENT else EXEMPLARY_TITLE

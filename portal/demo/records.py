@@ -15,7 +15,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from portal.assessment.models import SchoolClass, SchoolYear
+from portal.assessment.models import Enrolment, SchoolClass, SchoolYear, YearResult
 from portal.extensions import db
 from portal.interop.uploads import queue_uploads
 from portal.records import services, workflow
@@ -61,7 +61,11 @@ def build_records_demo(today: date, school_code: str = RECORD_SCHOOL) -> dict[st
 
 def _issue(school: School, school_class: SchoolClass, *, partway: bool, limit: int | None) -> None:
     teacher = school_class.homeroom_teacher
-    for pupil in services.class_pupils(school_class)[:limit]:
+    pupils = services.class_pupils(school_class)
+    # The pupil who completed primary school after the summer's supplementary assessment is always among them.
+    story = set(db.session.scalars(sa.select(Enrolment.pupil_id).join(YearResult).where(
+        Enrolment.class_id == school_class.id, YearResult.supplementary_passed.is_(True))))
+    for pupil in [p for n, p in enumerate(pupils) if limit is None or n < limit or p.id in story]:
         services.generate_record(school, school_class, pupil, actor=teacher)
         db.session.commit()
     principal = principal_of(school)

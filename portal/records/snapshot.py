@@ -195,8 +195,19 @@ def result_fields(result: YearResult | None) -> dict[str, Any]:
         "outcome_label": outcome.label if outcome else None,
         "completion": text(result.completion) if result else None,
         "promoted": result.promoted if result else None,
-        "supplementary_note": (text(result.supplementary_note) or "") if result else "",
+        "supplementary_note": supplementary_text(result),
     }
+
+
+def supplementary_text(result: YearResult | None) -> str:
+    """Section 6's supplementary assessment: its date, what was assessed and its result (Điều 11)."""
+    if result is None:
+        return ""
+    note = text(result.supplementary_note) or ""
+    if result.supplementary_on is None or result.supplementary_passed is None:
+        return note
+    verdict = "Hoàn thành" if result.supplementary_passed else "Chưa hoàn thành"
+    return f"Ngày {result.supplementary_on:%d/%m/%Y}: {note.rstrip('.')}. Kết quả: {verdict}."
 
 
 OFFICE_PREFIXES = ("Phòng Giáo dục và Đào tạo ", "Phòng GD&ĐT ", "Phòng GDĐT ")

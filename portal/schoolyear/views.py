@@ -19,7 +19,10 @@ bp = school_blueprint("schoolyear", __name__)
 
 
 def init_app(app: Flask) -> None:
+    from portal.schoolyear.commands import cli
+
     app.register_blueprint(bp)
+    app.cli.add_command(cli)
 
 
 def _year_or_404(year_id: int) -> SchoolYear:

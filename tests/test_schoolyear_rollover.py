@@ -1,0 +1,68 @@
+"""Starting the next school year from the last: classes proposed a grade up, pupils placed by their result
+and the principal's decision (TT27 Điều 11), transfers dropped; a dry run first that changes nothing."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from portal.assessment.models import Enrolment, EnrolmentStatus, Period, SchoolClass, SchoolYear, YearResult
+from portal.audit import AuditEntry
+from portal.extensions import db
+from tenants.scoping import school_scope
+from tests.assessment_factory import make_class, make_year
+
+
+def test_starting_2027_2028_from_2026_2027_promotes_keeps_and_drops_the_right_pupils(app, make):
+    school = make.school("lqd")
+    year_id = make_year(app, school, name="2026-2027")
+    first = make_class(app, school, year_id, "1A", pupils=2)
+    fourth = make_class(app, school, year_id, "4A", pupils=3)
+    fifth = make_class(app, school, year_id, "5A", pupils=2)
+    results = {  # enrolment -> (first result, supplementary passed, principal's decision)
+        fourth.enrolment_ids[0]: ("hoan_thanh", None, None),  # up to 5A
+        fourth.enrolment_ids[1]: ("chua_hoan_thanh", True, None),  # completed in the summer: up to 5A
+        fourth.enrolment_ids[2]: ("chua_hoan_thanh", False, False),  # kept in 4A
+        fifth.enrolment_ids[0]: ("hoan_thanh_tot", None, None),  # completes primary school: leaves
+        fifth.enrolment_ids[1]: ("chua_hoan_thanh", False, False),  # kept in 5A
+        first.enrolment_ids[1]: ("hoan_thanh", None, None),  # but moved to another school: dropped
+    }  # first.enrolment_ids[0]: no result yet, waiting
+    with app.app_context(), school_scope(school.id):
+        for enrolment_id, (outcome, passed, promoted) in results.items():
+            db.session.add(YearResult(school_id=school.id, enrolment_id=enrolment_id, outcome=outcome, reasons=[],
+                                      supplementary_note="", supplementary_passed=passed, promoted=promoted))
+        db.session.get(Enrolment, first.enrolment_ids[1]).status = EnrolmentStatus.TRANSFERRED_OUT
+        periods = db.session.scalars(sa.select(Period).where(Period.school_year_id == year_id)).all()
+        for period in periods:
+            period.entry_opens_on = period.entry_opens_on.replace(year=2026)
+            period.entry_closes_on = period.entry_closes_on.replace(year=2026)
+        db.session.commit()
+
+    runner = app.test_cli_runner()
+    dry = runner.invoke(args=["schoolyear", "start-next", "--school", "lqd"])
+    assert dry.exit_code == 0, dry.output
+    assert "Dry run: 2027-2028 from 2026-2027" in dry.output and "Nothing changed" in dry.output
+    assert "2 promoted" in dry.output and "2 kept in their grade" in dry.output and "1 leaving" in dry.output
+    assert "1 dropped" in dry.output and "1 waiting" in dry.output
+    with app.app_context(), school_scope(school.id):
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(SchoolYear)) == 1
+
+    done = runner.invoke(args=["schoolyear", "start-next", "--school", "lqd", "--apply"])
+    assert done.exit_code == 0, done.output
+    assert "Started 2027-2028 from 2026-2027" in done.output
+    with app.app_context(), school_scope(school.id):
+        year = db.session.scalar(sa.select(SchoolYear).where(SchoolYear.name == "2027-2028"))
+        assert (year.starts_on.isoformat(), year.ends_on.isoformat()) == ("2027-09-05", "2028-05-31")
+        assert {p.code: p.entry_opens_on.year for p in year.periods} == {"GHK1": 2027, "CHK1": 2027, "GHK2": 2027,
+                                                                          "CN": 2027}
+        placed = db.session.execute(sa.select(SchoolClass.name, Enrolment.pupil_id).join(
+            Enrolment, Enrolment.class_id == SchoolClass.id).where(SchoolClass.school_year_id == year.id)).all()
+        classes = {c.name: c.homeroom_teacher_id for c in year.classes}
+        audit = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "school_year.started_from"))
+    assert classes == {"1A": None, "2A": None, "4A": None, "5A": None}  # teachers to assign
+    assert sorted(placed) == sorted([
+        ("5A", fourth.pupil_ids[0]), ("5A", fourth.pupil_ids[1]), ("4A", fourth.pupil_ids[2]),
+        ("5A", fifth.pupil_ids[1])])
+    assert audit.changes["undecided"] == [first.pupil_ids[0]]
+
+    again = runner.invoke(args=["schoolyear", "start-next", "--school", "lqd", "--from", "2026-2027", "--apply"])
+    assert again.exit_code != 0 and "2027-2028" in again.output  # a year is started once
