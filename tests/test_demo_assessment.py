@@ -32,6 +32,8 @@ from portal.demo import SCHOOLS, build_demo
 from portal.demo import assessment as demo_assessment
 from portal.demo.assessment import TAUGHT_OPTIONAL, entry_windows, year_dates
 from portal.extensions import db
+from portal.interop.models import ReceivedRecord
+from portal.interop.received import received_year_pages
 from portal.records.models import RecordVersion
 from tenants.models import School, User
 from tenants.scoping import all_schools
@@ -213,9 +215,16 @@ def test_the_demo_years_are_built_once_and_follow_the_rules(app, two_schools):
     assert again["schools"] == 0 and set(again.values()) == {0}  # the second run creates nothing
     with app.app_context(), all_schools():
         school_years = dict(db.session.execute(sa.select(SchoolYear.id, SchoolYear.name)).all())
+        record_school = db.session.scalar(sa.select(School.id).where(School.code == "lequangdinh"))
         issued = db.session.execute(sa.select(RecordVersion.school_year_id, SchoolClass.name, RecordVersion.status,
                                               RecordVersion.content).join(
-            SchoolClass, SchoolClass.id == RecordVersion.class_id)).all()
+            SchoolClass, SchoolClass.id == RecordVersion.class_id).where(
+            RecordVersion.school_id == record_school)).all()
+        # One grade-4 pupil came this year from Hiệp Phước, with the record it issued for her grade 3.
+        arrived = db.session.execute(sa.select(Enrolment, SchoolClass.name).join(SchoolClass).where(
+            Enrolment.school_id == record_school, Enrolment.status == "transferred_in")).all()
+        received = db.session.scalars(sa.select(ReceivedRecord).where(ReceivedRecord.school_id == record_school)).all()
+        pages = received_year_pages(arrived[0][0].pupil) if arrived else []
         current = db.session.scalars(sa.select(Period).join(SchoolYear).where(SchoolYear.name == "2026-2027")).all()
         entered = set(db.session.scalars(sa.select(SubjectRating.period_id).distinct()))
     # Grade 5 of the years that are over: 2025-2026's 5A issued, 5B stopped at every step for the signing
@@ -242,6 +251,11 @@ def test_the_demo_years_are_built_once_and_follow_the_rules(app, two_schools):
         else:
             assert pages == [("2024-2025", 5)]
     assert "Học bạ số of 2025-2026 5A at lequangdinh" in result.output
+    assert [(name, e.school_year_id) for e, name in arrived] == [("4A", current[0].school_year_id)]
+    assert [(r.state, r.issuing_school_name, r.school_year, r.grade) for r in received] == [
+        ("accepted", "Trường Tiểu học Hiệp Phước", "2025-2026", 3)]
+    assert [(p["school_year"], p["grade"], p["source"]) for p in pages] == [
+        ("2024-2025", 2, "received"), ("2025-2026", 3, "received")]
     # 2026-2027 is under way: GHK1 entered, CHK1 open today for the teachers, the rest to come.
     assert {p.code for p in current if p.id in entered} == {"GHK1"}
     assert {p.code for p in current if p.is_open(TODAY)} == {"CHK1"}

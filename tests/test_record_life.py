@@ -158,3 +158,16 @@ def test_completion_after_the_supplementary_assessment_or_the_principals_decisio
     assert _section_6(render_html(not_done)) == (
         "Chưa hoàn thành chương trình tiểu học Đánh giá bổ sung: Ngày 12/08/2025: Ôn tập Toán trong hè; "
         "làm lại bài kiểm tra. Kết quả: Chưa hoàn thành.")
+
+
+def test_the_year_end_title_comes_first_and_undated_ad_hoc_awards_last():
+    from datetime import date
+
+    from portal.assessment.models import Award
+    from portal.records.snapshot import award_order
+
+    awards = [Award(id=1, title="Giải Nhì Hội thi Viết chữ đẹp", awarded_on=date(2025, 3, 8)),
+              Award(id=2, title="Giấy khen phong trào Kế hoạch nhỏ", awarded_on=None),  # came without a date
+              Award(id=3, title="Học sinh Xuất sắc", awarded_on=None),
+              Award(id=4, title="Giải Ba Olympic Tiếng Anh", awarded_on=date(2024, 12, 20))]
+    assert [a.id for a in sorted(awards, key=award_order)] == [3, 4, 1, 2]

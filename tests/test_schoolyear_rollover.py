@@ -66,3 +66,22 @@ def test_starting_2027_2028_from_2026_2027_promotes_keeps_and_drops_the_right_pu
 
     again = runner.invoke(args=["schoolyear", "start-next", "--school", "lqd", "--from", "2026-2027", "--apply"])
     assert again.exit_code != 0 and "2027-2028" in again.output  # a year is started once
+
+
+def test_the_years_score_thresholds_are_changed_by_command_audited_and_checked(app, make):
+    school = make.school("lqd")
+    make_year(app, school, name="2026-2027")
+    runner = app.test_cli_runner()
+    shown = runner.invoke(args=["schoolyear", "thresholds", "--school", "lqd", "--year", "2026-2027"])
+    assert "Hoàn thành xuất sắc >= 9, Hoàn thành tốt >= 7, Hoàn thành >= 5" in shown.output
+    changed = runner.invoke(args=["schoolyear", "thresholds", "--school", "lqd", "--year", "2026-2027",
+                                  "--completed", "4"])
+    assert changed.exit_code == 0 and "Hoàn thành >= 4" in changed.output
+    refused = runner.invoke(args=["schoolyear", "thresholds", "--school", "lqd", "--year", "2026-2027",
+                                  "--good", "10"])
+    assert refused.exit_code != 0 and "tăng dần" in refused.output
+    with app.app_context(), school_scope(school.id):
+        year = db.session.scalar(sa.select(SchoolYear))
+        entries = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "school_year.thresholds_set"))
+        assert (year.excellent_min_score, year.good_min_score, year.completed_min_score) == (9, 7, 4)
+        assert [e.changes for e in entries] == [{"completed": [5, 4]}]

@@ -2,6 +2,8 @@
 queued for the city system, so that each shows a record's real shape (an issued 2025-2026 record carries
 the pupil's 2024-2025 grade-4 page and her 2025-2026 grade-5 page); in the latest such year one class's
 records are left at each step of the signing workflow, so that every signing page has something to show.
+One grade-4 pupil of this year came from another demo school, with the record it issued for her last year,
+verified and kept: her next record here continues from its pages.
 
 Issuing is the slow part of the demo (three signatures per record), so only this school's grade 5 is
 issued, and before the latest year only the first few pupils of one class: the other schools' past
@@ -11,20 +13,22 @@ records and signing skips what is already signed.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from portal.assessment.models import Enrolment, SchoolClass, SchoolYear, YearResult
+from portal.assessment.models import Enrolment, EnrolmentStatus, SchoolClass, SchoolYear, YearResult
 from portal.extensions import db
 from portal.interop.uploads import queue_uploads
 from portal.records import services, workflow
 from portal.records.models import RecordStatus, RecordVersion
 from portal.records.snapshot import principal_of
 from tenants.models import School
-from tenants.scoping import school_scope
+from tenants.scoping import all_schools, school_scope
 
 RECORD_SCHOOL = "lequangdinh"
+TRANSFER_FROM = "hiepphuoc"  # the school a pupil of the record school's grade 4 came from this year
+TRANSFER_REASON = "Gia đình chuyển nơi ở về Thị trấn Nhà Bè"
 LEFT_FOR_THE_PRINCIPAL = 4  # signed by the GVCN only
 LEFT_FOR_THE_SEAL = 3  # signed by the GVCN and the principal
 EARLIER_YEAR_RECORDS = 6  # issued in each year before the latest: each record costs seconds to make and sign
@@ -56,7 +60,58 @@ def build_records_demo(today: date, school_code: str = RECORD_SCHOOL) -> dict[st
                                                  .where(RecordVersion.class_id == school_class.id)
                                                  .group_by(RecordVersion.status)).all())
                 summary[f"{year.name} {school_class.name}"] = {RecordStatus(k).value: n for k, n in counts.items()}
+    transferred = _transfer_in(school, today)
+    if transferred:
+        summary[f"{transferred} (chuyển đến)"] = {"received": 1}
     return summary
+
+
+def _transfer_in(school: School, today: date) -> str | None:
+    """A pupil who moved to the record school this year from another demo school, with the record that
+    school issued for her last year: her new school's next record continues from it. Once only."""
+    from portal.interop import received, transfers
+    from portal.interop.models import PupilTransfer
+
+    sender = db.session.scalar(sa.select(School).where(School.code == TRANSFER_FROM))
+    if sender is None:
+        return None
+    with all_schools():
+        if db.session.scalar(sa.select(PupilTransfer.id).where(PupilTransfer.school_id == sender.id,
+                                                               PupilTransfer.to_school_id == school.id)):
+            return None
+    with school_scope(sender.id):
+        years = list(db.session.scalars(sa.select(SchoolYear).order_by(SchoolYear.starts_on.desc()).limit(2)))
+        if len(years) < 2 or not years[0].starts_on <= today <= years[0].ends_on:
+            return None  # only while a year is under way that follows one that is over
+        current, last = years
+        last_class = next((c for c in last.classes if c.grade == 3 and c.homeroom_teacher is not None), None)
+        now_class = next((c for c in current.classes if c.grade == 4), None)
+        if last_class is None or now_class is None:
+            return None
+        moving = set(db.session.scalars(sa.select(Enrolment.pupil_id).where(Enrolment.class_id == now_class.id)))
+        pupil = next((p for p in services.class_pupils(last_class) if p.id in moving), None)
+        if pupil is None:
+            return None
+        services.generate_record(sender, last_class, pupil, actor=last_class.homeroom_teacher)
+        db.session.commit()
+        head = principal_of(sender)
+        for step, signer in (("gvcn", last_class.homeroom_teacher), ("hieu_truong", head), ("con_dau", head)):
+            waiting = [v.id for v in workflow.waiting_for(sender, workflow.STEPS[step], [last_class.id])]
+            workflow.sign_batch(sender, workflow.STEPS[step], waiting, signer=signer)
+        transfer = transfers.release_pupil(sender, pupil, school, reason=TRANSFER_REASON, actor=head)
+        db.session.commit()
+        transfer_id, name = transfer.id, pupil.full_name
+    with school_scope(school.id):
+        arrived = transfers.accept_transfer(school, transfer_id, actor=principal_of(school),
+                                            roots=received.trust_roots())
+        year = db.session.scalar(sa.select(SchoolYear).where(SchoolYear.name == current.name))
+        school_class = next((c for c in year.classes if c.grade == 4), None) if year else None
+        if school_class is not None:
+            db.session.add(Enrolment(school_id=school.id, pupil_id=arrived.id, school_year_id=year.id,
+                                     class_id=school_class.id, status=EnrolmentStatus.TRANSFERRED_IN,
+                                     enrolled_on=max(year.starts_on, today - timedelta(days=14))))
+        db.session.commit()
+    return f"{current.name} {school_class.name if school_class else ''}: {name}"
 
 
 def _issue(school: School, school_class: SchoolClass, *, partway: bool, limit: int | None) -> None:

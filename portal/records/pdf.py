@@ -312,7 +312,7 @@ def _document(content: dict[str, Any]) -> dict[str, Any]:
         "sig_blank_pt": SIGNATURE_BLANK,
         "qr_caption": _qr_caption(record, code_words),
         "footer_left": f"{school['name']} · Học sinh: {pupil['full_name']}",
-        "footer_right": f"Mã hồ sơ: {code_words} · Bản số {record['number']}",
+        "footer_right": f"Mã tra cứu: {code_words} · Bản số {record['number']}",
     }
 
 

@@ -30,7 +30,7 @@ from portal.assessment.models import (
 from portal.extensions import db
 from portal.i18n import local_zone
 from portal.records.content import CONTENT_FORMAT
-from portal.results.services import YEAR_END_PERIOD, class_catalogue
+from portal.results.services import YEAR_END_PERIOD, YEAR_END_TITLES, class_catalogue
 from tenants.models import Membership, MembershipRole, School, User
 from tenants.roles import Role
 
@@ -136,12 +136,20 @@ def year_page(enrolment: Enrolment, school: School, principal: str | None) -> di
         "subjects": subject_rows(enrolment, school_class, period),
         **trait_rows(enrolment, school_class, period),
         **result_fields(result),
-        "awards": [{"title": text(a.title), "awarded_on": iso(a.awarded_on)} for a in db.session.scalars(
-            sa.select(Award).where(Award.enrolment_id == enrolment.id).order_by(Award.awarded_on, Award.id))],
+        "awards": [{"title": text(a.title), "awarded_on": iso(a.awarded_on)} for a in sorted(db.session.scalars(
+            sa.select(Award).where(Award.enrolment_id == enrolment.id)), key=award_order)],
         "place": place_of(school),
         "dated_on": iso(dated_on(result, year)),
     }
     return page
+
+
+def award_order(award: Award) -> tuple[int, date, int]:
+    """The year-end title first, then the ad-hoc awards by date, then any undated ad-hoc award (one that
+    came without its date), each group in the order entered; the same on every database."""
+    if award.awarded_on is None:
+        return (0 if award.title in YEAR_END_TITLES else 2, date.min, award.id)
+    return (1, award.awarded_on, award.id)
 
 
 def measurements(enrolment: Enrolment, year: SchoolYear) -> dict[str, Any]:

@@ -48,3 +48,31 @@ def start_next(code: str, source_name: str | None, apply: bool) -> None:
                                                   len(people) <= 10 else ""))
     if not result.applied:
         click.echo("Nothing changed. Run again with --apply to start the year.")
+
+
+@cli.command("thresholds")
+@click.option("--school", "code", required=True, help="the school's code")
+@click.option("--year", "year_name", required=True, help="the school year, e.g. 2026-2027")
+@click.option("--excellent", type=int, default=None, help="lowest CN score for Hoàn thành xuất sắc (default 9)")
+@click.option("--good", type=int, default=None, help="lowest CN score for Hoàn thành tốt (default 7)")
+@click.option("--completed", type=int, default=None, help="lowest CN score for Hoàn thành (default 5)")
+def thresholds(code: str, year_name: str, excellent: int | None, good: int | None, completed: int | None) -> None:
+    """Show, or change, the year's Điều 9 score thresholds (the lowest one is unconfirmed in the regulation)."""
+    from portal.schoolyear.services import set_thresholds
+
+    school = db.session.scalar(sa.select(School).where(School.code == code))
+    if school is None:
+        raise click.ClickException(f"no school with code {code!r}")
+    with school_scope(school.id):
+        year = db.session.scalar(sa.select(SchoolYear).where(SchoolYear.school_id == school.id,
+                                                             SchoolYear.name == year_name))
+        if year is None:
+            raise click.ClickException(f"no school year {year_name} at {code}")
+        if (excellent, good, completed) != (None, None, None):
+            try:
+                set_thresholds(school, year, excellent=excellent, good=good, completed=completed, actor=None)
+            except SetupError as exc:
+                raise click.ClickException(str(exc)) from exc
+            db.session.commit()
+        click.echo(f"{code} {year.name}: Hoàn thành xuất sắc >= {year.excellent_min_score}, "
+                   f"Hoàn thành tốt >= {year.good_min_score}, Hoàn thành >= {year.completed_min_score}")

@@ -94,6 +94,31 @@ def set_entry_window(school: School, period: Period, opens_on: date | None, clos
                      changes=changes)
 
 
+def set_thresholds(school: School, year: SchoolYear, *, excellent: int | None = None, good: int | None = None,
+                   completed: int | None = None, actor: User | None) -> bool:
+    """Change the year's Điều 9 score thresholds (those given); every year-end result is computed with them,
+    so confirmed results that no longer match show as stale for the GVCN to confirm again."""
+    from portal.assessment.classification import Thresholds
+
+    before = {"excellent": year.excellent_min_score, "good": year.good_min_score,
+              "completed": year.completed_min_score}
+    after = {"excellent": before["excellent"] if excellent is None else excellent,
+             "good": before["good"] if good is None else good,
+             "completed": before["completed"] if completed is None else completed}
+    try:
+        Thresholds(after["excellent"], after["good"], after["completed"])
+    except ValueError as exc:
+        raise SetupError(_("Ngưỡng điểm không hợp lệ: %(e)s", e=exc)) from exc
+    changes = audit.diff(before, after)
+    if not changes:
+        return False
+    year.excellent_min_score, year.good_min_score, year.completed_min_score = (
+        after["excellent"], after["good"], after["completed"])
+    audit.record("school_year.thresholds_set", actor=actor, school_id=school.id, obj=year, summary=year.name,
+                 changes=changes)
+    return True
+
+
 def create_classes(school: School, year: SchoolYear, names: str, *, actor: User) -> list[SchoolClass]:
     """Classes from names such as "1A 1B 2A" (the grade is the first digit)."""
     wanted = [n.strip().upper() for n in re.split(r"[\s,;]+", names) if n.strip()]
