@@ -52,9 +52,12 @@ def demo(day: str | None) -> None:
     click.echo(f"Demo certificates (KHÔNG DÙNG THẬT - demo CA in the instance folder, not for real use): "
                f"{certificates['person_certificates']} personal, {certificates['seal_certificates']} school seals "
                f"created; .p12 passphrase: {DEMO_PASSWORD}.")
-    from portal.demo.records import RECORD_SCHOOL, build_records_demo
+    from portal.demo.records import RECORD_SCHOOL, TRANSFER_FROM, build_records_demo
 
     for name, counts in build_records_demo(today).items():
+        if "received" in counts:
+            click.echo(f"Transferred in at {RECORD_SCHOOL}, {name}, with the record issued by {TRANSFER_FROM}.")
+            continue
         click.echo(f"Học bạ số of {name} at {RECORD_SCHOOL}: "
                    + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
 

@@ -181,7 +181,7 @@ def test_preview_and_downloads_are_logged_and_streamed(client, world):
     with app.app_context():
         logged = db.session.scalars(sa.select(AuditEntry.changes).where(AuditEntry.action == "record.downloaded",
                                                                          AuditEntry.object_id == str(version.id)))
-        assert sorted(c["kind"] for c in logged) == ["pdf", "xml", "zip"]
+        assert sorted(c["kind"] for c in logged) == ["json", "pdf", "xml", "zip"]
 
 
 def test_who_sees_which_records(client, world, make):

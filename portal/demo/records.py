@@ -62,7 +62,7 @@ def build_records_demo(today: date, school_code: str = RECORD_SCHOOL) -> dict[st
                 summary[f"{year.name} {school_class.name}"] = {RecordStatus(k).value: n for k, n in counts.items()}
     transferred = _transfer_in(school, today)
     if transferred:
-        summary[f"{transferred} (chuyển đến)"] = {"received": 1}
+        summary[transferred] = {"received": 1}
     return summary
 
 
