@@ -8,7 +8,7 @@ import copy
 import pytest
 import sqlalchemy as sa
 
-from portal.assessment.models import Enrolment, Pupil, SchoolClass, YearResult
+from portal.assessment.models import Enrolment, Pupil, SchoolClass, SchoolYear, YearResult
 from portal.extensions import db
 from portal.interop.models import ReceivedSource, ReceivedState
 from portal.interop.received import receive, verify_record
@@ -171,3 +171,35 @@ def test_the_year_end_title_comes_first_and_undated_ad_hoc_awards_last():
               Award(id=3, title="Học sinh Xuất sắc", awarded_on=None),
               Award(id=4, title="Giải Ba Olympic Tiếng Anh", awarded_on=date(2024, 12, 20))]
     assert [a.id for a in sorted(awards, key=award_order)] == [3, 4, 1, 2]
+
+
+def test_each_history_row_names_the_principal_of_its_own_year(app, make):
+    """The 2023-2024 row keeps the principal who confirmed that year on the record issued then; the new
+    year is confirmed by today's principal."""
+    from portal.records.models import RecordStatus, RecordVersion
+    from portal.records.snapshot import build_content
+    from tenants.roles import Role
+
+    school = make.school("truongb", "Trường Tiểu học Hiệp Phước")
+    old_year, new_year = (make_year(app, school, name=name) for name in ("2023-2024", "2024-2025"))
+    setup = make_class(app, school, old_year, "4A", pupils=1)
+    make.user(school, Role.PRINCIPAL, full_name="Trần Thị Mới")
+    with app.app_context(), school_scope(school.id):
+        school = db.session.merge(school)
+        pupil = db.session.get(Pupil, setup.pupil_ids[0])
+        fifth = SchoolClass(school_id=school.id, school_year_id=new_year, name="5A", grade=5)
+        db.session.add(fifth)
+        db.session.flush()
+        db.session.add(Enrolment(school_id=school.id, pupil_id=pupil.id, school_year_id=new_year, class_id=fifth.id))
+        issued_then = {"years": [{"school_year": "2023-2024", "source": "this_school",
+                                  "principal": "Nguyễn Văn Cũ"}]}
+        db.session.add(RecordVersion(school_id=school.id, pupil_id=pupil.id, school_year_id=old_year,
+                                     class_id=setup.class_id, grade=4, number=1, code="HB00000000P1",
+                                     status=RecordStatus.ISSUED, content=issued_then, source_hash="0" * 64,
+                                     content_hash="0" * 64, draft_digest="0" * 64, xml_digest="0" * 64))
+        db.session.flush()
+        content = build_content(school, pupil, db.session.get(SchoolYear, new_year), record={})
+        db.session.rollback()
+    assert [(row["school_year"], row["confirmed_by"]) for row in content["history"]] == [
+        ("2023-2024", "Nguyễn Văn Cũ"), ("2024-2025", "Trần Thị Mới")]
+    assert [page["principal"] for page in content["years"]] == ["Nguyễn Văn Cũ", "Trần Thị Mới"]

@@ -85,9 +85,13 @@ def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dic
     # transfer or returned by the city), as it issued them; a year this school taught is its own.
     received = [(page, rows) for page, rows in received_years(pupil)
                 if page["school_year"] not in own and page["school_year"] <= year.name]
-    history = [history_row(e, school, principal) for e in enrolments]
+    # A past year names the principal of that year, as signed on the pupil's record then; today's otherwise.
+    signed_by = principals_signed(pupil)
+    signed_by.pop(year.name, None)  # the record's own year is signed by today's principal
+    history = [history_row(e, school, signed_by.get(e.school_class.school_year.name, principal)) for e in enrolments]
     history += [row for _page, rows in received for row in rows]
-    years = [year_page(e, school, principal) for e in enrolments] + [page for page, _rows in received]
+    years = [year_page(e, school, signed_by.get(e.school_class.school_year.name, principal)) for e in enrolments]
+    years += [page for page, _rows in received]
     return {
         "format": CONTENT_FORMAT,
         "record": record,
@@ -97,6 +101,22 @@ def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dic
         "history": sorted(history, key=lambda row: row["school_year"]),
         "years": sorted(years, key=lambda page: page["school_year"]),
     }
+
+
+def principals_signed(pupil: Pupil) -> dict[str, str]:
+    """School year -> the principal named on the year pages of the pupil's records issued here before (the
+    newest record saying so wins): a later principal does not rewrite who confirmed an earlier year."""
+    from portal.records.models import RecordStatus, RecordVersion
+
+    found: dict[str, str] = {}
+    for content in db.session.scalars(sa.select(RecordVersion.content).where(
+            RecordVersion.pupil_id == pupil.id,
+            RecordVersion.status.in_([RecordStatus.ISSUED, RecordStatus.SUPERSEDED]))
+            .order_by(RecordVersion.number)):
+        for page in (content or {}).get("years") or []:
+            if page.get("source") == "this_school" and page.get("principal"):
+                found[page["school_year"]] = page["principal"]
+    return found
 
 
 def identity(pupil: Pupil) -> dict[str, Any]:
