@@ -85,3 +85,32 @@ def test_the_years_score_thresholds_are_changed_by_command_audited_and_checked(a
         entries = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "school_year.thresholds_set"))
         assert (year.excellent_min_score, year.good_min_score, year.completed_min_score) == (9, 7, 4)
         assert [e.changes for e in entries] == [{"completed": [5, 4]}]
+
+
+def test_the_district_copies_its_plan_to_the_new_year_a_year_on(app, make, client):
+    from datetime import date
+
+    from portal.compliance import services
+    from portal.compliance.models import Milestone
+    from tenants.models import District
+    from tenants.roles import Role
+    from tenants.scoping import all_schools
+    from tests.conftest import csrf_token, login
+
+    admin = make.user(None, username="phong.admin", district_role=Role.DISTRICT_ADMIN)
+    with app.app_context(), all_schools():
+        services.seed_plan(db.session.scalar(sa.select(District)), actor=None, year_label="2026-2027")
+        db.session.commit()
+    login(client, admin)
+    token = csrf_token(client, "/district/compliance/plan?year=2026-2027")
+    response = client.post("/district/compliance/plan/copy", data={
+        "csrf_token": token, "source": "2026-2027", "target": "2027-2028", "shift_days": "0"})
+    assert response.status_code == 302
+    with app.app_context(), all_schools():
+        deadlines = dict(db.session.execute(sa.select(Milestone.position, Milestone.deadline).where(
+            Milestone.year_label == "2027-2028")).all())
+        before = dict(db.session.execute(sa.select(Milestone.position, Milestone.deadline).where(
+            Milestone.year_label == "2026-2027")).all())
+    # The seed's dates are 2025's; the copy is each of the source's dates, the same day a year later.
+    assert deadlines == {n: day.replace(year=day.year + 1) for n, day in before.items()}
+    assert deadlines[1] == date(2026, 3, 28)  # seeded as the domain brief's dates

@@ -462,7 +462,8 @@ def plan_copy() -> Response:
         flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
         return redirect(url_for("compliance_board.plan"))
     try:
-        copied = services.copy_plan(get_district(), form.source.data, form.target.data,
+        years = int(form.target.data[:4]) - int(form.source.data[:4])
+        copied = services.copy_plan(get_district(), form.source.data, form.target.data, shift_years=years,
                                     shift_days=form.shift_days.data, actor=current_user)
     except services.PlanError as exc:
         db.session.rollback()
