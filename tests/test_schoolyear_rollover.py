@@ -114,3 +114,30 @@ def test_the_district_copies_its_plan_to_the_new_year_a_year_on(app, make, clien
     # The seed's dates are 2025's; the copy is each of the source's dates, the same day a year later.
     assert deadlines == {n: day.replace(year=day.year + 1) for n, day in before.items()}
     assert deadlines[1] == date(2026, 3, 28)  # seeded as the domain brief's dates
+
+
+def test_the_principal_sees_the_proposal_then_starts_the_year(app, make, client):
+    from tenants.roles import Role
+    from tests.conftest import csrf_token, login
+
+    school = make.school("lqd")
+    principal = make.user(school, Role.PRINCIPAL)
+    year_id = make_year(app, school, name="2026-2027")
+    setup = make_class(app, school, year_id, "4A", pupils=2)
+    with app.app_context(), school_scope(school.id):
+        db.session.add(YearResult(school_id=school.id, enrolment_id=setup.enrolment_ids[0], outcome="hoan_thanh",
+                                  reasons=[], supplementary_note=""))
+        db.session.commit()
+    login(client, principal)
+    page = client.get(f"/s/lqd/years/{year_id}/next").get_data(as_text=True)
+    assert "2027-2028" in page and "Lên lớp: 1" in page and "chưa xếp lớp: 1" in page
+    with app.app_context(), school_scope(school.id):
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(SchoolYear)) == 1  # a dry run
+    token = csrf_token(client, f"/s/lqd/years/{year_id}/next")
+    response = client.post(f"/s/lqd/years/{year_id}/next", data={"csrf_token": token})
+    assert response.status_code == 302
+    with app.app_context(), school_scope(school.id):
+        placed = db.session.execute(sa.select(SchoolClass.name, Enrolment.pupil_id).join(Enrolment).join(
+            SchoolYear, SchoolYear.id == SchoolClass.school_year_id).where(SchoolYear.name == "2027-2028")).all()
+    assert placed == [("5A", setup.pupil_ids[0])]
+    assert client.post(f"/s/lqd/years/{year_id}/next").status_code == 400  # no CSRF token, no change
