@@ -84,8 +84,10 @@ def _check_classes(code: str, year: SchoolYear) -> None:
         name: demo_assessment.HOMEROOM[name] for name in expected}
     for school_class in year.classes:
         # Pupils moving up are shared among the grade's classes: Lê Quang Định's one 4A fills 5A and 5B.
+        # New classes hold 25-35; a class moving up loses the few kept back and gains those kept from above.
         shared = school_class.grade == 5 and code == "lequangdinh" and year.name != "2024-2025"
-        assert (10 if shared else 24) <= sizes.get(school_class.id, 0) <= 36, (code, year.name, school_class.name)
+        low, high = (25, 35) if year.name == "2024-2025" else (10, 36) if shared else (20, 40)
+        assert low <= sizes.get(school_class.id, 0) <= high, (code, year.name, school_class.name)
         assignments = {a.subject.code: a.teacher.username.split(".")[0] for a in school_class.assignments}
         assert assignments["toan"] == demo_assessment.HOMEROOM[school_class.name]
         assert assignments["ngoai_ngu_1"] == "gvbm1" and assignments["gdtc"] == "gvbm2"
