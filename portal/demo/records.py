@@ -100,18 +100,20 @@ def _transfer_in(school: School, today: date) -> str | None:
             workflow.sign_batch(sender, workflow.STEPS[step], waiting, signer=signer)
         transfer = transfers.release_pupil(sender, pupil, school, reason=TRANSFER_REASON, actor=head)
         db.session.commit()
-        transfer_id, name = transfer.id, pupil.full_name
+        # Plain values: the sender's rows are out of sight (row-level security) in the receiver's scope.
+        transfer_id, name, year_name = transfer.id, pupil.full_name, current.name
     with school_scope(school.id):
         arrived = transfers.accept_transfer(school, transfer_id, actor=principal_of(school),
                                             roots=received.trust_roots())
-        year = db.session.scalar(sa.select(SchoolYear).where(SchoolYear.name == current.name))
+        year = db.session.scalar(sa.select(SchoolYear).where(SchoolYear.name == year_name))
         school_class = next((c for c in year.classes if c.grade == 4), None) if year else None
         if school_class is not None:
             db.session.add(Enrolment(school_id=school.id, pupil_id=arrived.id, school_year_id=year.id,
                                      class_id=school_class.id, status=EnrolmentStatus.TRANSFERRED_IN,
                                      enrolled_on=max(year.starts_on, today - timedelta(days=14))))
         db.session.commit()
-    return f"{current.name} {school_class.name if school_class else ''}: {name}"
+        class_name = school_class.name if school_class else ""
+    return f"{year_name} {class_name}: {name}"
 
 
 def _issue(school: School, school_class: SchoolClass, *, partway: bool, limit: int | None) -> None:
