@@ -22,34 +22,45 @@ def init_app(app: Flask) -> None:
 
 @click.command("demo")
 @with_appcontext
-def demo() -> None:
-    """Create the demo district of Nhà Bè (safe to run again) and print its logins."""
-    from portal.demo import DEMO_PASSWORD, build_demo
+@click.option("--today", "day", default=None, help="build the demo as of this day, YYYY-MM-DD (default: today)")
+def demo(day: str | None) -> None:
+    """Create the demo district of Nhà Bè in today's school year (safe to run again, any later day too)
+    and print its logins."""
+    from datetime import date
 
+    from portal.demo import DEMO_PASSWORD, build_demo
+    from portal.demo.assessment import demo_years
+
+    today = date.fromisoformat(day) if day else date.today()
     created: dict[str, int] = {}
-    logins = build_demo(created=created)
+    logins = build_demo(today, created=created)
     click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}) -- demo data, not for real use:")
     for login in logins:
         click.echo(f"  {login.username:<28} {login.full_name:<24} {login.roles} - {login.school}")
     click.echo("  (every school has ht., pht., cntt., gvcn1-5. and gvbm1-2.<school code> accounts)")
+    years = demo_years(today)
+    span = f"School years {years[0]} to {years[-1]}" if len(years) > 1 else f"School year {years[0]}"
     ratings = created.get("subject_ratings", 0) + created.get("trait_ratings", 0)
     if created.get("schools"):
-        click.echo(f"School year 2024-2025: {created['pupils']:,} pupils in {created['classes']} classes, "
-                   f"{ratings:,} ratings created at {created['schools']} schools.")
+        click.echo(f"{span}: {created['pupils']:,} pupils, {created['classes']} classes, {ratings:,} ratings, "
+                   f"{created['year_results']:,} year results created at {created['schools']} schools; "
+                   f"current year {years[-1]} as of {today.strftime('%d/%m/%Y')}.")
     else:
-        click.echo("School year 2024-2025: already there at every school, nothing created.")
-    from portal.signing.demo import DEMO_SIGNING_PIN, build_signing_demo
+        click.echo(f"{span}: already there at every school, nothing created.")
+    from portal.demo.signing import DEMO_SIGNING_PIN, build_signing_demo
 
     certificates = build_signing_demo(DEMO_PASSWORD)
     click.echo(f"Demo certificates (KHÔNG DÙNG THẬT - demo CA in the instance folder, not for real use): "
                f"{certificates['person_certificates']} personal, {certificates['seal_certificates']} school seals "
                f"created; .p12 passphrase: {DEMO_PASSWORD}; signing PIN of every demo person: {DEMO_SIGNING_PIN}.")
-    from portal.records.demo import build_records_demo
+    from portal.demo.records import RECORD_SCHOOL, TRANSFER_FROM, build_records_demo
 
-    records = build_records_demo("lequangdinh")
-    if records:
-        click.echo(f"Học bạ số of class {records.pop('class')} at lequangdinh: "
-                   + ", ".join(f"{n} {status}" for status, n in sorted(records.items())))
+    for name, counts in build_records_demo(today).items():
+        if "received" in counts:
+            click.echo(f"Transferred in at {RECORD_SCHOOL}, {name}, with the record issued by {TRANSFER_FROM}.")
+            continue
+        click.echo(f"Học bạ số of {name} at {RECORD_SCHOOL}: "
+                   + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     from portal.trail.services import seal_chains
 
     sealed = [o for o in seal_chains() if o.checkpoint]

@@ -217,7 +217,7 @@ FAST_SCHOOLS = ("lequangdinh", "hiepphuoc")
 @pytest.fixture
 def two_schools(monkeypatch: pytest.MonkeyPatch) -> None:
     """build_demo() with the assessment data of FAST_SCHOOLS only (the whole district is a slow test)."""
-    from portal import demo_assessment
+    from portal.demo import assessment as demo_assessment
 
     whole = demo_assessment.build_assessment_demo
     # build_demo imports the function when it runs, so it picks this one up.

@@ -246,7 +246,7 @@ def test_a_registered_certificate_signs_through_the_engine(app: Flask, make: Fac
 
 
 def test_the_demo_step_gives_every_person_and_school_a_certificate(app: Flask, make: Factory) -> None:
-    from portal.signing.demo import DEMO_SIGNING_PIN, build_signing_demo
+    from portal.demo.signing import DEMO_SIGNING_PIN, build_signing_demo
 
     schools = [make.school("lqd", "Trường Tiểu học Lê Quang Định"), make.school("hp", "Trường Tiểu học Hiệp Phước")]
     people = [make.user(s, role) for s in schools for role in (Role.PRINCIPAL, Role.HOMEROOM_TEACHER)]

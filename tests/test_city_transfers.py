@@ -158,3 +158,19 @@ def test_one_release_at_a_time_and_only_inside_the_district(app, client, world, 
         db.session.rollback()
     with app.app_context(), all_schools():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(PupilTransfer)) == 1
+
+
+def test_a_record_that_went_along_is_frozen_at_the_sending_school(app, client, world, no_csrf):
+    """Once released with its pupil, the sender can neither cancel nor correct it: the receiving school's
+    copy, verified at the transfer, stays the record's true state."""
+    from portal.records import workflow
+
+    release(app, client, world)
+    with app.app_context(), school_scope(world["a"].id):
+        version = db.session.get(RecordVersion, world["ids"]["version"])
+        head = db.session.merge(world["a_head"])
+        with pytest.raises(workflow.WorkflowError, match="chuyển theo học sinh"):
+            workflow.cancel(version, "Nhập sai", actor=head)
+        with pytest.raises(workflow.WorkflowError, match="chuyển theo học sinh"):
+            workflow.correct(db.session.merge(world["a"]), version, "Nhập sai", actor=head)
+        assert version.status == RecordStatus.ISSUED

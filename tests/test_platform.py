@@ -289,7 +289,7 @@ def test_flask_demo_command_prints_the_logins(app, two_schools):
     assert result.exit_code == 0, result.output
     assert DEMO_PASSWORD in result.output
     assert "Audit trail: " in result.output and " chains sealed under the district's demo certificate" in result.output
-    from portal.signing.demo import DEMO_SIGNING_PIN
+    from portal.demo.signing import DEMO_SIGNING_PIN
 
     assert f"signing PIN of every demo person: {DEMO_SIGNING_PIN}" in result.output
     for username in ("phong.admin", "ht.lequangdinh", "gvcn1.lequangdinh", "ht.nguyenbinh"):

@@ -242,10 +242,12 @@ def test_export_then_import_changes_nothing(app, school, s):
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert "danh-sach-hoc-sinh-2024-2025.xlsx" in response.headers["Content-Disposition"]
     rows = read_xlsx(response.data)
-    assert rows[0] == CSDL_HEADERS
-    assert ["5A", "7900001A00", "Nguyễn Thị Ánh Tuyết", "01/03/2014", "Nữ", "Đang học", "Kinh", "Khuyết tật nhìn",
-            "001215000077"] in rows
-    assert ["5A", "7900001A02", "Lê Ngọc Hân", "03/03/2014", "Nữ", "Chuyển đi", "Kinh", None, None] in rows
+    assert rows[0] == ["STT", *CSDL_HEADERS]
+    assert [row[0] for row in rows[1:]] == list(range(1, len(rows)))  # numbered in list order
+    assert ["5A", "7900001A00", "Nguyễn Thị Ánh Tuyết", "01/03/2014", "Nữ", "Đang học", None, "Kinh",
+            "Khuyết tật nhìn", "001215000077"] in [row[1:] for row in rows]
+    assert ["5A", "7900001A02", "Lê Ngọc Hân", "03/03/2014", "Nữ", "Chuyển đi", None, "Kinh", None, None] in [
+        row[1:] for row in rows]
 
     before = snapshot(app, school)
     dry_run = upload(s.client, response.data, s.year_id, filename="danh-sach-hoc-sinh-2024-2025.xlsx")
@@ -255,7 +257,7 @@ def test_export_then_import_changes_nothing(app, school, s):
     assert snapshot(app, school) == before and entries(app) == []
 
     one_class = s.client.get(f"/s/lqd/pupils/export?year_id={s.year_id}&class_id={s.four.class_id}")
-    assert read_xlsx(one_class.data) == [CSDL_HEADERS]
+    assert read_xlsx(one_class.data) == [["STT", *CSDL_HEADERS]]
     assert [e.changes["pupils"] for e in entries(app, "pupil.exported")] == [3, 0]
 
 
@@ -517,3 +519,20 @@ def test_results_of_another_schools_year_are_not_found(app, make, school, s):
     assert confirm_results(s.client, data, other_year, 5, "CN").status_code == 404
     assert confirm_results(s.client, data, s.year_id, 5, "XX").status_code == 404
     assert confirm_results(s.client, data, s.year_id, 7, "CN").status_code == 404
+
+
+def test_the_date_a_status_began_is_kept_as_the_enrolment_date(app, school, s):
+    """A pupil transferred in on 10/01/2025: "Ngày nhập trạng thái" becomes her enrolment's date, and the
+    export writes it back."""
+    row = {"class_code": "5A", "pupil_code": "7900009Z00", "full_name": "Phan Thị Mỹ Duyên", "birth_date": "05/06/2014",
+           "gender": "Nữ", "status": "Chuyển đến", "status_date": "10/01/2025", "ethnicity": "Kinh"}
+    data = xlsx(("Danh sách học sinh", [CSDL_HEADERS, [row.get(name) for name in csdl.COLUMNS]]))
+    upload(s.client, data, s.year_id)
+    confirm(s.client, data, s.year_id)
+    with app.app_context(), school_scope(school.id):
+        enrolled = db.session.scalar(sa.select(Enrolment.enrolled_on).join(Pupil).where(
+            Pupil.pupil_code == "7900009Z00"))
+    assert enrolled == date(2025, 1, 10)
+    exported = read_xlsx(s.client.get(f"/s/lqd/pupils/export?year_id={s.year_id}").data)
+    assert ["5A", "7900009Z00", "Phan Thị Mỹ Duyên", "05/06/2014", "Nữ", "Chuyển đến", "10/01/2025", "Kinh", None,
+            None] in [r[1:] for r in exported]

@@ -82,7 +82,7 @@ def expected_values(content: dict[str, Any]) -> list[str]:
     grouped = "-".join(code[i:i + 4] for i in range(0, len(code), 4))
     values = [school["name"], school["commune"], school["district"], school["city"], school["principal"],
               f"Mã tra cứu: {grouped}", record["verify_url"], f"Bản số {record['number']}",
-              f"Mã hồ sơ: {grouped} · Bản số {record['number']}"]
+              f"Mã tra cứu: {grouped} · Bản số {record['number']}"]
     for key in ("full_name", "pupil_code", "gender", "ethnicity", "nationality", "birth_place", "hometown",
                 "address", "father_name", "mother_name", "guardian_name", "register_number", "disability"):
         if pupil.get(key):
@@ -148,7 +148,7 @@ def test_every_page_has_the_footer(renders, name, tmp_path):
     for number, page in enumerate(pages, start=1):
         page = squash(page)
         assert f"Trang {number}/{len(pages)}" in page
-        assert f"Mã hồ sơ: {grouped} · Bản số 1" in page
+        assert f"Mã tra cứu: {grouped} · Bản số 1" in page
         assert f"{content['school']['name']} · Học sinh: {content['pupil']['full_name']}" in page
 
 
@@ -369,7 +369,7 @@ def test_the_longest_record_stays_inside_the_page(renders, tmp_path):
     pages = words(data, tmp_path)
     grouped = record_pdf.format_code(content["record"]["code"])
     footer_words = set(squash(f"{content['school']['name']} · Học sinh: {content['pupil']['full_name']} "
-                              f"Mã hồ sơ: {grouped} · Bản số 1 Trang").split())
+                              f"Mã tra cứu: {grouped} · Bản số 1 Trang").split())
     qr_words = set(squash(f"Mã tra cứu: {grouped} Quét mã QR hoặc nhập mã tra cứu tại: "
                           f"{content['record']['verify_url']} Bản số 1, lập ngày 28/05/2025").split())
     for index, page in enumerate(pages):
@@ -439,7 +439,7 @@ def test_only_changed_sections_are_laid_out_again(monkeypatch, tmp_path):
     data = record_pdf.render_pdf(correction)
     assert laid_out == ["Thông tin học sinh", "Năm học 2024-2025"]  # the identity page names what it replaces
     text = squash(" ".join(poppler_pages(data, tmp_path)))
-    assert "Đọc diễn cảm; cần luyện viết chữ hoa." in text and "Mã hồ sơ: HBX9-X9X9-X9X9 · Bản số 2" in text
+    assert "Đọc diễn cảm; cần luyện viết chữ hoa." in text and "Mã tra cứu: HBX9-X9X9-X9X9 · Bản số 2" in text
     assert "thay thế bản HB7Q-2M4K-9XTR" in text
 
 

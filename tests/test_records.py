@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import zipfile
 
@@ -167,6 +168,11 @@ def test_preview_and_downloads_are_logged_and_streamed(client, world):
     assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF")
     xml = client.get(f"/s/lqd/records/{version.id}/hoc-ba.xml")
     assert xml.data == exporters.export_xml(version.content)
+    data = client.get(f"/s/lqd/records/{version.id}/hoc-ba.json")
+    assert data.mimetype == "application/json" and data.data == exporters.canonical_json(version.content)
+    assert json.loads(data.data) == version.content
+    assert f'hoc-ba-{version.content["pupil"]["pupil_code"]}-{version.code}-v1.json' in data.headers[
+        "Content-Disposition"]
 
     archive = client.get(f"/s/lqd/records/classes/{world['class_id']}/hoc-ba.zip", buffered=False)
     assert archive.status_code == 200 and archive.is_streamed
@@ -179,7 +185,7 @@ def test_preview_and_downloads_are_logged_and_streamed(client, world):
     with app.app_context():
         logged = db.session.scalars(sa.select(AuditEntry.changes).where(AuditEntry.action == "record.downloaded",
                                                                          AuditEntry.object_id == str(version.id)))
-        assert sorted(c["kind"] for c in logged) == ["pdf", "xml", "zip"]
+        assert sorted(c["kind"] for c in logged) == ["json", "pdf", "xml", "zip"]
 
 
 def test_who_sees_which_records(client, world, make):

@@ -34,6 +34,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "birth_date": ("Ngày sinh",),
     "gender": ("Giới tính",),
     "status": ("Trạng thái HS", "Trạng thái học sinh", "Trạng thái"),
+    # When the status began: for a pupil transferred in, the day she joined (kept as the enrolment's date).
+    "status_date": ("Ngày nhập trạng thái", "Ngày trạng thái"),
     "ethnicity": ("Dân tộc",),
     "disability": ("Loại khuyết tật", "Khuyết tật"),
     "personal_id": ("Số định danh cá nhân", "Mã định danh cá nhân", "Số định danh"),
@@ -72,6 +74,7 @@ class PupilRow:
     birth_date: date | None
     gender: str | None = None
     status: str | None = None
+    status_date: date | None = None
     ethnicity: str | None = None
     disability: str | None = None
     personal_id: str | None = None
@@ -187,6 +190,7 @@ def _pupil_row(line: int, cells: dict[str, object], *, today: date, epoch: datet
         birth_date=_birth_date(cells["birth_date"], epoch, today, problems),
         gender=_gender(cells.get("gender"), problems),
         status=_text(cells.get("status")) or None,
+        status_date=_status_date(cells.get("status_date"), epoch, problems),
         ethnicity=_text(cells.get("ethnicity")) or None,
         disability=_text(cells.get("disability")) or None,
         personal_id=_personal_id(cells.get("personal_id"), problems),
@@ -223,6 +227,15 @@ def _birth_date(value: object, epoch: datetime, today: date, problems: list[str]
     elif born > _years_before(today, YOUNGEST_AGE):
         problems.append(f"Ngày sinh {shown} không phù hợp với học sinh tiểu học (dưới {YOUNGEST_AGE} tuổi)")
     return born
+
+
+def _status_date(value: object, epoch: datetime, problems: list[str]) -> date | None:
+    if _text(value) == "":
+        return None
+    day = _read_date(value, epoch)
+    if day is None:
+        problems.append(f"{COLUMNS['status_date'][0]} không hợp lệ: {_text(value)}")
+    return day
 
 
 def _read_date(value: object, epoch: datetime) -> date | None:

@@ -347,9 +347,13 @@ class YearResult(TenantScoped, db.Model):
     outcome: Mapped[str | None] = mapped_column(sa.String(32))  # confirmed (or set) by the GVCN
     confirmed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completion: Mapped[str | None] = mapped_column(sa.String(120))
+    completion: Mapped[str | None] = mapped_column(sa.String(120))  # after the supplementary assessment, if any
+    # Điều 11: a pupil not completing gets help, then a supplementary assessment (date, content, result)
+    # that may confirm completion; `outcome` stays the first result, never rewritten.
     supplementary_note: Mapped[str] = mapped_column(sa.Text, default="")
-    promoted: Mapped[bool | None]  # the principal's decision for pupils not completing: lên lớp or not
+    supplementary_on: Mapped[date | None]
+    supplementary_passed: Mapped[bool | None]
+    promoted: Mapped[bool | None]  # the principal's decision for pupils still not completing: lên lớp or not
     decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     results_reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -33,8 +33,9 @@ class CopyPlanForm(PortalForm):
     source = HiddenField(validators=[DataRequired(), Regexp(YEAR_PATTERN)])
     target = StringField(_l("Sang năm học"), validators=[DataRequired(), Regexp(YEAR_PATTERN, message=_l(
         "Năm học phải có dạng 2025-2026."))])
-    shift_days = IntegerField(_l("Dời các thời hạn (ngày)"), default=365,
-                              validators=[InputRequired(), NumberRange(min=-730, max=730)])
+    # The deadlines move to the same days of the target year; then by these days more (or fewer).
+    shift_days = IntegerField(_l("Dời thêm các thời hạn (ngày, sau khi chuyển sang cùng ngày của năm học mới)"),
+                              default=0, validators=[InputRequired(), NumberRange(min=-365, max=365)])
 
 
 class ShiftPlanForm(PortalForm):

@@ -107,11 +107,17 @@ def plan_years(district: District) -> list[str]:
 
 
 def running_years(district: District, day: date) -> list[str]:
-    """The years whose plan still has a deadline within 60 days before `day` or later: worth a snapshot."""
-    return list(db.session.scalars(sa.select(Milestone.year_label).where(Milestone.district_id == district.id)
-                                   .group_by(Milestone.year_label)
-                                   .having(sa.func.max(Milestone.deadline) >= day - timedelta(days=60))
-                                   .order_by(Milestone.year_label)))
+    """The years worth a snapshot on `day`: the school year holding `day` when it has a plan, and any year
+    whose plan still has a deadline within 60 days before `day` or later."""
+    from portal.schoolyear.services import school_year_label
+
+    late = set(db.session.scalars(sa.select(Milestone.year_label).where(Milestone.district_id == district.id)
+                                  .group_by(Milestone.year_label)
+                                  .having(sa.func.max(Milestone.deadline) >= day - timedelta(days=60))))
+    current = school_year_label(day)
+    if current in plan_years(district):
+        late.add(current)
+    return sorted(late)
 
 
 def plan(district: District, year_label: str) -> list[Milestone]:
@@ -199,8 +205,18 @@ def next_year_label(label: str) -> str:
     return f"{int(start) + 1}-{int(end) + 1}"
 
 
-def copy_plan(district: District, source: str, target: str, *, shift_days: int, actor: Any) -> int:
-    """Copy a year's plan to another year, every deadline moved by `shift_days`; returns lines copied."""
+def moved_by_years(day: date, years: int) -> date:
+    """The same day `years` later (29/02 becomes 28/02 outside leap years)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def copy_plan(district: District, source: str, target: str, *, shift_days: int = 0, shift_years: int = 0,
+              actor: Any) -> int:
+    """Copy a year's plan to another year, every deadline moved by `shift_years` calendar years (the same
+    day of the month) and `shift_days`; returns lines copied."""
     lines = plan(district, source)
     if not lines:
         raise PlanError(_("Năm học %(y)s chưa có kế hoạch.", y=source))
@@ -209,9 +225,10 @@ def copy_plan(district: District, source: str, target: str, *, shift_days: int, 
     for line in lines:
         db.session.add(Milestone(district_id=district.id, year_label=target, position=line.position,
                                  phase=line.phase, title=line.title, scope=line.scope, measure=line.measure,
-                                 deadline=line.deadline + timedelta(days=shift_days)))
+                                 deadline=moved_by_years(line.deadline, shift_years) + timedelta(days=shift_days)))
     audit.record("plan.copied", actor=actor, school_id=None, obj=district, summary=f"{source} -> {target}",
-                 changes={"from": source, "to": target, "shift_days": shift_days, "milestones": len(lines)})
+                 changes={"from": source, "to": target, "shift_days": shift_days, "shift_years": shift_years,
+                          "milestones": len(lines)})
     db.session.flush()
     return len(lines)
 

@@ -47,7 +47,8 @@ def snapshot_command(year_label: str | None, day: str | None) -> None:
         written = snapshot_years(year_label, when)
         db.session.commit()
     if not written:
-        click.echo(f"{when.isoformat()}: no plan with a deadline in the last 60 days or later (use --year)")
+        click.echo(f"{when.isoformat()}: no plan for the school year of this day, nor one with a deadline in the "
+                   "last 60 days or later (copy the plan to the new year, or use --year)")
     for label, rows in written.items():
         click.echo(f"{when.isoformat()} {label}: {rows} snapshot rows")
 

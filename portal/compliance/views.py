@@ -25,6 +25,7 @@ from portal.district.services import get_district, get_school
 from portal.extensions import db, utcnow
 from portal.jobs import enqueue
 from portal.school.forms import ActionForm
+from portal.schoolyear.services import school_year_label
 from portal.storage import FileMissing, storage
 from tenants.access import can, district_blueprint, require, school_blueprint
 from tenants.models import District, School
@@ -51,11 +52,15 @@ def _notices_here() -> list:
 
 
 def _year(district: District, years: list[str] | None = None) -> str:
-    """The year asked for, else the newest year with a plan (or the first plan's year)."""
+    """The year asked for, else today's school year when it has a plan, else the newest year with a plan
+    (or the first plan's year)."""
     years = services.plan_years(district) if years is None else years
     asked = request.args.get("year", "")
     if asked in years:
         return asked
+    current = school_year_label(services.today_local())
+    if current in years:
+        return current
     return years[0] if years else "2024-2025"
 
 
@@ -466,7 +471,8 @@ def plan_copy() -> Response:
         flash(" ".join(str(e) for errors in form.errors.values() for e in errors), "danger")  # lazy messages too
         return redirect(url_for("compliance_board.plan"))
     try:
-        copied = services.copy_plan(get_district(), form.source.data, form.target.data,
+        years = int(form.target.data[:4]) - int(form.source.data[:4])
+        copied = services.copy_plan(get_district(), form.source.data, form.target.data, shift_years=years,
                                     shift_days=form.shift_days.data, actor=current_user)
     except services.PlanError as exc:
         db.session.rollback()

@@ -254,16 +254,25 @@ def get_received(school: School, received_id: int) -> ReceivedRecord | None:
 def received_year_pages(pupil: Pupil) -> list[dict[str, Any]]:
     """The year pages of the accepted records received for this pupil (oldest first, one per school year,
     the newest version's), marked `source: received`: for the study history to continue in new records."""
-    pages: dict[str, tuple[int, dict[str, Any]]] = {}
+    return [page for page, _history in received_years(pupil)]
+
+
+def received_years(pupil: Pupil) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each school year of the accepted records received for this pupil, oldest first: its page (the newest
+    version's, marked `source: received`) and the study-history rows the issuing school wrote for it."""
     from portal.records import exporters
 
+    years: dict[str, tuple[int, dict[str, Any], list[dict[str, Any]]]] = {}
     for row in db.session.scalars(sa.select(ReceivedRecord).where(
-            ReceivedRecord.pupil_id == pupil.id, ReceivedRecord.state == ReceivedState.ACCEPTED)):
+            ReceivedRecord.pupil_id == pupil.id, ReceivedRecord.state == ReceivedState.ACCEPTED)
+            .order_by(ReceivedRecord.id)):
         xml = embedded_xml(storage().read(row.pdf_digest or ""))
         if xml is None:
             continue
-        for page in exporters.parse_xml(xml).get("years") or []:
+        content = exporters.parse_xml(xml)
+        for page in content.get("years") or []:
             number = row.version_number or 0
-            if page["school_year"] not in pages or pages[page["school_year"]][0] < number:
-                pages[page["school_year"]] = (number, {**page, "source": "received"})
-    return [page for _, page in sorted(pages.values(), key=lambda item: item[1]["school_year"])]
+            if page["school_year"] not in years or years[page["school_year"]][0] < number:
+                history = [h for h in content.get("history") or [] if h.get("school_year") == page["school_year"]]
+                years[page["school_year"]] = (number, {**page, "source": "received"}, history)
+    return [(page, history) for _n, page, history in sorted(years.values(), key=lambda item: item[1]["school_year"])]

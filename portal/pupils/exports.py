@@ -10,6 +10,7 @@ from portal.assessment.models import Enrolment, SchoolYear
 from portal.pupils.services import STATUS_LABELS, name_key
 
 SHEET_TITLE = "Danh sách học sinh"
+SERIAL_HEADER = "STT"
 
 
 def pupil_list_xlsx(enrolments: list[Enrolment], *, with_personal_id: bool) -> bytes:
@@ -17,11 +18,12 @@ def pupil_list_xlsx(enrolments: list[Enrolment], *, with_personal_id: bool) -> b
     fields = [name for name in COLUMNS if with_personal_id or name != "personal_id"]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(SHEET_TITLE)
-    sheet.append(spreadsheets.row(sheet, [COLUMNS[name][0] for name in fields]))
+    # STT (số thứ tự) first, as the ministry's lists have it; the parser reads columns by name and skips it.
+    sheet.append(spreadsheets.row(sheet, [SERIAL_HEADER, *(COLUMNS[name][0] for name in fields)]))
     ordered = sorted(enrolments, key=lambda e: (e.school_class.grade, e.school_class.name, name_key(e.pupil.full_name)))
-    for enrolment in ordered:
+    for number, enrolment in enumerate(ordered, start=1):
         values = _values(enrolment)
-        sheet.append(spreadsheets.row(sheet, [values[name] or None for name in fields]))  # blank cells, not ""
+        sheet.append(spreadsheets.row(sheet, [number, *(values[name] or None for name in fields)]))  # blank, not ""
     return spreadsheets.to_bytes(workbook)
 
 
@@ -35,6 +37,7 @@ def _values(enrolment: Enrolment) -> dict[str, str]:
         "gender": pupil.gender or "",
         # The CSDL words themselves, not the translated labels: this file is read by machines.
         "status": STATUS_LABELS[enrolment.status],
+        "status_date": enrolment.enrolled_on.strftime("%d/%m/%Y") if enrolment.enrolled_on else "",
         "ethnicity": pupil.ethnicity or "",
         "disability": pupil.disability or "",
         "personal_id": pupil.personal_id or "",

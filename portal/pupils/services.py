@@ -414,7 +414,8 @@ def _create_pupil(school: School, year: SchoolYear, item: PlannedPupil, *, actor
     db.session.add(pupil)
     db.session.flush()
     db.session.add(Enrolment(school_id=school.id, pupil_id=pupil.id, school_year_id=year.id,
-                             class_id=item.school_class.id, status=item.status or EnrolmentStatus.STUDYING))
+                             class_id=item.school_class.id, status=item.status or EnrolmentStatus.STUDYING,
+                             enrolled_on=item.row.status_date))
     item.pupil = pupil
     audit.record("pupil.created", actor=actor, school_id=school.id, obj=pupil, summary=_summary(pupil),
                  changes=_audit_changes(item.changes))
@@ -429,11 +430,14 @@ def _update_pupil(school: School, year: SchoolYear, item: PlannedPupil, enrolmen
             setattr(pupil, change.field, change.new)
     if enrolment is None:
         db.session.add(Enrolment(school_id=school.id, pupil_id=pupil.id, school_year_id=year.id,
-                                 class_id=school_class.id, status=item.status or EnrolmentStatus.STUDYING))
+                                 class_id=school_class.id, status=item.status or EnrolmentStatus.STUDYING,
+                                 enrolled_on=item.row.status_date))
     else:
         enrolment.class_id = school_class.id
         if item.status is not None:
             enrolment.status = item.status
+        if item.row.status_date is not None:
+            enrolment.enrolled_on = item.row.status_date
     audit.record("pupil.updated", actor=actor, school_id=school.id, obj=pupil, summary=_summary(pupil),
                  changes=_audit_changes(item.changes))
     if item.clears_review:

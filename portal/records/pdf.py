@@ -268,6 +268,18 @@ def _promoted(value: bool | None) -> str:
     return {True: "Được lên lớp", False: "Chưa được lên lớp"}.get(value, "") if value is not None else ""
 
 
+def _section_6(page: dict[str, Any]) -> dict[str, str]:
+    """Section 6 as Điều 11 has it: completion (at year end or after the supplementary assessment), and
+    "Lên lớp" for a completer of grades 1-4; else the principal's decision, which in grade 5 is that the
+    pupil has not completed primary school."""
+    completion, promoted, grade = page.get("completion") or "", page.get("promoted"), page.get("grade")
+    if completion:
+        return {"completion": completion, "promoted": "Lên lớp" if grade != 5 else ""}
+    if grade == 5 and promoted is False:
+        return {"completion": "Chưa hoàn thành chương trình tiểu học", "promoted": ""}
+    return {"completion": "", "promoted": f"Lên lớp: {_promoted(promoted)}" if promoted is not None else ""}
+
+
 # --------------------------------------------------------------------------- the view of the content
 
 
@@ -303,7 +315,7 @@ def _document(content: dict[str, Any]) -> dict[str, Any]:
         "sig_blank_pt": SIGNATURE_BLANK,
         "qr_caption": _qr_caption(record, code_words),
         "footer_left": f"{school['name']} · Học sinh: {pupil['full_name']}",
-        "footer_right": f"Mã hồ sơ: {code_words} · Bản số {record['number']}",
+        "footer_right": f"Mã tra cứu: {code_words} · Bản số {record['number']}",
     }
 
 
@@ -365,8 +377,7 @@ def _year(page: dict[str, Any]) -> dict[str, Any]:
         "specific_competencies": traits(page["specific_competencies"]),
         "outcome": Outcome(outcome).label if outcome else (page.get("outcome_label") or ""),
         "awards": [{"title": a["title"], "date": date_vn(a.get("awarded_on"))} for a in page.get("awards") or []],
-        "completion": page.get("completion") or "",
-        "promoted": _promoted(page.get("promoted")),
+        **_section_6(page),
         "note": page.get("supplementary_note") or "",
         "date_line": date_line(page.get("place"), page.get("dated_on")),
         "homeroom_teacher": page.get("homeroom_teacher") or "",

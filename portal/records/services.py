@@ -136,7 +136,7 @@ def readiness(pupil: Pupil, school_class: SchoolClass) -> str | None:
                                .where(Enrolment.pupil_id == pupil.id, Enrolment.class_id == school_class.id))
     if result is None or not result.outcome:
         return _("Chưa có kết quả cuối năm được giáo viên chủ nhiệm xác nhận.")
-    if result.outcome == Outcome.NOT_COMPLETED and result.promoted is None:
+    if result.outcome == Outcome.NOT_COMPLETED and result.promoted is None and not result.supplementary_passed:
         return _("Chờ đánh giá bổ sung và quyết định lên lớp của Hiệu trưởng.")
     return None
 

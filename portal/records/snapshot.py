@@ -30,7 +30,7 @@ from portal.assessment.models import (
 from portal.extensions import db
 from portal.i18n import local_zone
 from portal.records.content import CONTENT_FORMAT
-from portal.results.services import YEAR_END_PERIOD, class_catalogue
+from portal.results.services import YEAR_END_PERIOD, YEAR_END_TITLES, class_catalogue
 from tenants.models import Membership, MembershipRole, School, User
 from tenants.roles import Role
 
@@ -75,18 +75,48 @@ def pupil_enrolments(pupil: Pupil, up_to: SchoolYear) -> list[Enrolment]:
 
 def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dict[str, Any]) -> dict[str, Any]:
     """The whole record of `pupil` up to `year`; `record` is the version's own part (code, number...)."""
+    from portal.interop.received import received_years
+
     principal = principal_name(school)
     enrolments = pupil_enrolments(pupil, year)
     district = school.district
+    own = {e.school_class.school_year.name for e in enrolments}
+    # Years spent at an earlier school come from the record it issued and signed (received with the
+    # transfer or returned by the city), as it issued them; a year this school taught is its own.
+    received = [(page, rows) for page, rows in received_years(pupil)
+                if page["school_year"] not in own and page["school_year"] <= year.name]
+    # A past year names the principal of that year, as signed on the pupil's record then; today's otherwise.
+    signed_by = principals_signed(pupil)
+    signed_by.pop(year.name, None)  # the record's own year is signed by today's principal
+    history = [history_row(e, school, signed_by.get(e.school_class.school_year.name, principal)) for e in enrolments]
+    history += [row for _page, rows in received for row in rows]
+    years = [year_page(e, school, signed_by.get(e.school_class.school_year.name, principal)) for e in enrolments]
+    years += [page for page, _rows in received]
     return {
         "format": CONTENT_FORMAT,
         "record": record,
         "school": {"name": text(school.name), "moet_code": text(school.moet_code), "commune": text(school.commune),
                    "district": district_area(school), "city": text(district.city), "principal": principal},
         "pupil": identity(pupil),
-        "history": [history_row(e, school, principal) for e in enrolments],
-        "years": [year_page(e, school, principal) for e in enrolments],
+        "history": sorted(history, key=lambda row: row["school_year"]),
+        "years": sorted(years, key=lambda page: page["school_year"]),
     }
+
+
+def principals_signed(pupil: Pupil) -> dict[str, str]:
+    """School year -> the principal named on the year pages of the pupil's records issued here before (the
+    newest record saying so wins): a later principal does not rewrite who confirmed an earlier year."""
+    from portal.records.models import RecordStatus, RecordVersion
+
+    found: dict[str, str] = {}
+    for content in db.session.scalars(sa.select(RecordVersion.content).where(
+            RecordVersion.pupil_id == pupil.id,
+            RecordVersion.status.in_([RecordStatus.ISSUED, RecordStatus.SUPERSEDED]))
+            .order_by(RecordVersion.number)):
+        for page in (content or {}).get("years") or []:
+            if page.get("source") == "this_school" and page.get("principal"):
+                found[page["school_year"]] = page["principal"]
+    return found
 
 
 def identity(pupil: Pupil) -> dict[str, Any]:
@@ -126,12 +156,20 @@ def year_page(enrolment: Enrolment, school: School, principal: str | None) -> di
         "subjects": subject_rows(enrolment, school_class, period),
         **trait_rows(enrolment, school_class, period),
         **result_fields(result),
-        "awards": [{"title": text(a.title), "awarded_on": iso(a.awarded_on)} for a in db.session.scalars(
-            sa.select(Award).where(Award.enrolment_id == enrolment.id).order_by(Award.awarded_on, Award.id))],
+        "awards": [{"title": text(a.title), "awarded_on": iso(a.awarded_on)} for a in sorted(db.session.scalars(
+            sa.select(Award).where(Award.enrolment_id == enrolment.id)), key=award_order)],
         "place": place_of(school),
         "dated_on": iso(dated_on(result, year)),
     }
     return page
+
+
+def award_order(award: Award) -> tuple[int, date, int]:
+    """The year-end title first, then the ad-hoc awards by date, then any undated ad-hoc award (one that
+    came without its date), each group in the order entered; the same on every database."""
+    if award.awarded_on is None:
+        return (0 if award.title in YEAR_END_TITLES else 2, date.min, award.id)
+    return (1, award.awarded_on, award.id)
 
 
 def measurements(enrolment: Enrolment, year: SchoolYear) -> dict[str, Any]:
@@ -185,8 +223,19 @@ def result_fields(result: YearResult | None) -> dict[str, Any]:
         "outcome_label": outcome.label if outcome else None,
         "completion": text(result.completion) if result else None,
         "promoted": result.promoted if result else None,
-        "supplementary_note": (text(result.supplementary_note) or "") if result else "",
+        "supplementary_note": supplementary_text(result),
     }
+
+
+def supplementary_text(result: YearResult | None) -> str:
+    """Section 6's supplementary assessment: its date, what was assessed and its result (Điều 11)."""
+    if result is None:
+        return ""
+    note = text(result.supplementary_note) or ""
+    if result.supplementary_on is None or result.supplementary_passed is None:
+        return note
+    verdict = "Hoàn thành" if result.supplementary_passed else "Chưa hoàn thành"
+    return f"Ngày {result.supplementary_on:%d/%m/%Y}: {note.rstrip('.')}. Kết quả: {verdict}."
 
 
 OFFICE_PREFIXES = ("Phòng Giáo dục và Đào tạo ", "Phòng GD&ĐT ", "Phòng GDĐT ")

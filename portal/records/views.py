@@ -20,6 +20,7 @@ from portal.assessment.models import SchoolClass
 from portal.extensions import db
 from portal.records import (
     draft_mark,
+    exporters,
     pdf,
     sections,
     services,
@@ -168,6 +169,18 @@ def download_pdf(version_id: int) -> Response:
 def download_xml(version_id: int) -> Response:
     version = _viewable_version(version_id)
     return _send(version, version.xml_digest, "xml", "application/xml")
+
+
+@bp.route("/records/<int:version_id>/hoc-ba.json")
+@require(Permission.VIEW_RECORDS)
+def download_json(version_id: int) -> Response:
+    """The record's content as canonical JSON (the form its content hash is taken of)."""
+    version = _viewable_version(version_id)
+    _log_download(version, "json")
+    db.session.commit()
+    response = Response(exporters.canonical_json(version.content), mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="{file_name(version, "json")}"'
+    return response
 
 
 def _send(version: RecordVersion, digest: str, kind: str, mimetype: str) -> Response:

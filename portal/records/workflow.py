@@ -372,10 +372,24 @@ def return_to_homeroom(version: RecordVersion, reason: str, *, actor: User) -> N
     services.set_status(version, RecordStatus.RETURNED, actor=actor, reason=reason.strip())
 
 
+def _require_not_transferred(version: RecordVersion) -> None:
+    """A record that went along with its pupil to another school is frozen here: the receiving school holds
+    it as received, verified, and continues the pupil's record; a change here would not reach it."""
+    from portal.interop.models import PupilTransfer, TransferState
+
+    for transfer in db.session.scalars(sa.select(PupilTransfer).where(
+            PupilTransfer.pupil_id == version.pupil_id,
+            PupilTransfer.state.in_([TransferState.RELEASED, TransferState.ACCEPTED]))):
+        if version.id in (transfer.record_version_ids or []):
+            raise WorkflowError(_("Học bạ này đã chuyển theo học sinh sang trường khác: trường cũ không hủy, "
+                                  "không điều chỉnh được nữa."))
+
+
 def cancel(version: RecordVersion, reason: str, *, actor: User) -> None:
     """Hủy: an issued record stops being valid; it is kept, with the date and the reason."""
     if version.status != RecordStatus.ISSUED:
         raise WorkflowError(_("Chỉ hủy được học bạ đã ban hành."))
+    _require_not_transferred(version)
     if not reason.strip():
         raise WorkflowError(_("Hãy ghi lý do hủy."))
     services.set_status(version, RecordStatus.CANCELLED, actor=actor, reason=reason.strip())
@@ -385,6 +399,7 @@ def correct(school: School, version: RecordVersion, reason: str, *, actor: User)
     """Điều chỉnh: a new version from today's data, to be signed again; it supersedes this one when issued."""
     if version.status != RecordStatus.ISSUED:
         raise WorkflowError(_("Chỉ điều chỉnh được học bạ đã ban hành."))
+    _require_not_transferred(version)
     if not reason.strip():
         raise WorkflowError(_("Hãy ghi lý do điều chỉnh."))
     pending = db.session.scalar(sa.select(RecordVersion).where(RecordVersion.replaces_id == version.id,

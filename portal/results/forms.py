@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, HiddenField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from portal.assessment.classification import Outcome
 from portal.forms import PortalForm
@@ -47,7 +47,17 @@ class AwardForm(ActionForm):
 
 
 class SupplementaryForm(ActionForm):
+    """The supplementary assessment (Điều 11): when, what was assessed, and whether the pupil now completes."""
+
+    assessed_on = VnDateField(_l("Ngày đánh giá bổ sung"), validators=[Optional()])
     note = TextAreaField(_l("Kết quả đánh giá bổ sung"), validators=[DataRequired(), Length(max=4000)])
+    passed = RadioField(_l("Kết quả sau đánh giá bổ sung"), validators=[Optional()],
+                        choices=[SelectChoice("1", _l("Hoàn thành chương trình (lên lớp)")),
+                                 SelectChoice("0", _l("Chưa hoàn thành: chờ quyết định của Hiệu trưởng"))])
+
+    def validate_passed(self, field: RadioField) -> None:
+        if (field.data in ("0", "1")) != (self.assessed_on.data is not None):
+            raise ValidationError(_l("Ghi cả ngày đánh giá bổ sung và kết quả, hoặc để trống cả hai."))
 
 
 class PromotionForm(ActionForm):

@@ -163,9 +163,17 @@ class PupilResult:
         return self.outcome is Outcome.GOOD and not self.mismatch
 
     @property
+    def completed_after_supplementary(self) -> bool:
+        """Chưa hoàn thành at first, completion confirmed by the supplementary assessment (Điều 11)."""
+        return self.outcome is Outcome.NOT_COMPLETED and self.stored is not None and bool(
+            self.stored.supplementary_passed)
+
+    @property
     def awaiting_decision(self) -> bool:
-        """Chưa hoàn thành with no decision of the principal yet (signing waits for it, not on it)."""
-        return self.outcome is Outcome.NOT_COMPLETED and self.stored is not None and self.stored.promoted is None
+        """Chưa hoàn thành, not completing after a supplementary assessment, and no decision of the principal
+        yet (signing waits for it, not on it)."""
+        return (self.outcome is Outcome.NOT_COMPLETED and self.stored is not None and self.stored.promoted is None
+                and not self.stored.supplementary_passed)
 
 
 def _is_year_end_title(award: Award) -> bool:
@@ -363,7 +371,9 @@ def _store_outcome(school: School, school_class: SchoolClass, entry: PupilResult
                  reasons=list(entry.computed.reasons))
     if outcome is not Outcome.NOT_COMPLETED:
         # Help, a supplementary assessment and a promotion decision concern only Chưa hoàn thành.
-        after.update(supplementary_note="", promoted=None)
+        after.update(supplementary_note="", supplementary_on=None, supplementary_passed=None, promoted=None)
+    elif result.supplementary_passed:
+        after.update(completion=result.completion)  # what the supplementary assessment confirmed stays
     changes = audit.diff(before, after)
     if not changes:
         return False
@@ -382,7 +392,8 @@ def _store_outcome(school: School, school_class: SchoolClass, entry: PupilResult
 def _snapshot(result: YearResult) -> dict[str, Any]:
     return {"outcome": result.outcome, "computed_outcome": result.computed_outcome,
             "reasons": list(result.reasons or []), "completion": result.completion,
-            "supplementary_note": result.supplementary_note or "", "promoted": result.promoted}
+            "supplementary_note": result.supplementary_note or "", "supplementary_on": result.supplementary_on,
+            "supplementary_passed": result.supplementary_passed, "promoted": result.promoted}
 
 
 def _sync_titles(school: School, entry: PupilResult, outcome: Outcome, *, actor: User) -> None:
@@ -501,10 +512,43 @@ def set_supplementary_note(school: School, school_class: SchoolClass, entry: Pup
     return True
 
 
+def record_supplementary(school: School, school_class: SchoolClass, entry: PupilResult, *, on: date, note: str,
+                         passed: bool, actor: User) -> bool:
+    """The supplementary assessment (Điều 11) of a pupil who did not complete: its date, what was assessed,
+    and whether she now completes. Passing confirms completion of the grade (grade 5: of primary school)
+    without touching the year-end ratings or the first result; failing leaves the decision to the principal."""
+    result = _require_not_completed(entry)
+    note = " ".join(note.split())
+    if not note:
+        raise ResultsError(_("Cần ghi nội dung đánh giá bổ sung."))
+    year = school_class.school_year
+    if on < year.starts_on:
+        raise ResultsError(_("Ngày đánh giá bổ sung phải sau ngày bắt đầu năm học %(y)s.", y=year.name))
+    before = _snapshot(result)
+    after = dict(before, supplementary_note=note, supplementary_on=on, supplementary_passed=passed,
+                 completion=completion_text(Outcome.COMPLETED, school_class.grade) if passed else None)
+    if passed:
+        after["promoted"] = None  # completing, the pupil moves up: no decision of the principal is needed
+    changes = audit.diff(before, after)
+    if not changes:
+        return False
+    for name, value in after.items():
+        setattr(result, name, value)
+    if passed:
+        result.decided_by_id = result.decided_at = None
+    audit.record("results.supplementary_recorded", actor=actor, school_id=school.id, obj=entry.enrolment,
+                 summary=entry.pupil.full_name, changes=changes)
+    _clear_review(entry, actor=actor, reason="results.supplementary_recorded")
+    return True
+
+
 def decide_promotion(school: School, school_class: SchoolClass, entry: PupilResult, promoted: bool, *,
                      actor: User) -> bool:
     """The principal's decision after the supplementary assessment: được lên lớp, or not."""
     result = _require_not_completed(entry)
+    if result.supplementary_passed:
+        raise ResultsError(_("%(n)s đã hoàn thành sau đánh giá bổ sung: không cần quyết định của Hiệu trưởng.",
+                             n=entry.pupil.full_name))
     if not (result.supplementary_note or "").strip():
         raise ResultsError(_("Cần có kết quả đánh giá bổ sung của giáo viên chủ nhiệm trước khi quyết định."))
     changes = audit.diff({"promoted": result.promoted}, {"promoted": promoted})

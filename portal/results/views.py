@@ -169,7 +169,9 @@ def pupil(class_id: int, pupil_id: int) -> str:
         form=ActionForm(back="pupil"), outcome_form=OutcomeForm(back="pupil", outcome=stored.outcome if stored else ""),
         exemplary_form=ExemplaryForm(back="pupil", recognised=entry.exemplary),
         award_form=AwardForm(back="pupil"),
-        supplementary_form=SupplementaryForm(back="pupil", note=stored.supplementary_note if stored else ""),
+        supplementary_form=SupplementaryForm(back="pupil", note=stored.supplementary_note if stored else "",
+                                             assessed_on=stored.supplementary_on if stored else None,
+                                             passed=_promoted_choice(stored.supplementary_passed if stored else None)),
         promotion_form=PromotionForm(back="pupil", promoted=_promoted_choice(stored.promoted if stored else None)))
 
 
@@ -271,7 +273,9 @@ def delete_award(class_id: int, award_id: int) -> Response:
 def set_supplementary(class_id: int, pupil_id: int) -> Response:
     return _gvcn_action(
         SupplementaryForm,
-        lambda c, e, f: services.set_supplementary_note(g.school, c, e, f.note.data, actor=current_user),
+        lambda c, e, f: services.record_supplementary(g.school, c, e, on=f.assessed_on.data, note=f.note.data,
+                                                      passed=f.passed.data == "1", actor=current_user)
+        if f.assessed_on.data else services.set_supplementary_note(g.school, c, e, f.note.data, actor=current_user),
         class_id, pupil_id, _("Đã lưu kết quả đánh giá bổ sung."))
 
 

@@ -20,6 +20,22 @@ YEAR_NAME = re.compile(r"^(\d{4})-(\d{4})$")
 CLASS_NAME = re.compile(r"^([1-5])[A-Z0-9]{1,3}$")
 
 
+def school_year_start(day: date) -> int:
+    """The calendar year in which the school year holding `day` began: a school year runs from
+    September to the summer's end, so January to August belong to the year begun the September before."""
+    return day.year if day.month >= 9 else day.year - 1
+
+
+def year_label(start: int) -> str:
+    """ 2026 -> "2026-2027"."""
+    return f"{start}-{start + 1}"
+
+
+def school_year_label(day: date) -> str:
+    """The label of the school year holding `day` ("2026-2027" on 06/12/2026)."""
+    return year_label(school_year_start(day))
+
+
 class SetupError(ValueError):
     """A set-up change that cannot be made; the message is for the user."""
 
@@ -77,6 +93,31 @@ def set_entry_window(school: School, period: Period, opens_on: date | None, clos
     if changes:
         audit.record("period.window_set", actor=actor, school_id=school.id, obj=period, summary=period.name,
                      changes=changes)
+
+
+def set_thresholds(school: School, year: SchoolYear, *, excellent: int | None = None, good: int | None = None,
+                   completed: int | None = None, actor: User | None) -> bool:
+    """Change the year's Điều 9 score thresholds (those given); every year-end result is computed with them,
+    so confirmed results that no longer match show as stale for the GVCN to confirm again."""
+    from portal.assessment.classification import Thresholds
+
+    before = {"excellent": year.excellent_min_score, "good": year.good_min_score,
+              "completed": year.completed_min_score}
+    after = {"excellent": before["excellent"] if excellent is None else excellent,
+             "good": before["good"] if good is None else good,
+             "completed": before["completed"] if completed is None else completed}
+    try:
+        Thresholds(after["excellent"], after["good"], after["completed"])
+    except ValueError as exc:
+        raise SetupError(_("Ngưỡng điểm không hợp lệ: %(e)s", e=exc)) from exc
+    changes = audit.diff(before, after)
+    if not changes:
+        return False
+    year.excellent_min_score, year.good_min_score, year.completed_min_score = (
+        after["excellent"], after["good"], after["completed"])
+    audit.record("school_year.thresholds_set", actor=actor, school_id=school.id, obj=year, summary=year.name,
+                 changes=changes)
+    return True
 
 
 def create_classes(school: School, year: SchoolYear, names: str, *, actor: User) -> list[SchoolClass]:

@@ -19,7 +19,10 @@ bp = school_blueprint("schoolyear", __name__)
 
 
 def init_app(app: Flask) -> None:
+    from portal.schoolyear.commands import cli
+
     app.register_blueprint(bp)
+    app.cli.add_command(cli)
 
 
 def _year_or_404(year_id: int) -> SchoolYear:
@@ -130,3 +133,28 @@ def class_teachers(class_id: int) -> str | Response:
             flash(_("Đã lưu phân công lớp %(c)s.", c=school_class.name), "success")
             return redirect(url_for("schoolyear.year", year_id=school_class.school_year_id))
     return render_template("schoolyear/class_teachers.html", school_class=school_class, form=form)
+
+
+@bp.route("/years/<int:year_id>/next", methods=["GET", "POST"])
+@require(Permission.MANAGE_SCHOOL_YEAR)
+def start_next(year_id: int) -> str | Response:
+    """The next year from this one: the proposal first (a dry run), then, confirmed, the year itself."""
+    from portal.forms import PortalForm
+    from portal.schoolyear import rollover
+
+    source = _year_or_404(year_id)
+    form = PortalForm()
+    if form.validate_on_submit():
+        try:
+            result = rollover.start_next_year(g.school, source, actor=current_user, dry_run=False)
+        except services.SetupError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            flash(_("Đã bắt đầu năm học %(n)s: hãy phân công giáo viên chủ nhiệm và giáo viên bộ môn.",
+                    n=result.name), "success")
+            started = next(y for y in services.list_years(g.school) if y.name == result.name)
+            return redirect(url_for("schoolyear.year", year_id=started.id))
+    proposal = rollover.start_next_year(g.school, source, actor=current_user, dry_run=True)
+    return render_template("schoolyear/next.html", source=source, proposal=proposal, form=form)

@@ -1,18 +1,27 @@
-"""The demo district's assessment data: the school year 2024-2025 at every demo school, with classes,
-teachers, pupils and the ratings of every period whose entry window had opened by `today`.
+"""The demo district's assessment data: every Học bạ số school year from 2024-2025 up to the one `today`
+falls in, at every demo school, with classes, teachers, pupils moving up a grade each year, the ratings
+of every period whose entry window had opened by `today`, and the year-end results of the years that
+are over.
 
 Demo data only, made up but realistic, so that every page has something true-to-life to show:
 - names drawn from Southern Vietnamese family-name frequencies, with a few Hoa and Khmer pupils;
 - levels T/H/C about 55/42/3 % and qualities and competencies T/Đ/C about 60/38/2 %, correlated per
-  pupil (a strong pupil is strong almost everywhere), with fewer C as the year goes on, so the year-end
-  results spread roughly as in a real school: a fifth Hoàn thành xuất sắc, a few Chưa hoàn thành;
+  pupil (a strong pupil is strong almost everywhere, year after year), with fewer C as the year goes
+  on, so the year-end results spread roughly as in a real school: a fifth Hoàn thành xuất sắc, a few
+  Chưa hoàn thành;
 - test scores (integers 1-10) only in the periods where the catalogue tests the subject, in line with
   the level; height and weight growing with age; absences.
-Year results and review marks are left to the teachers, except at Lê Quang Định, where most pupils'
-identity data is already marked reviewed so that the review progress page has something to show.
+- a year that is over has its results confirmed and reviewed; a pupil not completing gets a
+  supplementary assessment and the principal's decision, and stays in her grade when not promoted.
+  Grade 5 leaves; a new grade 1 comes every year.
+- the current year is partway through: the periods whose window has passed are entered, and when no
+  window is open today the next one opens today, so that the grids take entries.
+At Lê Quang Định most pupils' identity data is marked reviewed so that the review progress page has
+something to show.
 
-Fast and safe to run again: rows go in with bulk inserts, one school at a time in its own tenant
-scope, and a school that already has the year is left as it is. Every school draws from its own
+Fast and safe to run again, on any later day: rows go in with bulk inserts, one school at a time in its
+own tenant scope; a year already there is kept, and only what the days since have added (a period's
+ratings, a year's results, the next year) is built. Every school, year and period draws from its own
 seeded generator, so the data is the same on every machine and whichever schools are built.
 """
 
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,7 +40,9 @@ import sqlalchemy as sa
 
 from portal import audit
 from portal.assessment.catalogue import build_year
+from portal.assessment.classification import Outcome, completion_text
 from portal.assessment.models import (
+    Award,
     Enrolment,
     EnrolmentStatus,
     Period,
@@ -42,27 +53,53 @@ from portal.assessment.models import (
     SubjectRating,
     TeachingAssignment,
     TraitRating,
+    YearResult,
 )
 from portal.demo import SCHOOLS
 from portal.extensions import db, utcnow
+from portal.schoolyear.services import school_year_start, year_label
 from tenants.models import School, User
 from tenants.scoping import school_scope
 
+FIRST_YEAR = 2024  # the district's first Học bạ số year: 2024-2025
 YEAR_NAME = "2024-2025"
-YEAR_STARTS, YEAR_ENDS = date(2024, 9, 5), date(2025, 5, 31)
-# When teachers may enter each period's ratings, both days included. Each window opens once the
-# period's tests are marked: mid-term I at the end of October, end of term I in the first week of
-# January (before Tết, 29/01/2025), mid-term II mid-March, year end early May. The CN window runs to
-# the last day of the year, past the plan's review deadlines (16 and 19/05) and grade 5's issue (30/05).
+
+
+def year_dates(start: int) -> tuple[date, date]:
+    """The first and last day of the school year starting in September of `start`."""
+    return date(start, 9, 5), date(start + 1, 5, 31)
+
+
+# When teachers may enter each period's ratings, both days included, in the year starting 2024 (later
+# years move by whole years). Each window opens once the period's tests are marked: mid-term I at the
+# end of October, end of term I in the first week of January (before Tết), mid-term II mid-March, year
+# end early May. The CN window runs to the last day of the year, past the plan's review deadlines (16
+# and 19/05) and grade 5's issue (30/05).
 ENTRY_WINDOWS: dict[str, tuple[date, date]] = {
     "GHK1": (date(2024, 11, 4), date(2024, 11, 15)),
     "CHK1": (date(2025, 1, 6), date(2025, 1, 17)),
     "GHK2": (date(2025, 3, 24), date(2025, 4, 4)),
     "CN": (date(2025, 5, 12), date(2025, 5, 31)),
 }
-# The plan: identity data of all pupils reviewed in CSDL ngành by 16/05/2025.
+# The plan: identity data of all pupils reviewed in CSDL ngành by 16/05 (of 2025, then every year).
 IDENTITY_REVIEW_DAYS = (date(2025, 5, 5), date(2025, 5, 16))
 REVIEWED_SCHOOL, REVIEWED_SHARE = "lequangdinh", 0.8
+
+
+def _moved(day: date, start: int) -> date:
+    return day.replace(year=day.year + start - FIRST_YEAR)
+
+
+def entry_windows(start: int, today: date) -> dict[str, tuple[date, date]]:
+    """The windows of the year starting in `start`; in the year under way, when no window is open today,
+    the next one opens today (a school lets teachers enter as they go), so that the demo's grids take entries."""
+    windows = {code: (_moved(opens, start), _moved(closes, start)) for code, (opens, closes) in ENTRY_WINDOWS.items()}
+    starts_on, ends_on = year_dates(start)
+    if starts_on <= today <= ends_on and not any(o <= today <= c for o, c in windows.values()):
+        code, (_opens, closes) = next((c, w) for c, w in windows.items() if w[0] > today)
+        windows[code] = (today, closes)
+    return windows
+
 
 CLASSES = ("1A", "2A", "3A", "4A", "5A")
 EXTRA_CLASSES = {"lequangdinh": ("5B",)}  # the principal's school has two grade-5 classes
@@ -74,13 +111,18 @@ SUBJECT_TEACHERS = {"ngoai_ngu_1": "gvbm1", "tin_hoc": "gvbm1", "am_nhac": "gvbm
 # them teaches a minority language.
 TAUGHT_OPTIONAL = frozenset({"ngoai_ngu_1"})
 PUPILS_PER_CLASS = (25, 35)
+# A pupil not completing gets help over the summer and a supplementary assessment; most then complete,
+# and the principal promotes most of the others; a few stay in their grade.
+COMPLETED_AFTER_SUPPLEMENTARY = 0.6
+PROMOTED_AFTER_SUPPLEMENTARY = 0.6
 
-COUNTED = ("schools", "classes", "pupils", "enrolments", "teaching_assignments", "subject_ratings", "trait_ratings",
-           "period_notes", "identity_reviewed")
+COUNTED = ("schools", "years", "classes", "pupils", "enrolments", "teaching_assignments", "subject_ratings",
+           "trait_ratings", "period_notes", "identity_reviewed", "year_results")
 
 
 def build_assessment_demo(today: date, *, schools: Collection[str] | None = None) -> dict[str, int]:
-    """Give the demo schools (or those named) the year 2024-2025 as of `today`; returns what was created."""
+    """Give the demo schools (or those named) every year from 2024-2025 up to `today`'s, as of `today`;
+    returns what was created."""
     created = Counter(dict.fromkeys(COUNTED, 0))
     for number, (code, _name, commune) in enumerate(SCHOOLS, start=1):
         if schools is not None and code not in schools:
@@ -89,10 +131,16 @@ def build_assessment_demo(today: date, *, schools: Collection[str] | None = None
         if school is None:
             continue
         with school_scope(school.id):
-            if db.session.scalar(sa.select(SchoolYear.id).where(SchoolYear.name == YEAR_NAME)) is None:
-                builder = _SchoolBuilder(school, number, commune, today)
-                created.update(builder.build())
+            added = _SchoolBuilder(school, number, commune, today).build()
+            if any(added.values()):
+                added["schools"] = 1
+            created.update(added)
     return dict(created)
+
+
+def demo_years(today: date) -> list[str]:
+    """The labels of the demo's years as of `today`, oldest first."""
+    return [year_label(start) for start in range(FIRST_YEAR, max(FIRST_YEAR, school_year_start(today)) + 1)]
 
 
 # --- people --------------------------------------------------------------------------------------------
@@ -240,7 +288,7 @@ TRAIT_C_COMMENT = "Cần cố gắng hơn; giáo viên và gia đình cùng nh�
 
 @dataclass(frozen=True)
 class _Learner:
-    """A pupil as the generator sees her: how strong she is drives every rating."""
+    """A pupil as the generator sees her: how strong she is drives every rating, every year."""
 
     enrolment_id: int
     gender: str
@@ -249,6 +297,15 @@ class _Learner:
     conduct: float  # correlated with ability: qualities and competencies
     growth: float  # height against the age's average, in standard deviations
     bmi: float
+
+    @classmethod
+    def of(cls, school_code: str, enrolment_id: int, pupil_code: str, gender: str, birth_date: date,
+           personal_plan: bool) -> _Learner:
+        # Drawn from the pupil's own seed, so that the same pupil is as strong in every year and every run.
+        rng = random.Random(f"hocba-demo-pupil-{school_code}-{pupil_code}")
+        ability = rng.gauss(0, 1) - (1.2 if personal_plan else 0)
+        return cls(enrolment_id, gender, birth_date, ability, conduct=0.85 * ability + 0.53 * rng.gauss(0, 1),
+                   growth=rng.gauss(0, 1), bmi=min(27.0, max(12.5, rng.gauss(15.4, 2.0))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,23 +319,25 @@ class _Sheet:
     entered: datetime
 
 
+PENDING = (TeachingAssignment, SubjectRating, TraitRating, PeriodNote, YearResult, Award)
+
+
 class _SchoolBuilder:
-    """Builds one school's year: the catalogue and classes through the ORM, the rest with bulk inserts."""
+    """Builds one school's years: catalogue and classes through the ORM, the rest with bulk inserts."""
 
     def __init__(self, school: School, number: int, commune: str, today: date) -> None:
         self.school, self.number, self.commune, self.today = school, number, commune, today
         self.school_id = school.id
         self.rng = random.Random(f"hocba-demo-{school.code}")
         self.now = utcnow()
-        self.serial = 0
+        self.serial = db.session.scalar(sa.select(sa.func.count()).select_from(Pupil)) or 0
         self.created: Counter[str] = Counter()
         # Rows to insert, per model, in an order that keeps foreign keys satisfied.
-        self.pending: dict[Any, list[dict[str, Any]]] = {m: [] for m in (TeachingAssignment, SubjectRating,
-                                                                         TraitRating, PeriodNote)}
+        self.pending: dict[Any, list[dict[str, Any]]] = {m: [] for m in PENDING}
         self.teachers = self._teachers()
 
     def _teachers(self) -> dict[str, int]:
-        prefixes = sorted({*HOMEROOM.values(), *SUBJECT_TEACHERS.values()})
+        prefixes = sorted({"ht", *HOMEROOM.values(), *SUBJECT_TEACHERS.values()})
         wanted = {f"{prefix}.{self.school.code}": prefix for prefix in prefixes}
         found = dict(db.session.execute(sa.select(User.username, User.id).where(User.username.in_(wanted))).all())
         missing = sorted(set(wanted) - set(found))
@@ -287,83 +346,111 @@ class _SchoolBuilder:
         return {wanted[username]: user_id for username, user_id in found.items()}
 
     def build(self) -> Counter[str]:
-        year = build_year(self.school_id, YEAR_NAME, YEAR_STARTS, YEAR_ENDS)
+        previous: SchoolYear | None = None
+        for start in range(FIRST_YEAR, school_year_start(self.today) + 1):
+            year = db.session.scalar(sa.select(SchoolYear).where(SchoolYear.name == year_label(start)))
+            if year is None:
+                year = self._new_year(start, previous)
+            self._fill_periods(year)
+            self._flush()
+            if self.today > year.ends_on:
+                self._settle(year)
+                self._flush()
+            previous = year
+        return self.created
+
+    def _flush(self) -> None:
+        # One plain executemany per table: Core, as the ORM's bulk insert would spend a second more on
+        # per-row bookkeeping that rows without relationships do not need.
+        for model, rows in self.pending.items():
+            if rows:
+                db.session.execute(sa.insert(model.__table__), rows)
+                self.created[model.__tablename__] += len(rows)
+                rows.clear()
+
+    # --- a new year ----------------------------------------------------------------------------------
+
+    def _new_year(self, start: int, previous: SchoolYear | None) -> SchoolYear:
+        name = year_label(start)
+        starts_on, ends_on = year_dates(start)
+        self.rng = random.Random(f"hocba-demo-{self.school.code}-{name}")
+        # A new year copies the last one's catalogue and thresholds, as the school's set-up page does.
+        year = build_year(self.school_id, name, starts_on, ends_on, copy_from=previous)
+        windows = entry_windows(start, self.today)
         for period in year.periods:
-            period.entry_opens_on, period.entry_closes_on = ENTRY_WINDOWS[period.code]
+            period.entry_opens_on, period.entry_closes_on = windows[period.code]
         names = CLASSES + EXTRA_CLASSES.get(self.school.code, ())
         classes = [SchoolClass(school_id=self.school_id, school_year=year, name=name, grade=int(name[0]),
                                homeroom_teacher_id=self.teachers[HOMEROOM[name]]) for name in names]
         db.session.add(year)
         db.session.add_all(classes)
         db.session.flush()
+        moving = self._moving_up(previous) if previous is not None else {}
+        for grade in sorted({c.grade for c in classes}):
+            group = [c for c in classes if c.grade == grade]
+            if previous is None or grade == 1:
+                for school_class in group:
+                    self._new_pupils(start, school_class)
+            # Pupils moving up (and those kept in their grade) are shared out among the grade's classes.
+            for index, pupil_id in enumerate(moving.get(grade, [])):
+                self._enrol(year, group[index % len(group)], [pupil_id])
         for school_class in classes:
-            self._fill_class(year, school_class)
-        # One plain executemany per table for the whole school: Core, as the ORM's bulk insert would
-        # spend a second more on per-row bookkeeping that rows without relationships do not need.
-        for model, rows in self.pending.items():
-            db.session.execute(sa.insert(model.__table__), rows)
-            self.created[model.__tablename__] += len(rows)
-        self.created.update(schools=1, classes=len(classes))
+            self.pending[TeachingAssignment].extend(
+                {"school_id": self.school_id, "class_id": school_class.id, "subject_id": subject.id,
+                 "teacher_id": teacher} for subject, _spec, teacher in self._taught(year, school_class))
+        self.created.update(years=1, classes=len(classes))
         audit.record("demo.assessment_built", actor=None, school_id=self.school_id, obj=year,
-                     summary=f"{self.school.name}: {YEAR_NAME}", changes=dict(self.created))
-        return self.created
+                     summary=f"{self.school.name}: {name}", changes={"classes": len(classes)})
+        return year
 
-    def _fill_class(self, year: SchoolYear, school_class: SchoolClass) -> None:
-        grade, homeroom = school_class.grade, school_class.homeroom_teacher_id
-        specs = [(s, spec) for s in year.subjects if (spec := s.for_grade(grade)) is not None
-                 and (not spec.optional or s.code in TAUGHT_OPTIONAL)]
-        traits = [t for t in year.traits if t.from_grade <= grade]
-        teacher_of = {s.id: self.teachers.get(SUBJECT_TEACHERS.get(s.code, ""), homeroom) for s, _spec in specs}
-        self.pending[TeachingAssignment].extend(
-            {"school_id": self.school_id, "class_id": school_class.id, "subject_id": subject_id, "teacher_id": teacher}
-            for subject_id, teacher in teacher_of.items())
-        learners = self._pupils(school_class)
-        periods = [p for p in year.periods if ENTRY_WINDOWS[p.code][0] <= self.today]
-        for subject, spec in specs:
-            subject_id, teacher = subject.id, teacher_of[subject.id]
-            skills = [self.rng.gauss(0, 1) for _learner in learners]  # a pupil's knack for this subject
-            comments = SUBJECT_COMMENTS.get(subject.code, _GENERIC)
-            for period in periods:
-                sheet, tested = self._sheet(period), spec.is_tested(period.code)
-                self.pending[SubjectRating].extend(
-                    self._subject_rating(learner, skill, sheet, subject_id, tested, comments, teacher)
-                    for learner, skill in zip(learners, skills, strict=True))
-        for period in periods:
-            sheet = self._sheet(period)
-            for trait in traits:
-                trait_id, comments = trait.id, TRAIT_COMMENTS.get(trait.code, ("Thực hiện tốt.", "Đạt yêu cầu."))
-                self.pending[TraitRating].extend(
-                    self._trait_rating(learner, sheet, trait_id, comments, homeroom) for learner in learners)
-            self.pending[PeriodNote].extend(self._period_note(learner, sheet) for learner in learners)
+    def _moving_up(self, previous: SchoolYear) -> dict[int, list[int]]:
+        """Next year's grade -> pupil ids: promoted a grade, or kept by the principal's decision; grade 5
+        completes primary school and leaves, as do pupils who moved away."""
+        rows = db.session.execute(
+            sa.select(Enrolment.pupil_id, SchoolClass.grade, YearResult.outcome, YearResult.promoted)
+            .join(SchoolClass, SchoolClass.id == Enrolment.class_id)
+            .outerjoin(YearResult, YearResult.enrolment_id == Enrolment.id)
+            .where(Enrolment.school_year_id == previous.id,
+                   Enrolment.status.in_((EnrolmentStatus.STUDYING, EnrolmentStatus.TRANSFERRED_IN)))
+            .order_by(Enrolment.pupil_id)).all()
+        moving: dict[int, list[int]] = defaultdict(list)
+        for pupil_id, grade, outcome, promoted in rows:
+            kept = outcome == Outcome.NOT_COMPLETED.value and promoted is False
+            moving[grade if kept else grade + 1].append(pupil_id)
+        moving.pop(6, None)
+        return moving
+
+    def _taught(self, year: SchoolYear, school_class: SchoolClass) -> list[tuple[Any, Any, int]]:
+        """(subject, its grade settings, teacher) of every subject the class is taught."""
+        homeroom = school_class.homeroom_teacher_id
+        return [(s, spec, self.teachers.get(SUBJECT_TEACHERS.get(s.code, ""), homeroom))  # type: ignore[misc]
+                for s in year.subjects if (spec := s.for_grade(school_class.grade)) is not None
+                and (not spec.optional or s.code in TAUGHT_OPTIONAL)]
+
+    def _enrol(self, year: SchoolYear, school_class: SchoolClass, pupil_ids: list[int]) -> None:
+        db.session.execute(sa.insert(Enrolment.__table__), [
+            {"school_id": self.school_id, "pupil_id": pupil_id, "school_year_id": year.id,
+             "class_id": school_class.id, "status": EnrolmentStatus.STUDYING.value, "enrolled_on": year.starts_on}
+            for pupil_id in pupil_ids])
+        self.created["enrolments"] += len(pupil_ids)
 
     # --- pupils --------------------------------------------------------------------------------------
 
-    def _pupils(self, school_class: SchoolClass) -> list[_Learner]:
+    def _new_pupils(self, start: int, school_class: SchoolClass) -> None:
         count = self.rng.randint(*PUPILS_PER_CLASS)
         on_plan = self.rng.randrange(count) if self.rng.random() < PERSONAL_PLAN_SHARE else None
         reviewer = school_class.homeroom_teacher_id if self.school.code == REVIEWED_SCHOOL else None
         taken: set[str] = set()
-        rows = [self._pupil(school_class.grade, taken, personal_plan=index == on_plan, reviewer=reviewer)
+        rows = [self._pupil(start, school_class.grade, taken, personal_plan=index == on_plan, reviewer=reviewer)
                 for index in range(count)]
         pupil_ids = db.session.scalars(sa.insert(Pupil).returning(Pupil.id, sort_by_parameter_order=True),
                                        rows).all()
-        enrolment_ids = db.session.scalars(
-            sa.insert(Enrolment).returning(Enrolment.id, sort_by_parameter_order=True),
-            [{"school_id": self.school_id, "pupil_id": pupil_id, "school_year_id": school_class.school_year_id,
-              "class_id": school_class.id, "status": EnrolmentStatus.STUDYING, "enrolled_on": YEAR_STARTS}
-             for pupil_id in pupil_ids]).all()
-        self.created.update(pupils=len(rows), enrolments=len(rows),
+        self._enrol(school_class.school_year, school_class, list(pupil_ids))
+        self.created.update(pupils=len(rows),
                             identity_reviewed=sum(row["identity_reviewed_at"] is not None for row in rows))
-        learners = []
-        for row, enrolment_id in zip(rows, enrolment_ids, strict=True):
-            ability = self.rng.gauss(0, 1) - (1.2 if row["personal_plan"] else 0)
-            learners.append(_Learner(
-                enrolment_id, row["gender"], row["birth_date"], ability,
-                conduct=0.85 * ability + 0.53 * self.rng.gauss(0, 1), growth=self.rng.gauss(0, 1),
-                bmi=min(27.0, max(12.5, self.rng.gauss(15.4, 2.0)))))
-        return learners
 
-    def _pupil(self, grade: int, taken: set[str], *, personal_plan: bool, reviewer: int | None) -> dict[str, Any]:
+    def _pupil(self, start: int, grade: int, taken: set[str], *, personal_plan: bool,
+               reviewer: int | None) -> dict[str, Any]:
         rng = self.rng
         self.serial += 1
         gender = "Nam" if rng.random() < 0.515 else "Nữ"  # Vietnam's sex ratio at birth is about 1.1
@@ -373,15 +460,15 @@ class _SchoolBuilder:
         while full_name in taken:  # two pupils of one class with the same name would confuse the demo
             full_name = self._full_name(family, mother_family, gender, ethnicity)
         taken.add(full_name)
-        first_year = date(YEAR_STARTS.year - grade + 1, 1, 1)  # the year the pupil entered grade 1
-        born_in = date(2019 - grade, 1, 1)  # aged six in the year she entered grade 1
+        first_year = start - grade + 1  # the year the pupil entered grade 1
+        born_in = date(first_year - 6, 1, 1)  # aged six in the year she entered grade 1
         birth_date = born_in + timedelta(days=rng.randrange((born_in.replace(year=born_in.year + 1) - born_in).days))
         birth_place, hometown, id_prefix = self._origin(ethnicity)
         family_note = rng.random()
-        reviewed_at = self._reviewed_at() if reviewer else None
+        reviewed_at = self._reviewed_at(start) if reviewer else None
         return {
             "school_id": self.school_id,
-            "pupil_code": f"79{self.number:02d}{first_year.year % 100:02d}{self.serial:04d}",
+            "pupil_code": f"79{self.number:02d}{first_year % 100:02d}{self.serial:04d}",
             "full_name": full_name,
             "gender": gender,
             "birth_date": birth_date,
@@ -397,7 +484,7 @@ class _SchoolBuilder:
                            f"{rng.randrange(10**6):06d}",
             "disability": rng.choice(DISABILITIES) if personal_plan else None,
             "personal_plan": personal_plan,
-            "register_number": f"{self.serial:04d}/{first_year.year}",
+            "register_number": f"{self.serial:04d}/{first_year}",
             "identity_reviewed_at": reviewed_at,
             "identity_reviewed_by_id": reviewer if reviewed_at else None,
             "created_at": self.now,
@@ -451,9 +538,10 @@ class _SchoolBuilder:
         road = street if street.startswith("Đường") else f"đường {street}"
         return f"{house} {road}, {unit}, {commune}, huyện Nhà Bè, {CITY}"
 
-    def _reviewed_at(self) -> datetime | None:
-        """When the GVCN marked the identity data reviewed: most pupils, before the plan's deadline."""
-        first, last = IDENTITY_REVIEW_DAYS[0], min(IDENTITY_REVIEW_DAYS[1], self.today)
+    def _reviewed_at(self, start: int) -> datetime | None:
+        """When the GVCN marked the identity data reviewed: most pupils, before the plan's deadline in May."""
+        first, last = (_moved(day, start) for day in IDENTITY_REVIEW_DAYS)
+        last = min(last, self.today)
         if last < first or self.rng.random() >= REVIEWED_SHARE:
             return None
         day = first + timedelta(days=self.rng.randrange((last - first).days + 1))
@@ -461,9 +549,57 @@ class _SchoolBuilder:
 
     # --- ratings -------------------------------------------------------------------------------------
 
+    def _fill_periods(self, year: SchoolYear) -> None:
+        """The ratings of every period whose window opened before today and that holds none yet (a window
+        opened today is left to the teachers)."""
+        opened = [p for p in year.periods if p.entry_opens_on is not None and p.entry_opens_on < self.today]
+        if not opened:
+            return
+        ids = [p.id for p in opened]
+        entered = set()
+        for model in (SubjectRating, TraitRating, PeriodNote):
+            entered.update(db.session.scalars(sa.select(model.period_id).where(model.period_id.in_(ids)).distinct()))
+        todo = [p for p in opened if p.id not in entered]
+        if not todo:
+            return
+        learners: dict[int, list[_Learner]] = defaultdict(list)
+        for row in db.session.execute(
+                sa.select(Enrolment.id, Enrolment.class_id, Pupil.pupil_code, Pupil.gender, Pupil.birth_date,
+                          Pupil.personal_plan).join(Pupil, Pupil.id == Enrolment.pupil_id)
+                .where(Enrolment.school_year_id == year.id,
+                       Enrolment.status.in_((EnrolmentStatus.STUDYING, EnrolmentStatus.TRANSFERRED_IN)))
+                .order_by(Enrolment.id)):
+            learners[row.class_id].append(_Learner.of(self.school.code, row.id, row.pupil_code, row.gender,
+                                                      row.birth_date, row.personal_plan))
+        for period in todo:
+            self.rng = random.Random(f"hocba-demo-{self.school.code}-{year.name}-{period.code}")
+            for school_class in year.classes:
+                self._fill_class(year, school_class, period, learners[school_class.id])
+
+    def _fill_class(self, year: SchoolYear, school_class: SchoolClass, period: Period,
+                    learners: list[_Learner]) -> None:
+        homeroom = school_class.homeroom_teacher_id
+        traits = [t for t in year.traits if t.from_grade <= school_class.grade]
+        sheet = self._sheet(period)
+        for subject, spec, teacher in self._taught(year, school_class):
+            # A pupil's knack for a subject stays the same through the year, whichever period is drawn first.
+            knack = random.Random(f"hocba-demo-{self.school.code}-{year.name}-{school_class.name}-{subject.code}")
+            skills = [knack.gauss(0, 1) for _learner in learners]
+            comments = SUBJECT_COMMENTS.get(subject.code, _GENERIC)
+            tested, subject_id = spec.is_tested(period.code), subject.id
+            self.pending[SubjectRating].extend(
+                self._subject_rating(learner, skill, sheet, subject_id, tested, comments, teacher)
+                for learner, skill in zip(learners, skills, strict=True))
+        for trait in traits:
+            trait_id, comments = trait.id, TRAIT_COMMENTS.get(trait.code, ("Thực hiện tốt.", "Đạt yêu cầu."))
+            self.pending[TraitRating].extend(
+                self._trait_rating(learner, sheet, trait_id, comments, homeroom) for learner in learners)
+        self.pending[PeriodNote].extend(self._period_note(learner, sheet) for learner in learners)
+
     def _sheet(self, period: Period) -> _Sheet:
         """A teacher enters a whole column at once, in the evening, some day of the window."""
-        opens_on, closes_on = ENTRY_WINDOWS[period.code]
+        opens_on, closes_on = period.entry_opens_on, period.entry_closes_on
+        assert opens_on is not None and closes_on is not None
         last = min(closes_on, self.today)
         day = opens_on + timedelta(days=self.rng.randrange((last - opens_on).days + 1))
         entered = datetime.combine(day, time(12 + self.rng.randrange(4), self.rng.randrange(60)), tzinfo=UTC)
@@ -509,3 +645,53 @@ class _SchoolBuilder:
                 "height_cm": height, "weight_kg": weight, "absent_excused": excused,
                 "absent_unexcused": int(unexcused), "version": 1, "updated_at": sheet.entered}
 
+    # --- the year's end ------------------------------------------------------------------------------
+
+    def _settle(self, year: SchoolYear) -> None:
+        """Results of a year that is over, for every pupil who has none: the computed result confirmed and
+        reviewed by the GVCN, the year-end titles, and for a pupil not completing the summer's
+        supplementary assessment and the principal's decision."""
+        from portal.results.services import EXCELLENT_TITLE, EXEMPLARY_TITLE, class_results
+
+        rng = random.Random(f"hocba-demo-{self.school.code}-{year.name}-results")
+        principal = self.teachers["ht"]
+        story_told: set[int] = set()
+        for school_class in year.classes:
+            homeroom = school_class.homeroom_teacher_id
+            for entry in class_results(school_class):
+                if entry.stored is not None:
+                    continue
+                outcome = entry.computed.outcome or (Outcome.COMPLETED if entry.pupil.personal_plan else None)
+                if outcome is None:
+                    continue  # ratings missing (a teacher's own entry): left to the teacher
+                confirmed = datetime.combine(year.ends_on - timedelta(days=rng.randrange(4, 12)),
+                                             time(2 + rng.randrange(8), rng.randrange(60)), tzinfo=UTC)
+                row = {"school_id": self.school_id, "enrolment_id": entry.enrolment.id,
+                       "computed_outcome": entry.computed.outcome.value if entry.computed.outcome else None,
+                       "reasons": list(entry.computed.reasons), "outcome": outcome.value,
+                       "confirmed_by_id": homeroom, "confirmed_at": confirmed,
+                       "completion": completion_text(outcome, school_class.grade), "supplementary_note": "",
+                       "supplementary_on": None, "supplementary_passed": None,
+                       "promoted": None, "decided_by_id": None, "decided_at": None,
+                       "results_reviewed_at": confirmed + timedelta(days=1), "results_reviewed_by_id": homeroom}
+                if outcome is Outcome.NOT_COMPLETED:
+                    # Điều 11: help over the summer, then the supplementary assessment. Most then complete
+                    # (grade 5's first such pupil always does: the demo's story); the others go to the
+                    # principal, who promotes most of them.
+                    assessed = date(year.ends_on.year, 8, rng.randint(5, 20))
+                    passed = rng.random() < COMPLETED_AFTER_SUPPLEMENTARY or (
+                        school_class.grade == 5 and school_class.id not in story_told)
+                    if passed and school_class.grade == 5:
+                        story_told.add(school_class.id)
+                    row.update(supplementary_note="Ôn tập trong hè các nội dung chưa hoàn thành; làm lại bài kiểm tra "
+                                                  "cuối năm", supplementary_on=assessed, supplementary_passed=passed)
+                    if passed:
+                        row.update(completion=completion_text(Outcome.COMPLETED, school_class.grade))
+                    else:
+                        row.update(promoted=rng.random() < PROMOTED_AFTER_SUPPLEMENTARY, decided_by_id=principal,
+                                   decided_at=datetime.combine(assessed + timedelta(days=2), time(3), tzinfo=UTC))
+                self.pending[YearResult].append(row)
+                if outcome is Outcome.EXCELLENT or (outcome is Outcome.GOOD and rng.random() < 0.3):
+                    title = EXCELLENT_TITLE if outcome is Outcome.EXCELLENT else EXEMPLARY_TITLE
+                    self.pending[Award].append({"school_id": self.school_id, "enrolment_id": entry.enrolment.id,
+                                                "title": title, "awarded_on": None, "created_at": confirmed})

@@ -1,5 +1,9 @@
-"""The demo district: Nhà Bè with twelve primary schools, their staff and (`demo_assessment`) the
-school year 2024-2025 with pupils and ratings. Safe to build twice."""
+"""The demo district: Nhà Bè with twelve primary schools and their staff, living in the school year of
+the day it is built. The builders of this package add the rest, each safe to run again:
+`assessment` (every school year from 2024-2025 to today's, pupils, ratings, results), `compliance` (the
+district's plan of each year and the schools' progress), `signing` (demo certificates), `records`
+(grade 5's records of the years that are over, signed and issued).
+"""
 
 from __future__ import annotations
 
@@ -74,8 +78,9 @@ def build_demo(today: date | None = None, *, created: dict[str, int] | None = No
     The assessment data is built as of `today` (default: the real today); what it added is put into
     `created` when given (pupils, classes, ratings...).
     """
-    from portal.compliance.demo import build_compliance_demo
-    from portal.demo_assessment import build_assessment_demo  # it builds on this module's schools and staff
+    today = today or date.today()
+    from portal.demo.assessment import build_assessment_demo  # it builds on this module's schools and staff
+    from portal.demo.compliance import build_compliance_demo
 
     password_hash = hash_password(DEMO_PASSWORD)  # one hash for every demo account keeps this fast
     names = _names()
@@ -104,10 +109,10 @@ def build_demo(today: date | None = None, *, created: dict[str, int] | None = No
                 if code == "lequangdinh" or prefix == "ht":
                     logins.append(DemoLogin(user.username, user.full_name,
                                             ", ".join(r.label for r in sorted(roles)), school.name))
-        assessment = build_assessment_demo(today or date.today())
+        assessment = build_assessment_demo(today)
         if created is not None:
             created.update(assessment)
-        created_compliance = build_compliance_demo(district, today or date.today())
+        created_compliance = build_compliance_demo(district, today)
         if created is not None:
             created.update(created_compliance)
         audit.record("demo.built", actor=None, school_id=None, obj=district, summary=district.name,
