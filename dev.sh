@@ -118,6 +118,17 @@ case "${1:-}" in
     "$VENV/bin/python" -m standins.city --port "$city_port" --data instance/city \
       --trust-root instance/pki/demo-root-ca.pem >instance/city.log 2>&1 &
     demo_children+=("$!")
+    # The demo's issued records wait for the city: once it listens, send them (what the schedule does).
+    "$VENV/bin/python" -c 'import socket, sys, time
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.2)
+sys.exit("the stand-in city system did not start: see instance/city.log")' "$city_port"
+    "$VENV/bin/flask" interop upload || echo "(sending to the stand-in city failed: Liên thông can send again)"
     echo
     echo "The portal: $PUBLIC_URL  (stop with Ctrl+C, or kill $$)"
     echo "The stand-in city system: $CITY_URL  (log: instance/city.log)"
