@@ -57,6 +57,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+NOISY_LIBRARIES = ("pyhanko", "pyhanko_certvalidator", "fontTools", "xhtml2pdf", "aiohttp")
+
+
 def configure_logging(app: Flask) -> None:
     if app.config["LOG_FORMAT"] != "json" or app.config.get("TESTING"):
         return
@@ -67,6 +70,10 @@ def configure_logging(app: Flask) -> None:
     handler.setFormatter(JsonFormatter())
     root.handlers[:] = [handler]
     root.setLevel(app.config["LOG_LEVEL"])
+    # Libraries that narrate every fetch at INFO (each OCSP/CRL request of a signature, each migration step):
+    # their warnings and errors still come through; their chatter would bury the portal's own lines.
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def _start_request() -> None:
