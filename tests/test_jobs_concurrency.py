@@ -18,14 +18,12 @@ from portal.extensions import db
 from portal.records.models import RecordVersion
 from tenants.roles import Role
 from tenants.scoping import school_scope
-from tests.conftest import csrf_token, login
+from tests.conftest import csrf_token, login, worker_env
 from tests.records_factory import assessed_class
 
 
 def _env(app, **extra: str) -> dict[str, str]:
-    return dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-                JOB_QUEUE=app.config["JOB_QUEUE"], SECRET_KEY=app.config["SECRET_KEY"],
-                PORTAL_INSTANCE_PATH=app.instance_path, SESSION_COOKIE_SECURE="false", LOG_FORMAT="text", **extra)
+    return dict(worker_env(app), LOG_FORMAT="text", **extra)
 
 
 def _worker(app, *args: str, **extra: str) -> subprocess.Popen:

@@ -132,7 +132,8 @@ def test_sigterm_lets_the_item_finish_and_hands_the_rest_back(app, make):
         jobs.execute(run_id)  # in this (main) thread, as RQ's job process runs it
     assert signal.getsignal(signal.SIGTERM) is before, "the job's SIGTERM handler outlived the job"
     run = _get(app, run_id)
-    assert _items_done[:1] == [1] and run.progress == 33  # the item under way was finished and kept
+    # The item under way was finished and kept (the embedded queue's thread may already have run the rest).
+    assert _items_done[:1] == [1] and (run.progress == 33 or run.state == JobState.FINISHED)
     assert "phần còn lại" in run.note and run.rq_job_id is not None
     assert run.state in (JobState.QUEUED, JobState.RUNNING, JobState.FINISHED)
     # The rest runs (here, or on the embedded queue's thread): every item exactly once.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import http.cookiejar
-import os
 import re
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from portal.jobs import JobRun, JobState
 from portal.storage import storage
 from tenants.roles import Role
 from tenants.scoping import all_schools
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, worker_env
 
 SIZE = 100 * 1024 * 1024
 TIMEOUT = 2  # gunicorn's worker timeout for the test: the download takes several times longer
@@ -53,10 +52,7 @@ def test_a_100_mb_download_to_a_slow_client_is_not_cut(app, make, tmp_path):
     del data, block
 
     port = _free_port()
-    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-               JOB_QUEUE=app.config["JOB_QUEUE"], SECRET_KEY=app.config["SECRET_KEY"],
-               PORTAL_INSTANCE_PATH=app.instance_path, SESSION_COOKIE_SECURE="false",
-               STORAGE_BACKEND=app.config["STORAGE_BACKEND"], LOG_FORMAT="text",
+    env = dict(worker_env(app), STORAGE_BACKEND=app.config["STORAGE_BACKEND"], LOG_FORMAT="text",
                GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1", GUNICORN_THREADS="2",
                GUNICORN_TIMEOUT=str(TIMEOUT), GUNICORN_GRACEFUL_TIMEOUT="5")
     gunicorn = Path(sys.executable).parent / "gunicorn"
