@@ -27,6 +27,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from benchmarks.common import postgres_database  # noqa: E402
 from portal import audit  # noqa: E402
 from portal.app import create_app  # noqa: E402
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="timed writes per measure")
     parser.add_argument("--threads", type=int, default=4, help="concurrent writers to one chain (PostgreSQL)")
     parser.add_argument("--entries", type=int, default=20000, help="entries in the chain that is verified")
-    args = parser.parse_args()
+    args = common.parse_args(parser, smoke={"runs": 5, "threads": 2, "entries": 200})
     with tempfile.TemporaryDirectory() as folder:
         bench("SQLite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", folder, args)
         admin_url = os.environ.get("BENCH_DATABASE_URL", "")

@@ -99,7 +99,7 @@ def bench(label: str, database_url: str, folder: str, records: int, classes: int
             queued = uploads.queue_uploads(school)
             db.session.commit()
             began = time.perf_counter()
-            outcome = uploads.send_pending(school.id, client, policy, max_wait=300)
+            outcome = uploads.send_pending(school.id, client, policy)  # one pass: the stand-in answers every one
             elapsed = time.perf_counter() - began
         log = json.loads(urllib.request.urlopen(url + "/_standin/log", timeout=30).read())
         stored = Counter(e["record_code"] for e in log if e["outcome"].startswith("stored"))

@@ -59,7 +59,9 @@ def main() -> None:
 
 def bench(label: str, url: str, folder: str, runs: int) -> None:
     root = vf.write_root(Path(folder), vf.trusted_ca())
+    # The record is signed here without a timestamp authority (B-B): the policy is asked for that level.
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "REDIS_URL": "", "TESTING": True,
+                      "SIGNATURE_LEVEL": "B-B",
                       "SESSION_COOKIE_SECURE": False, "TRUST_ROOTS": (root,),
                       "VERIFY_UPLOADS_PER_ADDRESS": 1_000_000},
                      instance_path=str(Path(folder) / label.lower()))
