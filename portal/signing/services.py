@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -139,23 +140,33 @@ def _kept(secret: str, upload: Upload, keys: list[str], *, personal: bool) -> st
     return wrap_with_pin(secret, upload.signing_pin, keys, log2=upload.pin_kdf_log2)
 
 
-def register_person_certificate(user: User, upload: Upload, *, school: School | None, actor: Any,
-                                at: datetime | None = None) -> PersonCertificate:
-    """Register `user`'s certificate; it replaces (deactivates) the ones registered before."""
+def _register(model: Any, owner: Sequence[Any], new_row: Any, upload: Upload, *, actor: Any, at: datetime | None,
+              personal: bool) -> Any:
+    """Read and check the upload, then make it the owner's active certificate of `model` (`owner`: the
+    filters naming whose it is); the same certificate twice is refused, the earlier ones are deactivated."""
     read = _read_upload(upload)
     _check_usable(read, at or utcnow())
     fingerprint = pki.describe(read.certificate).fingerprint
-    existing = db.session.scalar(sa.select(PersonCertificate).where(
-        PersonCertificate.user_id == user.id, PersonCertificate.fingerprint == fingerprint))
+    existing = db.session.scalar(sa.select(model).where(*owner, model.fingerprint == fingerprint))
     if existing is not None and existing.active:
         raise CertificateRefused("Chứng thư số này đã được đăng kí.")
-    row = existing or PersonCertificate(user_id=user.id)
-    _fill(row, upload, read, actor, personal=True)
-    row.school_id, row.active, row.pin_failures = (school.id if school else None), True, 0
-    for older in person_certificates(user):
+    row = existing or new_row
+    _fill(row, upload, read, actor, personal=personal)
+    row.active = True
+    for older in db.session.scalars(sa.select(model).where(*owner, model.active.is_(True))):
         if older is not row:
             older.active = False
     db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def register_person_certificate(user: User, upload: Upload, *, school: School | None, actor: Any,
+                                at: datetime | None = None) -> PersonCertificate:
+    """Register `user`'s certificate; it replaces (deactivates) the ones registered before."""
+    row = _register(PersonCertificate, [PersonCertificate.user_id == user.id], PersonCertificate(user_id=user.id),
+                    upload, actor=actor, at=at, personal=True)
+    row.school_id, row.pin_failures = (school.id if school else None), 0
     db.session.flush()
     audit.record("certificate.registered", actor=actor, school_id=row.school_id, obj=row,
                  summary=f"{row.common_name} ({row.serial})",
@@ -167,20 +178,8 @@ def register_person_certificate(user: User, upload: Upload, *, school: School | 
 def register_seal_certificate(school: School, upload: Upload, *, actor: Any,
                               at: datetime | None = None) -> SealCertificate:
     """Register the school's seal certificate; it replaces the one registered before."""
-    read = _read_upload(upload)
-    _check_usable(read, at or utcnow())
-    fingerprint = pki.describe(read.certificate).fingerprint
-    existing = db.session.scalar(sa.select(SealCertificate).where(SealCertificate.fingerprint == fingerprint))
-    if existing is not None and existing.active:
-        raise CertificateRefused("Chứng thư số này đã được đăng kí.")
-    row = existing or SealCertificate(school_id=school.id)
-    _fill(row, upload, read, actor, personal=False)
-    row.active = True
-    for older in db.session.scalars(sa.select(SealCertificate).where(SealCertificate.active.is_(True))):
-        if older is not row:
-            older.active = False
-    db.session.add(row)
-    db.session.flush()
+    row = _register(SealCertificate, [SealCertificate.school_id == school.id], SealCertificate(school_id=school.id),
+                    upload, actor=actor, at=at, personal=False)
     audit.record("seal_certificate.registered", actor=actor, school_id=school.id, obj=row,
                  summary=f"{row.common_name} ({row.serial})",
                  changes={"key_kind": row.key_kind.value, "issuer": row.issuer, "not_after": row.not_after})
@@ -190,22 +189,8 @@ def register_seal_certificate(school: School, upload: Upload, *, actor: Any,
 def register_district_certificate(district: District, upload: Upload, *, actor: Any,
                                   at: datetime | None = None) -> DistrictCertificate:
     """Register the district office's organisation certificate (it signs the audit checkpoints)."""
-    read = _read_upload(upload)
-    _check_usable(read, at or utcnow())
-    fingerprint = pki.describe(read.certificate).fingerprint
-    existing = db.session.scalar(sa.select(DistrictCertificate).where(
-        DistrictCertificate.district_id == district.id, DistrictCertificate.fingerprint == fingerprint))
-    if existing is not None and existing.active:
-        raise CertificateRefused("Chứng thư số này đã được đăng kí.")
-    row = existing or DistrictCertificate(district_id=district.id)
-    _fill(row, upload, read, actor, personal=False)
-    row.active = True
-    for older in db.session.scalars(sa.select(DistrictCertificate).where(
-            DistrictCertificate.district_id == district.id, DistrictCertificate.active.is_(True))):
-        if older is not row:
-            older.active = False
-    db.session.add(row)
-    db.session.flush()
+    row = _register(DistrictCertificate, [DistrictCertificate.district_id == district.id],
+                    DistrictCertificate(district_id=district.id), upload, actor=actor, at=at, personal=False)
     audit.record("district_certificate.registered", actor=actor, school_id=None, obj=row,
                  summary=f"{row.common_name} ({row.serial})",
                  changes={"key_kind": row.key_kind.value, "issuer": row.issuer, "not_after": row.not_after,
