@@ -465,6 +465,7 @@ def _layout(section: dict[str, Any]) -> bytes:
         mode="pdf", doc=section["doc"], sections=[section], font_dir=FONT_DIR.as_posix(),
         margins=MARGINS | {"bottom": section["bottom"]})
     out = io.BytesIO()
+    _xhtml2pdf_once_per_process()
     with _layout_lock:
         saved = rl_config.invariant, rl_config.useA85
         rl_config.invariant = 1  # fixed dates and ids: the same section gives the same bytes
@@ -578,6 +579,7 @@ def _unescape(literal: bytes) -> bytes:
     return _ESCAPE.sub(one, literal.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
 
 
+@cache
 def _escaped_code(code: int) -> bytes:
     """A two-byte code as it sits inside a literal string."""
     out = b""
@@ -658,7 +660,7 @@ def _share_fonts(pages: list[Any]) -> dict[str, set[int]]:
 def _reencode(data: bytes, ours: dict[bytes, _SubsetFont], used: dict[str, set[int]]) -> tuple[bytes, set[str]]:
     """A content stream with the strings shown in `ours` re-encoded (codes added to `used`), and the names of
     the other fonts it selects."""
-    if any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
+    if b"Tw" in data and any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
         raise RuntimeError("word spacing (Tw) does not apply to two-byte codes: justified text is not supported")
     current: list[_SubsetFont | None] = [None]  # the text font, saved and restored with the graphics state
     kept: set[str] = set()
@@ -1089,6 +1091,49 @@ def _resource_policy() -> Any:
 
     # xhtml2pdf confines reads to the document's folder; the fonts live in static/fonts.
     return ResourceAccessPolicy(base_dir=str(FONT_DIR), extra_roots=[str(FONT_DIR)])
+
+
+@cache
+def _xhtml2pdf_once_per_process() -> None:
+    """Spare each layout two things xhtml2pdf redoes on every call although they cannot change in a process
+    (the output stays byte for byte the same; tests/test_record_pdf.py checks it):
+
+    - parsing its default style sheet (41 rules, about 3 ms a call): it has no at-rules, so parsing it has no
+      effect on the document, and the parsed sheet is only read;
+    - the MD5 digest of each @font-face file (the three serif files, 1.2 MB, read and hashed at every call), by
+      which it tells apart two files declared under one name: kept per file, size and modification time.
+
+    Each is left as it is when the xhtml2pdf installed does not have the function it wraps.
+    """
+    from xhtml2pdf import context, parser
+
+    parse, default_source = getattr(context.pisaContext, "_parseCSSSource", None), getattr(
+        parser, "DEFAULT_CSS_SOURCE", None)
+    if parse is not None and default_source is not None:
+        parsed: dict[str, Any] = {}
+
+        def parse_default_once(self: Any, text: str, source_name: str) -> Any:
+            if source_name != default_source:
+                return parse(self, text, source_name)
+            if text not in parsed:
+                parsed[text] = parse(self, text, source_name)
+            return parsed[text]
+
+        parse_default_once.__wrapped__ = parse  # type: ignore[attr-defined]
+        context.pisaContext._parseCSSSource = parse_default_once
+    digest = getattr(context, "_file_digest", None)
+    if digest is not None:
+        known = lru_cache(maxsize=64)(lambda name, _size, _mtime: digest(name))
+
+        def file_digest(name: str | None) -> str | None:
+            try:
+                stat = os.stat(name) if name is not None else None
+            except OSError:
+                return digest(name)
+            return known(name, stat.st_size, stat.st_mtime_ns) if stat is not None else digest(name)
+
+        file_digest.__wrapped__ = digest  # type: ignore[attr-defined]
+        context._file_digest = file_digest
 
 
 @cache
