@@ -13,7 +13,9 @@ over the runs of the render time per record, in milliseconds:
 - stock: one `pisa.CreatePDF` of the whole record as one HTML document (`document_html`, the same
   content, a footer frame with <pdf:pagenumber>/<pdf:pagecount>), for the 1-year, 5-year and class cases.
 
-and the ratio stock / ours for each case. Single process: rendering is pure Python, so a machine issues a
+and the ratio stock / ours for each case; then the file size of ours against stock for the 1-year and 5-year
+records and a pupil of the class (and ours as issued, its XML attached), with the number of embedded font
+programs; target: ours no larger than 1.2x stock. Single process: rendering is pure Python, so a machine issues a
 school's records with as many worker processes as it has cores.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import os
 import statistics
 import sys
 import time
@@ -35,6 +38,7 @@ from xhtml2pdf import pisa  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from portal.records import pdf as record_pdf  # noqa: E402
+from portal.records.exporters import export_xml  # noqa: E402
 from tests.record_factory import sample_content  # noqa: E402
 
 NAMES = ["Nguyễn Thị Ánh Tuyết", "Trần Minh Khôi", "Lê Hoàng Bảo Ngọc", "Phạm Quốc Huy", "Võ Thị Mỹ Duyên"]
@@ -60,6 +64,46 @@ def stock(content: dict[str, Any]) -> bytes:
     if status.err:
         raise RuntimeError("xhtml2pdf failed")
     return out.getvalue()
+
+
+SIZE_TARGET = 1.2  # ours / stock, file size
+
+
+def font_programs(data: bytes) -> int:
+    """How many embedded font programs (FontFile, FontFile2, FontFile3) the PDF carries."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    found = set()
+    for page in reader.pages:
+        stack = [page["/Resources"]]
+        while stack:
+            resources = stack.pop().get_object()
+            for font in (resources.get("/Font") or {}).values():
+                font = font.get_object()
+                for described in [font, *(d.get_object() for d in font.get("/DescendantFonts", []))]:
+                    descriptor = described.get("/FontDescriptor")
+                    for key in ("/FontFile", "/FontFile2", "/FontFile3"):
+                        if descriptor is not None and key in descriptor.get_object():
+                            found.add(descriptor.get_object().raw_get(key).idnum)
+            stack += [x.get_object()["/Resources"] for x in (resources.get("/XObject") or {}).values()
+                      if "/Resources" in x.get_object()]
+    return len(found)
+
+
+def compare_sizes(cases: list[tuple[str, dict[str, Any]]]) -> None:
+    """File size of ours and of stock on the same content, ratio and target; ours as issued (its XML attached)
+    for information."""
+    print(f"\nRecord PDF size, ours against stock (same content); target ours <= {SIZE_TARGET}x stock")
+    print(f"{'case':30} {'ours KB':>8} {'+XML KB':>8} {'stock KB':>8} {'ratio':>6} {'font programs':>14}", flush=True)
+    for label, content in cases:
+        record_pdf.clear_cache()
+        ours, theirs = record_pdf.render_pdf(content), stock(content)
+        issued = record_pdf.render_pdf(content, xml=export_xml(content))
+        ratio = len(ours) / len(theirs)
+        verdict = "OK" if ratio <= SIZE_TARGET else "OVER"
+        print(f"{label:30} {len(ours) / 1024:8.0f} {len(issued) / 1024:8.0f} {len(theirs) / 1024:8.0f} {ratio:5.2f}x "
+              f"{font_programs(ours):6} / {font_programs(theirs):<5} {verdict}", flush=True)
 
 
 def timed(action: Callable[[], object], prepare: Callable[[], object] = lambda: None) -> float:
@@ -106,6 +150,7 @@ def main() -> None:
         return lambda: record_pdf.render_pdf(content)
 
     cold = record_pdf.clear_cache
+    print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"Record PDF render time per record, median of {args.runs} runs ({args.class_runs} for the class)")
     print(f"{'case':46} {'ours ms':>9} {'stock ms':>9} {'stock/ours':>10}", flush=True)
     compare("1 year, cold", args.runs, lambda: timed(lambda: record_pdf.render_pdf(one), cold),
@@ -134,6 +179,8 @@ def main() -> None:
             lambda: timed(render_class, earlier_years_cached(klass)), stock_class, n)
     compare(f"class of {n}, 5 years, re-run, nothing changed", args.class_runs,
             lambda: timed(render_class, render_class), stock_class, n)
+    compare_sizes([("1 year", one), ("5 years", five), ("5 years, a pupil of the class", klass[-1])])
+    print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -203,3 +203,65 @@ def test_each_history_row_names_the_principal_of_its_own_year(app, make):
     assert [(row["school_year"], row["confirmed_by"]) for row in content["history"]] == [
         ("2023-2024", "Nguyễn Văn Cũ"), ("2024-2025", "Trần Thị Mới")]
     assert [page["principal"] for page in content["years"]] == ["Nguyễn Văn Cũ", "Trần Thị Mới"]
+
+
+def test_each_year_page_prints_that_years_principal_and_school_name(app, make, monkeypatch):
+    """A pupil whose 2023-2024 record was never issued still gets that year's principal and school name, as
+    the school printed them on that year's records (a classmate's), not today's. When the principal changes,
+    re-rendering lays out only what names today's principal: the identity page, the study history and the
+    current year page; the 2023-2024 page is the one already laid out."""
+    from portal.records import pdf as record_pdf
+    from portal.records.models import RecordStatus, RecordVersion
+    from portal.records.snapshot import build_content
+    from tenants.models import Membership
+    from tenants.roles import Role
+
+    school = make.school("truongb", "Trường Tiểu học Hiệp Phước")
+    old_year, new_year = (make_year(app, school, name=name) for name in ("2023-2024", "2024-2025"))
+    setup = make_class(app, school, old_year, "4A", pupils=2)
+    first_principal = make.user(school, Role.PRINCIPAL, full_name="Trần Thị Mới")
+    with app.app_context(), school_scope(school.id):
+        pupil_id, classmate_id = setup.pupil_ids
+        fifth = SchoolClass(school_id=school.id, school_year_id=new_year, name="5A", grade=5)
+        db.session.add(fifth)
+        db.session.flush()
+        db.session.add(Enrolment(school_id=school.id, pupil_id=pupil_id, school_year_id=new_year, class_id=fifth.id))
+        printed_then = {"years": [{"school_year": "2023-2024", "source": "this_school", "principal": "Nguyễn Văn Cũ",
+                                   "school_name": "Trường Tiểu học Phước Kiển"}]}
+        db.session.add(RecordVersion(school_id=school.id, pupil_id=classmate_id, school_year_id=old_year,
+                                     class_id=setup.class_id, grade=4, number=1, code="HB00000000C1",
+                                     status=RecordStatus.ISSUED, content=printed_then, source_hash="0" * 64,
+                                     content_hash="0" * 64, draft_digest="0" * 64, xml_digest="0" * 64))
+        db.session.commit()
+
+    record = {"code": "HB00000000P2", "number": 1, "replaces": None, "created_at": "2025-05-28T03:12:00Z",
+              "scope_grade": 5, "verify_url": "http://127.0.0.1:5000/verify/HB00000000P2"}
+
+    def content_now() -> dict:
+        with app.app_context(), school_scope(school.id):
+            return build_content(db.session.merge(school), db.session.get(Pupil, pupil_id),
+                                 db.session.get(SchoolYear, new_year), record=record)
+
+    before = content_now()
+    assert [(page["principal"], page["school_name"]) for page in before["years"]] == [
+        ("Nguyễn Văn Cũ", "Trường Tiểu học Phước Kiển"), ("Trần Thị Mới", "Trường Tiểu học Hiệp Phước")]
+    assert [(row["confirmed_by"], row["school_name"]) for row in before["history"]] == [
+        ("Nguyễn Văn Cũ", "Trường Tiểu học Phước Kiển"), ("Trần Thị Mới", "Trường Tiểu học Hiệp Phước")]
+
+    laid_out = []
+    layout = record_pdf._layout
+    monkeypatch.setattr(record_pdf, "_layout", lambda section: laid_out.append(section["title"]) or layout(section))
+    monkeypatch.setattr(record_pdf, "_store", [None])
+    record_pdf.clear_cache()
+    record_pdf.render_pdf(before)
+    assert len(laid_out) == 4
+    laid_out.clear()
+
+    with app.app_context(), school_scope(school.id):  # a new principal takes over
+        db.session.scalar(sa.select(Membership).where(Membership.user_id == first_principal.id)).active = False
+        db.session.commit()
+    make.user(school, Role.PRINCIPAL, full_name="Lê Văn Sau")
+    after = content_now()
+    assert [page["principal"] for page in after["years"]] == ["Nguyễn Văn Cũ", "Lê Văn Sau"]
+    record_pdf.render_pdf(after)
+    assert laid_out == ["Thông tin học sinh", "Quá trình học tập", "Năm học 2024-2025"]

@@ -184,8 +184,58 @@ def test_only_the_embedded_serif_is_used(renders, tmp_path):
     for row in rows:
         assert "LiberationSerif" in row.split()[0], row
         assert row.split()[-5:-3] == ["yes", "yes"], row  # emb, sub
-    names = {row.split()[0].split("+")[-1] for row in rows}
-    assert names == {"LiberationSerif", "LiberationSerif-Bold", "LiberationSerif-Italic"}
+    names = sorted(row.split()[0].split("+")[-1] for row in rows)
+    # one font per style for the whole record, though each section was laid out on its own
+    assert names == ["LiberationSerif", "LiberationSerif-Bold", "LiberationSerif-Italic"]
+
+
+def font_programs(data: bytes) -> dict[str, tuple[set[str], bytes]]:
+    """Each embedded font's name -> (the characters its widths cover, its font program), from every page and the
+    footer forms."""
+    reader = PdfReader(io.BytesIO(data))
+    found = {}
+    resources = [page["/Resources"] for page in reader.pages]
+    resources += [x.get_object()["/Resources"] for r in list(resources) for x in r.get("/XObject", {}).values()]
+    for res in resources:
+        for font in res.get("/Font", {}).values():
+            [cid] = font["/DescendantFonts"]
+            widths, chars = cid["/W"], set()
+            for first, run in zip(widths[::2], widths[1::2], strict=True):
+                chars.update(chr(first + i) for i in range(len(run)))
+            found[str(font["/BaseFont"])] = (chars, cid["/FontDescriptor"]["/FontFile2"].get_data())
+    return found
+
+
+@pytest.mark.slow
+def test_the_fonts_hold_just_the_characters_printed(renders, tmp_path):
+    """One subset per style, with the glyphs of every character any section or the footer prints, and no more."""
+    _, data = renders["longest"]
+    fonts = font_programs(data)
+    assert len(fonts) == 3
+    assert len({program for _chars, program in fonts.values()}) == 3
+    covered = set().union(*(chars for chars, _program in fonts.values()))
+    printed = set(poppler("pdftotext", data, "-raw", tmp=tmp_path)) - {"\n", "\f"}
+    assert printed <= covered
+    assert covered - printed <= {" "}
+    for name, (chars, _program) in fonts.items():
+        assert {"ư", "ơ", "đ"} <= chars or name.endswith("Italic"), name  # Vietnamese, in its own font
+
+
+@pytest.mark.slow
+def test_stored_sections_carry_no_font_program(tmp_path):
+    """A section is kept without fonts of its own: the record gets one subset per style when it is assembled."""
+    record_pdf.clear_cache()
+    record_pdf.use_section_store(record_pdf.FileSectionStore(tmp_path / "sections"))
+    try:
+        record_pdf.render_pdf(sample_content(2))
+    finally:
+        record_pdf.use_section_store(None)
+    stored = list((tmp_path / "sections").glob("*/*.pdf"))
+    assert len(stored) == 4
+    for path in stored:
+        reader = PdfReader(path)
+        assert all("/Font" not in page["/Resources"] for page in reader.pages), path
+        assert b"/FontFile" not in path.read_bytes()
 
 
 @pytest.mark.slow
@@ -441,6 +491,20 @@ def test_only_changed_sections_are_laid_out_again(monkeypatch, tmp_path):
     text = squash(" ".join(poppler_pages(data, tmp_path)))
     assert "Đọc diễn cảm; cần luyện viết chữ hoa." in text and "Mã tra cứu: HBX9-X9X9-X9X9 · Bản số 2" in text
     assert "thay thế bản HB7Q-2M4K-9XTR" in text
+
+
+@pytest.mark.slow
+def test_what_xhtml2pdf_does_once_per_process_leaves_the_layout_unchanged(monkeypatch):
+    """The default style sheet parsed once and the font files' digests kept: the same bytes as without."""
+    from xhtml2pdf import context
+
+    sections = record_pdf._sections(record_pdf._document(record_pdf.nfc(longest_content())))
+    tuned = [record_pdf._layout(section) for section in sections]
+    parse, digest = context.pisaContext._parseCSSSource, context._file_digest
+    assert parse.__wrapped__ and digest.__wrapped__  # in place
+    monkeypatch.setattr(context.pisaContext, "_parseCSSSource", parse.__wrapped__)
+    monkeypatch.setattr(context, "_file_digest", digest.__wrapped__)
+    assert [record_pdf._layout(section) for section in sections] == tuned
 
 
 @pytest.mark.slow

@@ -29,6 +29,8 @@ NFC; dates are ISO `YYYY-MM-DD` strings; missing values are None (never "").
           "school_year": "2024-2025", "class_name": "5A", "grade": 5, "school_name": ...,
           "source": "this_school" | "received",     # received: from another school's issued record
           "homeroom_teacher": str | None, "principal": str | None,
+                                                    # principal and school_name: that year's, as its records
+                                                    # were issued (snapshot.as_issued); the own year's today's
           "height_cm": int | None, "weight_kg": float | None,
           "absent_excused": int, "absent_unexcused": int,
           "subjects": [{"code", "name", "level": "T"|"H"|"C"|None, "score": int | None, "comment": str}],

@@ -16,8 +16,10 @@ How it is made fast (see benchmarks/record_render.py for the figures):
   the templates, fonts and this module), in memory (an LRU per process) and, when a store is set with
   `use_section_store`, in a store shared by the workers. A year page issued last year does not change, so a
   new version of a record, or a re-run of a class's generation, lays out only the sections that changed.
-- The Helvetica that ReportLab names on every page (never drawn with) is removed once per laid-out section,
-  so the document carries only the embedded serif.
+- One font per style for the whole document, as a single layout would give: right after its layout, a
+  section's text is re-encoded from ReportLab's per-section font subsets to two-byte Unicode codes of three
+  shared fonts (and the Helvetica that ReportLab names but never draws with is removed); the document gets
+  one subset per style holding the glyphs all its sections and its footers use (see "one font per style").
 - Nothing that varies per version is laid out: the footer (school, pupil, code, version, "Trang x/y") and
   the QR codes are drawn afterwards on one ReportLab overlay and merged page by page with pypdf. This
   replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole document.
@@ -36,13 +38,14 @@ import json
 import math
 import os
 import re
+import struct
 import threading
 import unicodedata
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,7 +58,9 @@ from pypdf.generic import (
     BooleanObject,
     ByteStringObject,
     DictionaryObject,
+    EncodedStreamObject,
     FloatObject,
+    IndirectObject,
     NameObject,
     NumberObject,
     StreamObject,
@@ -63,8 +68,9 @@ from pypdf.generic import (
 )
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4
+from reportlab.lib.rl_accel import fp_str
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
 from reportlab.pdfgen.canvas import Canvas
 
 from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
@@ -119,7 +125,11 @@ def render_pdf(content: dict[str, Any], *, xml: bytes | None = None) -> bytes:
                 writer.add_page(page)
     last_year = sections[-1]
     last_page = len(writer.pages) - 1
-    _stamp(writer, doc)
+    used: dict[str, set[int]] = {}
+    for rendered in sections:
+        for style, codes in rendered.fonts.items():
+            used.setdefault(style, set()).update(codes)
+    _stamp(writer, doc, used)
     boxes = {field: (last_page, box) for field, box in last_year.boxes.items()}
     _add_signature_fields(writer, _field_rects(boxes))
     if xml is not None:
@@ -409,6 +419,7 @@ class _Rendered:
     pdf: bytes
     reader: PdfReader  # parsed once: pypdf keeps what it resolved, so later copies do not parse again
     boxes: dict[str, Box]  # the signature block's blank boxes on the section's last page (year pages)
+    fonts: dict[str, frozenset[int]]  # per style, the codes its pages show in the shared fonts
 
 
 _cache: OrderedDict[str, _Rendered] = OrderedDict()
@@ -431,12 +442,12 @@ def _render_section(section: dict[str, Any]) -> _Rendered:
     store = _store[0]
     pdf = store.get(key) if store is not None else None
     if pdf is None:
-        pdf = _layout(section)
+        pdf = _shared_font_section(_layout(section))
         if store is not None:
             store.put(key, pdf)
     reader = PdfReader(io.BytesIO(pdf))
-    _drop_unused_base_fonts(reader)
-    rendered = _Rendered(pdf, reader, _find_signature_boxes(reader) if section["kind"] == "year" else {})
+    rendered = _Rendered(pdf, reader, _find_signature_boxes(reader) if section["kind"] == "year" else {},
+                         _font_use(reader))
     with _cache_lock:
         if key not in _cache:
             _cache[key] = rendered
@@ -454,6 +465,7 @@ def _layout(section: dict[str, Any]) -> bytes:
         mode="pdf", doc=section["doc"], sections=[section], font_dir=FONT_DIR.as_posix(),
         margins=MARGINS | {"bottom": section["bottom"]})
     out = io.BytesIO()
+    _xhtml2pdf_once_per_process()
     with _layout_lock:
         saved = rl_config.invariant, rl_config.useA85
         rl_config.invariant = 1  # fixed dates and ids: the same section gives the same bytes
@@ -467,43 +479,18 @@ def _layout(section: dict[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def _drop_unused_base_fonts(reader: PdfReader) -> None:
-    """Remove the Helvetica that ReportLab selects (page start, each table) although no text is drawn in it.
-
-    ReportLab emits no-op text blocks such as `BT /F1 10 Tf 12 TL ET` in its default font, which lists an
-    unembedded base-14 font in the document. Those no-ops are cut out, then every base-14 font that no page
-    draws with is removed, so that `pdffonts` shows exactly the embedded serif.
-    """
-    base = set()
+def _shared_font_section(pdf: bytes) -> bytes:
+    """A laid-out section with its text re-encoded to the shared fonts (what is cached and stored): its pages,
+    without fonts of their own, and in its catalogue the codes they show per style."""
+    reader = PdfReader(io.BytesIO(pdf))
+    writer = PdfWriter()
+    used = _share_fonts(list(reader.pages))
     for page in reader.pages:
-        fonts = page["/Resources"].get("/Font")
-        for name, font in (fonts.get_object().items() if fonts is not None else ()):
-            if "/FontDescriptor" not in font.get_object() and "/DescendantFonts" not in font.get_object():
-                base.add(name)
-    if not base:
-        return
-    names = b"|".join(re.escape(name[1:].encode()) for name in sorted(base))
-    noop = re.compile(rb"BT /(?:" + names + rb") [\d.]+ Tf [\d.]+ TL ET")
-    used = re.compile(rb"/(" + names + rb")[\s/\[]")
-    still_used: set[bytes] = set()
-    for page in reader.pages:
-        stream = page.raw_get("/Contents").get_object()
-        data = stream.get_data()
-        trimmed = noop.sub(b"", data)
-        if trimmed != data:  # ReportLab's streams are ASCII85 + Flate, which pypdf cannot re-encode: use Flate alone
-            stream.pop("/DecodeParms", None)
-            stream[NameObject("/Filter")] = NameObject("/FlateDecode")
-            stream._data = zlib.compress(trimmed)
-            stream.decoded_self = None
-        still_used.update(used.findall(trimmed))
-    for page in reader.pages:
-        fonts = page["/Resources"].get("/Font")
-        if fonts is None:
-            continue
-        fonts = fonts.get_object()
-        for name in base & set(fonts):
-            if name[1:].encode() not in still_used:
-                del fonts[name]
+        writer.add_page(page)
+    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(used)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def _find_signature_boxes(reader: PdfReader) -> dict[str, Box]:
@@ -554,11 +541,298 @@ def _field_rects(boxes: dict[str, tuple[int, Box]]) -> dict[str, tuple[int, Box]
     return {field: (page, rects[field]) for field in SIGNATURE_FIELDS}
 
 
+# --------------------------------------------------------------------------- one font per style in the document
+#
+# Each section is laid out on its own, and ReportLab embeds in it subsets of the serif fonts whose byte codes are
+# that section's own. So that the document carries one subset per style (regular, bold, italic), a section's
+# text is re-encoded once, right after its layout, to codes that mean the same in every section: two-byte codes
+# equal to the characters' Unicode values (Identity-H), shown in the fonts /HBR, /HBB and /HBI. The document then
+# gets, per style, one CID font whose program holds the glyphs of every character its sections and its overlay
+# use, and whose CIDToGIDMap sends each Unicode value to its glyph in that subset.
+
+SHARED_FONTS = {"regular": "/HBR", "bold": "/HBB", "italic": "/HBI"}
+_FONT_USE_KEY = "/HBFontUse"  # in a laid-out section's catalogue: per style, the codes its pages show
+_TEXT_TOKENS = re.compile(
+    rb"(?P<string>\((?:[^\\()]|\\.)*\))"  # a literal string: ReportLab escapes the parentheses inside it
+    rb"|<(?P<hex>[0-9A-Fa-f\s]*)>"
+    rb"|/(?P<font>[^\s/\[\]()<>{}%]+)\s+(?P<size>-?[\d.]+)\s+Tf(?![^\s/\[(<])"
+    rb"|(?<![^\s])(?P<op>[qQ])(?![^\s/\[(<])", re.S)
+_WORD_SPACING = re.compile(rb"(?<![^\s])(-?[\d.]+)\s+Tw(?![^\s/\[(<])")
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|(\r\n|\r|\n)|(.))", re.S)
+_ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+_BFCHAR_BLOCK = re.compile(rb"beginbfchar(.*?)endbfchar", re.S)
+_BFCHAR = re.compile(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>")
+
+
+def _unescape(literal: bytes) -> bytes:
+    """The bytes of a PDF literal string's inside (between its parentheses)."""
+    if b"\\" not in literal and b"\r" not in literal:
+        return literal
+
+    def one(m: re.Match[bytes]) -> bytes:
+        if m[1] is not None:
+            return bytes([int(m[1], 8) & 0xFF])
+        if m[2] is not None:
+            return b""  # a line continuation
+        return _ESCAPED.get(m[3], m[3])
+
+    return _ESCAPE.sub(one, literal.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+
+
+@cache
+def _escaped_code(code: int) -> bytes:
+    """A two-byte code as it sits inside a literal string."""
+    out = b""
+    for byte in code.to_bytes(2, "big"):
+        char = bytes([byte])
+        out += {b"(": b"\\(", b")": b"\\)", b"\\": b"\\\\", b"\r": b"\\r", b"\n": b"\\n"}.get(char, char)
+    return out
+
+
+@dataclass(frozen=True)
+class _SubsetFont:
+    """A ReportLab subset of one of our serif fonts in a laid-out page."""
+
+    style: str
+    codes: list[int]  # byte code -> Unicode value
+    escaped: list[bytes]  # byte code -> its two-byte shared code, as written inside a literal string
+
+
+def _subset_font(font: DictionaryObject) -> _SubsetFont | None:
+    """What a ReportLab subset of one of our serif fonts means (from its ToUnicode map); None for other fonts."""
+    descriptor = font.get("/FontDescriptor")
+    if font.get("/Subtype") != "/TrueType" or descriptor is None or "/ToUnicode" not in font:
+        return None
+    style = _style_of_font_name().get(str(descriptor.get_object()["/FontName"]).split("+")[-1])
+    if style is None:
+        return None
+    codes = [0] * 256
+    cmap = font["/ToUnicode"].get_object().get_data()
+    for code, value in (pair for block in _BFCHAR_BLOCK.findall(cmap) for pair in _BFCHAR.findall(block)):
+        unicode = bytes.fromhex(value.decode()).decode("utf-16-be")
+        codes[int(code, 16) & 0xFF] = ord(unicode) if len(unicode) == 1 and ord(unicode) <= 0xFFFF else 0
+    return _SubsetFont(style, codes, [_escaped_code(code) for code in codes])
+
+
+def _share_fonts(pages: list[Any]) -> dict[str, set[int]]:
+    """Re-encode the text of `pages` (ReportLab output, changed in place) to the shared fonts; what each uses.
+
+    Text in a ReportLab subset of our serif becomes two-byte Unicode codes in /HBR, /HBB or /HBI and those
+    subsets leave the pages' resources. The Helvetica that ReportLab selects without drawing with it
+    (`BT /F1 10 Tf 12 TL ET`) is cut out and leaves them too, so that only the embedded serif remains.
+    """
+    used: dict[str, set[int]] = {}
+    known: dict[int, _SubsetFont | None] = {}  # per font object: the pages share them
+    for page in pages:
+        resources = page["/Resources"]
+        fonts = resources.get("/Font")
+        fonts = fonts.get_object() if fonts is not None else DictionaryObject()
+        ours: dict[bytes, _SubsetFont] = {}
+        base: set[str] = set()
+        for name, font in fonts.items():
+            key = font.idnum if isinstance(font, IndirectObject) else id(font)
+            if key not in known:
+                known[key] = _subset_font(font.get_object())
+            if known[key] is not None:
+                ours[name[1:].encode()] = known[key]
+            elif "/FontDescriptor" not in font.get_object() and "/DescendantFonts" not in font.get_object():
+                base.add(name)
+        stream = page.raw_get("/Contents").get_object()
+        data = stream.get_data()
+        if base:
+            names = b"|".join(re.escape(name[1:].encode()) for name in sorted(base))
+            data = re.sub(rb"BT /(?:" + names + rb") [\d.]+ Tf [\d.]+ TL ET", b"", data)
+        data, kept = _reencode(data, ours, used)
+        stream.pop("/DecodeParms", None)
+        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+        stream._data = zlib.compress(data)
+        stream.decoded_self = None
+        remaining = DictionaryObject({NameObject(name): fonts[name] for name in kept if name in fonts})
+        resources = DictionaryObject(resources)
+        if remaining:
+            resources[NameObject("/Font")] = remaining
+        else:
+            resources.pop("/Font", None)
+        page[NameObject("/Resources")] = resources
+    return used
+
+
+def _reencode(data: bytes, ours: dict[bytes, _SubsetFont], used: dict[str, set[int]]) -> tuple[bytes, set[str]]:
+    """A content stream with the strings shown in `ours` re-encoded (codes added to `used`), and the names of
+    the other fonts it selects."""
+    if b"Tw" in data and any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
+        raise RuntimeError("word spacing (Tw) does not apply to two-byte codes: justified text is not supported")
+    current: list[_SubsetFont | None] = [None]  # the text font, saved and restored with the graphics state
+    kept: set[str] = set()
+
+    def rewrite(m: re.Match[bytes]) -> bytes:
+        if m["op"] == b"q":
+            current.append(current[-1])
+        elif m["op"] == b"Q":
+            if len(current) > 1:
+                current.pop()
+        elif m["font"] is not None:
+            found = current[-1] = ours.get(m["font"])
+            if found is None:
+                kept.add("/" + m["font"].decode())
+                return m[0]
+            return f"{SHARED_FONTS[found.style]} {m['size'].decode()} Tf".encode()
+        elif current[-1] is not None:
+            font = current[-1]
+            raw = bytes.fromhex(m["hex"].decode()) if m["hex"] is not None else _unescape(m["string"][1:-1])
+            used.setdefault(font.style, set()).update(map(font.codes.__getitem__, raw))
+            return b"(" + b"".join(map(font.escaped.__getitem__, raw)) + b")"
+        return m[0]
+
+    return _TEXT_TOKENS.sub(rewrite, data), kept
+
+
+def _font_use_object(used: dict[str, set[int]]) -> DictionaryObject:
+    return DictionaryObject({NameObject("/" + style): ArrayObject(NumberObject(code) for code in sorted(codes))
+                             for style, codes in used.items()})
+
+
+def _font_use(reader: PdfReader) -> dict[str, frozenset[int]]:
+    use = reader.trailer["/Root"].get(_FONT_USE_KEY, DictionaryObject())
+    return {name[1:]: frozenset(int(code) for code in codes) for name, codes in use.items()}
+
+
+def _add_shared_fonts(writer: PdfWriter, used: dict[str, set[int]]) -> DictionaryObject:
+    """One Type 0 font per style used, each holding exactly the glyphs of the codes the document shows."""
+    fonts = DictionaryObject()
+    for style in SHARED_FONTS:
+        if not used.get(style):
+            continue
+        font = _shared_font(style, tuple(sorted(used[style])))
+        descriptor = DictionaryObject(font.descriptor)
+        descriptor[NameObject("/FontFile2")] = writer._add_object(
+            _flate(font.program, {"/Length1": NumberObject(font.program_length)}))
+        descendant = DictionaryObject(font.descendant)
+        descendant[NameObject("/FontDescriptor")] = writer._add_object(descriptor)
+        descendant[NameObject("/W")] = font.widths.clone(writer)
+        descendant[NameObject("/CIDToGIDMap")] = writer._add_object(_flate(font.cid_to_gid))
+        fonts[NameObject(SHARED_FONTS[style])] = writer._add_object(DictionaryObject({
+            NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type0"),
+            NameObject("/BaseFont"): font.name, NameObject("/Encoding"): NameObject("/Identity-H"),
+            NameObject("/DescendantFonts"): ArrayObject([writer._add_object(descendant)]),
+            NameObject("/ToUnicode"): writer._add_object(_flate(font.to_unicode)),
+        }))
+    return fonts
+
+
+@dataclass(frozen=True)
+class _SharedFont:
+    name: NameObject
+    program: bytes  # compressed, as are the two maps
+    program_length: int
+    cid_to_gid: bytes
+    to_unicode: bytes
+    widths: ArrayObject
+    descriptor: DictionaryObject  # without its /FontFile2
+    descendant: DictionaryObject  # without /FontDescriptor, /W, /CIDToGIDMap
+
+
+@lru_cache(maxsize=64)
+def _shared_font(style: str, codes: tuple[int, ...]) -> _SharedFont:
+    """The parts of the Type 0 font of `style` for the characters `codes` (kept: the next version of a record,
+    or a classmate's, mostly shows the same characters).
+
+    The font program is ReportLab's own subset of the TrueType file, as in every section, with the glyphs in
+    the order of `codes`; CIDToGIDMap sends each code to its glyph there; the widths are ReportLab's, those
+    the text was laid out with.
+    """
+    face = _faces()[style]
+    program = face.makeSubset(list(codes))
+    glyph_of = _subset_glyphs(program)
+    cid_to_gid = bytearray(2 * (codes[-1] + 1))
+    for index, code in enumerate(codes):
+        cid_to_gid[2 * code:2 * code + 2] = glyph_of[index].to_bytes(2, "big")
+    tag = "".join(chr(65 + b % 26) for b in hashlib.sha256(repr((style, codes)).encode()).digest()[:6])
+    name = NameObject(f"/{tag}+{face.name.decode()}")
+    widths = ArrayObject()
+    for code in codes:
+        width = FloatObject(fp_str(face.getCharWidth(code)))
+        if widths and int(widths[-2]) + len(widths[-1]) == code:
+            widths[-1].append(width)
+        else:
+            widths += [NumberObject(code), ArrayObject([width])]
+    descriptor = DictionaryObject({
+        NameObject("/Type"): NameObject("/FontDescriptor"), NameObject("/FontName"): name,
+        NameObject("/Flags"): NumberObject((face.flags & ~(1 << 5)) | (1 << 2)),  # symbolic, as ReportLab says
+        NameObject("/FontBBox"): ArrayObject(FloatObject(fp_str(v)) for v in face.bbox),
+        NameObject("/ItalicAngle"): FloatObject(fp_str(face.italicAngle)),
+        NameObject("/Ascent"): FloatObject(fp_str(face.ascent)),
+        NameObject("/Descent"): FloatObject(fp_str(face.descent)),
+        NameObject("/CapHeight"): FloatObject(fp_str(face.capHeight)),
+        NameObject("/StemV"): NumberObject(face.stemV),
+    })
+    descendant = DictionaryObject({
+        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/CIDFontType2"),
+        NameObject("/BaseFont"): name,
+        NameObject("/CIDSystemInfo"): DictionaryObject({NameObject("/Registry"): TextStringObject("Adobe"),
+                                                        NameObject("/Ordering"): TextStringObject("Identity"),
+                                                        NameObject("/Supplement"): NumberObject(0)}),
+        NameObject("/DW"): FloatObject(fp_str(face.defaultWidth)),
+    })
+    return _SharedFont(name, zlib.compress(program), len(program), zlib.compress(bytes(cid_to_gid)),
+                       zlib.compress(_to_unicode(codes)), widths, descriptor, descendant)
+
+
+def _subset_glyphs(program: bytes) -> list[int]:
+    """The glyph of each code of a ReportLab subset, read from its cmap (format 6: code i -> glyph)."""
+    (tables,) = struct.unpack_from(">H", program, 4)
+    for i in range(tables):
+        tag, _checksum, offset, _length = struct.unpack_from(">4sLLL", program, 12 + 16 * i)
+        if tag == b"cmap":
+            (subtable,) = struct.unpack_from(">L", program, offset + 8)
+            fmt, _len, _lang, first, count = struct.unpack_from(">5H", program, offset + subtable)
+            if fmt != 6 or first != 0:
+                break
+            return list(struct.unpack_from(f">{count}H", program, offset + subtable + 10))
+    raise RuntimeError("the font subset has no format 6 cmap")
+
+
+def _to_unicode(codes: tuple[int, ...]) -> bytes:
+    """The ToUnicode CMap of the shared fonts: each two-byte code is its own Unicode value."""
+    lines = ["/CIDInit /ProcSet findresource begin", "12 dict begin", "begincmap",
+             "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def",
+             "/CMapName /Adobe-Identity-UCS def", "/CMapType 2 def",
+             "1 begincodespacerange", "<0000> <FFFF>", "endcodespacerange"]
+    for start in range(0, len(codes), 100):
+        chunk = codes[start:start + 100]
+        lines.append(f"{len(chunk)} beginbfchar")
+        lines += [f"<{code:04X}> <{code:04X}>" for code in chunk]
+        lines.append("endbfchar")
+    lines += ["endcmap", "CMapName currentdict /CMap defineresource pop", "end", "end"]
+    return "\n".join(lines).encode()
+
+
+def _flate(compressed: bytes, extra: dict[str, Any] | None = None) -> EncodedStreamObject:
+    stream = EncodedStreamObject()
+    stream._data = compressed
+    stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+    for key, value in (extra or {}).items():
+        stream[NameObject(key)] = value
+    return stream
+
+
+@cache
+def _faces() -> dict[str, TTFontFace]:
+    return {style: TTFontFace(str(FONT_DIR / FONT_FILES[style])) for style in SHARED_FONTS}
+
+
+@cache
+def _style_of_font_name() -> dict[str, str]:
+    """PostScript name of each serif (LiberationSerif-Bold) -> its style (bold)."""
+    return {face.name.decode(): style for style, face in _faces().items()}
+
+
 # --------------------------------------------------------------------------- after layout: footer, QR, fields
 
 
-def _stamp(writer: PdfWriter, doc: dict[str, Any]) -> None:
-    """Footer and page number on every page, the QR code on the first and last: one overlay, merged."""
+def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) -> None:
+    """Footer and page number on every page, the QR code on the first and last: one overlay, merged; then the
+    shared fonts, for the codes of `used` (the sections') and the overlay's, in every page's resources."""
     total = len(writer.pages)
     regular, bold = _overlay_fonts()
     out = io.BytesIO()
@@ -575,17 +849,24 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any]) -> None:
         canvas.showPage()
     canvas.save()
     overlay = PdfReader(io.BytesIO(out.getvalue()))
-    _drop_unused_base_fonts(overlay)
+    for style, codes in _share_fonts(list(overlay.pages)).items():
+        used.setdefault(style, set()).update(codes)
+    fonts = _add_shared_fonts(writer, used)
     # Each overlay page becomes a form XObject drawn after the page's own content: unlike pypdf's merge_page
     # this never parses the (large) content streams of the laid-out pages.
     before = writer._add_object(_stream(b"q\n"))
     after = writer._add_object(_stream(b"\nQ\nq /HBStamp Do Q\n"))
     for page, stamp in zip(writer.pages, overlay.pages, strict=True):
         form = stamp.raw_get("/Contents").get_object().clone(writer)
+        form_resources = stamp["/Resources"].clone(writer)
+        form_resources[NameObject("/Font")] = fonts
         form.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
                      NameObject("/BBox"): ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
-                     NameObject("/Resources"): stamp["/Resources"].clone(writer)})
+                     NameObject("/Resources"): form_resources})
         resources = DictionaryObject(page["/Resources"])
+        page_fonts = DictionaryObject(resources.get("/Font", DictionaryObject()))
+        page_fonts.update(fonts)
+        resources[NameObject("/Font")] = page_fonts
         xobjects = DictionaryObject(resources.get("/XObject", DictionaryObject()))
         xobjects[NameObject("/HBStamp")] = writer._add_object(form)
         resources[NameObject("/XObject")] = xobjects
@@ -810,6 +1091,49 @@ def _resource_policy() -> Any:
 
     # xhtml2pdf confines reads to the document's folder; the fonts live in static/fonts.
     return ResourceAccessPolicy(base_dir=str(FONT_DIR), extra_roots=[str(FONT_DIR)])
+
+
+@cache
+def _xhtml2pdf_once_per_process() -> None:
+    """Spare each layout two things xhtml2pdf redoes on every call although they cannot change in a process
+    (the output stays byte for byte the same; tests/test_record_pdf.py checks it):
+
+    - parsing its default style sheet (41 rules, about 3 ms a call): it has no at-rules, so parsing it has no
+      effect on the document, and the parsed sheet is only read;
+    - the MD5 digest of each @font-face file (the three serif files, 1.2 MB, read and hashed at every call), by
+      which it tells apart two files declared under one name: kept per file, size and modification time.
+
+    Each is left as it is when the xhtml2pdf installed does not have the function it wraps.
+    """
+    from xhtml2pdf import context, parser
+
+    parse, default_source = getattr(context.pisaContext, "_parseCSSSource", None), getattr(
+        parser, "DEFAULT_CSS_SOURCE", None)
+    if parse is not None and default_source is not None:
+        parsed: dict[str, Any] = {}
+
+        def parse_default_once(self: Any, text: str, source_name: str) -> Any:
+            if source_name != default_source:
+                return parse(self, text, source_name)
+            if text not in parsed:
+                parsed[text] = parse(self, text, source_name)
+            return parsed[text]
+
+        parse_default_once.__wrapped__ = parse  # type: ignore[attr-defined]
+        context.pisaContext._parseCSSSource = parse_default_once
+    digest = getattr(context, "_file_digest", None)
+    if digest is not None:
+        known = lru_cache(maxsize=64)(lambda name, _size, _mtime: digest(name))
+
+        def file_digest(name: str | None) -> str | None:
+            try:
+                stat = os.stat(name) if name is not None else None
+            except OSError:
+                return digest(name)
+            return known(name, stat.st_size, stat.st_mtime_ns) if stat is not None else digest(name)
+
+        file_digest.__wrapped__ = digest  # type: ignore[attr-defined]
+        context._file_digest = file_digest
 
 
 @cache

@@ -85,12 +85,17 @@ def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dic
     # transfer or returned by the city), as it issued them; a year this school taught is its own.
     received = [(page, rows) for page, rows in received_years(pupil)
                 if page["school_year"] not in own and page["school_year"] <= year.name]
-    # A past year names the principal of that year, as signed on the pupil's record then; today's otherwise.
-    signed_by = principals_signed(pupil)
-    signed_by.pop(year.name, None)  # the record's own year is signed by today's principal
-    history = [history_row(e, school, signed_by.get(e.school_class.school_year.name, principal)) for e in enrolments]
+    # A past year names its own principal and school name, as issued then; the record's own year today's.
+    today = {"principal": principal, "school_name": text(school.name)}
+    past = [e.school_class.school_year for e in enrolments if e.school_class.school_year_id != year.id]
+    issued = as_issued(pupil, past)
+
+    def of_year(enrolment: Enrolment) -> dict[str, str | None]:
+        return today | issued.get(enrolment.school_class.school_year.name, {})
+
+    history = [history_row(e, of_year(e)) for e in enrolments]
     history += [row for _page, rows in received for row in rows]
-    years = [year_page(e, school, signed_by.get(e.school_class.school_year.name, principal)) for e in enrolments]
+    years = [year_page(e, school, of_year(e)) for e in enrolments]
     years += [page for page, _rows in received]
     return {
         "format": CONTENT_FORMAT,
@@ -103,19 +108,39 @@ def build_content(school: School, pupil: Pupil, year: SchoolYear, *, record: dic
     }
 
 
-def principals_signed(pupil: Pupil) -> dict[str, str]:
-    """School year -> the principal named on the year pages of the pupil's records issued here before (the
-    newest record saying so wins): a later principal does not rewrite who confirmed an earlier year."""
+def as_issued(pupil: Pupil, years: list[SchoolYear]) -> dict[str, dict[str, str]]:
+    """School year -> the principal and the school name printed on that year's page when the year's records
+    were issued here ({"principal": ..., "school_name": ...}, only what was printed).
+
+    No history of principals or school names is kept: the records issued at the end of a year are that
+    history, signed. The pupil's own records come first (the newest saying so wins); for a year of theirs
+    with no record issued, the school's latest record issued for that year. A later principal, or a renamed
+    school, so does not rewrite an earlier year, and an earlier year page stays the same page.
+    """
     from portal.records.models import RecordStatus, RecordVersion
 
-    found: dict[str, str] = {}
+    done = (RecordStatus.ISSUED, RecordStatus.SUPERSEDED)
+    found: dict[str, dict[str, str]] = {}
+    for year in years:
+        content = db.session.scalar(
+            sa.select(RecordVersion.content).where(RecordVersion.school_year_id == year.id,
+                                                   RecordVersion.status.in_(done))
+            .order_by(RecordVersion.id.desc()).limit(1))
+        found.update(_printed(content, {year.name}))
+    names = {year.name for year in years}
     for content in db.session.scalars(sa.select(RecordVersion.content).where(
-            RecordVersion.pupil_id == pupil.id,
-            RecordVersion.status.in_([RecordStatus.ISSUED, RecordStatus.SUPERSEDED]))
-            .order_by(RecordVersion.number)):
-        for page in (content or {}).get("years") or []:
-            if page.get("source") == "this_school" and page.get("principal"):
-                found[page["school_year"]] = page["principal"]
+            RecordVersion.pupil_id == pupil.id, RecordVersion.status.in_(done)).order_by(RecordVersion.number)):
+        for name, values in _printed(content, names).items():
+            found[name] = found.get(name, {}) | values
+    return found
+
+
+def _printed(content: dict[str, Any] | None, names: set[str]) -> dict[str, dict[str, str]]:
+    """The principal and school name on the year pages of `content` this school printed, for the years `names`."""
+    found = {}
+    for page in (content or {}).get("years") or []:
+        if page.get("source") == "this_school" and page.get("school_year") in names:
+            found[page["school_year"]] = {key: page[key] for key in ("principal", "school_name") if page.get(key)}
     return found
 
 
@@ -134,14 +159,17 @@ def identity(pupil: Pupil) -> dict[str, Any]:
     }
 
 
-def history_row(enrolment: Enrolment, school: School, principal: str | None) -> dict[str, Any]:
+def history_row(enrolment: Enrolment, of_year: dict[str, str | None]) -> dict[str, Any]:
+    """A row of the study history; `of_year`: that year's principal and school name (see `as_issued`)."""
     school_class: SchoolClass = enrolment.school_class
     return {"school_year": school_class.school_year.name, "class_name": text(school_class.name),
-            "school_name": text(school.name), "enrolled_on": iso(enrolment.enrolled_on), "confirmed_by": principal}
+            "school_name": of_year["school_name"], "enrolled_on": iso(enrolment.enrolled_on),
+            "confirmed_by": of_year["principal"]}
 
 
-def year_page(enrolment: Enrolment, school: School, principal: str | None) -> dict[str, Any]:
-    """One school-year page: measurements, the CN ratings, result, awards, completion."""
+def year_page(enrolment: Enrolment, school: School, of_year: dict[str, str | None]) -> dict[str, Any]:
+    """One school-year page: measurements, the CN ratings, result, awards, completion; `of_year`: that year's
+    principal and school name (see `as_issued`)."""
     school_class: SchoolClass = enrolment.school_class
     year: SchoolYear = school_class.school_year
     period = db.session.scalar(sa.select(Period).where(Period.school_year_id == year.id,
@@ -149,9 +177,9 @@ def year_page(enrolment: Enrolment, school: School, principal: str | None) -> di
     result = db.session.scalar(sa.select(YearResult).where(YearResult.enrolment_id == enrolment.id))
     page: dict[str, Any] = {
         "school_year": year.name, "class_name": text(school_class.name), "grade": school_class.grade,
-        "school_name": text(school.name), "source": "this_school",
+        "school_name": of_year["school_name"], "source": "this_school",
         "homeroom_teacher": text(school_class.homeroom_teacher.full_name) if school_class.homeroom_teacher else None,
-        "principal": principal,
+        "principal": of_year["principal"],
         **measurements(enrolment, year),
         "subjects": subject_rows(enrolment, school_class, period),
         **trait_rows(enrolment, school_class, period),
