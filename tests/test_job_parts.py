@@ -172,3 +172,37 @@ def test_generating_a_grade_is_one_job_of_a_part_per_class(app, client, make):
     assert sum(count for _label, count in parent.result["counts"]) == 5
     page = client.get(f"/s/lqd/jobs/{parent_id}")
     assert page.status_code == 200 and page.get_data(as_text=True).count("job-item ") == 5
+
+
+def test_a_worker_warms_up_once_and_a_failing_warm_up_only_slows_it(app, monkeypatch, caplog):
+    calls: list[str] = []
+    monkeypatch.setattr(jobs, "WARM_UPS", [lambda: calls.append("first"), lambda: 1 / 0,
+                                           lambda: calls.append("last")])
+    assert jobs.warm_worker(app) >= 0
+    assert calls == ["first", "last"] and "warm-up failed" in caplog.text
+
+
+def test_the_issuing_warm_up_signs_and_validates_in_memory(app):
+    from portal.records import tasks
+
+    with app.app_context():
+        tasks.warm_up_issuing()  # raises if the throwaway page cannot be laid out, signed or validated
+    import sys
+
+    assert "xhtml2pdf.pisa" in sys.modules and "pyhanko.sign.validation" in sys.modules
+
+
+def test_a_job_process_forked_from_the_worker_uses_its_app_with_connections_of_its_own(app, monkeypatch):
+    monkeypatch.setattr(jobs, "_worker_app_instance", None)
+    jobs.use_worker_app(app)
+    with app.app_context():
+        db.session.execute(sa.text("select 1"))
+        db.session.remove()
+        engine = db.engine
+        pool_before = engine.pool
+    assert jobs._worker_app() is app and engine.pool is pool_before  # the worker itself: nothing changes
+    monkeypatch.setattr(jobs.os, "getpid", lambda: -1)  # as seen from a forked job process
+    assert jobs._worker_app() is app
+    assert engine.pool is not pool_before  # a pool of its own: the worker's connections are not shared
+    with app.app_context():
+        assert db.session.execute(sa.text("select 1")).scalar() == 1
