@@ -23,6 +23,7 @@ load average. `BENCH_DATABASE_URL` names a PostgreSQL server where a throwaway d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -246,7 +247,7 @@ def main() -> None:
         try:
             for _ in range(args.workers):
                 command = [*wrap, sys.executable, str(PROJECT_ROOT / "worker.py")]
-                workers.append(subprocess.Popen(command, env={**os.environ}, cwd=PROJECT_ROOT,
+                workers.append(subprocess.Popen(command, env={**os.environ}, cwd=PROJECT_ROOT, start_new_session=True,
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             results = {}
             for kind, school_id in schools.items():
@@ -264,13 +265,13 @@ def main() -> None:
                     raise SystemExit(f"{kind}: {issued} of {count} records issued")
                 results[kind] = (count, sum(seconds for _label, seconds, _o in stages))
         finally:
+            for worker in workers:  # each in a session of its own: the worker, its job process, a profiler
+                os.killpg(worker.pid, signal.SIGINT if wrap else signal.SIGTERM)  # a profiler writes on SIGINT
             for worker in workers:
-                worker.send_signal(signal.SIGINT if wrap else signal.SIGTERM)  # a profiler writes on SIGINT
-            for worker in workers:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, signal.SIGKILL)
             with app.app_context():
                 db.engine.dispose()
             redis.flushdb()

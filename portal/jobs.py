@@ -225,18 +225,19 @@ def enqueue(kind: str, *, school_id: int | None, actor: Any, title: str, owner: 
 
 @dataclass(frozen=True)
 class Part:
-    """One part of a split action: what its page row says, its task parameters, and its size in items
-    (the longest parts are queued first, and the parent's progress counts items)."""
+    """One part of a split action: what its page row says, its size in items (the parent's progress counts
+    items: pupils, records), its task parameters, and its cost (the costliest parts are queued first)."""
 
     title: str
     size: int
     params: dict[str, Any] = field(default_factory=dict)
+    cost: int = 0  # how long it takes, relative to the other parts (default: its size)
 
 
 def enqueue_parts(kind: str, *, school_id: int | None, actor: Any, title: str, parts: list[Part]) -> JobRun:
     """One user action as parts that the workers take at once (a class each, say), so that a school's
     work keeps every worker busy to the end; returns the row the user follows (the parent). The parts are
-    queued longest first, so that no long part starts last and runs on alone. One part is an ordinary job."""
+    queued costliest first, so that no long part starts last and runs on alone. One part is an ordinary job."""
     if kind not in MERGERS:
         raise KeyError(f"task {kind!r} has no merge: it cannot be split")
     if len(parts) == 1:
@@ -253,8 +254,8 @@ def enqueue_parts(kind: str, *, school_id: int | None, actor: Any, title: str, p
                        title=f"{title} · {part.title}"[:200], params=part.params, total_items=part.size, **common)
                 for position, part in enumerate(parts)]
     db.session.add_all(children)
-    longest_first = sorted(children, key=lambda child: -child.total_items)  # stable: ties keep their order
-    db.session.info.setdefault("pending_jobs", []).extend(child.id for child in longest_first)
+    costliest_first = sorted(zip(children, parts, strict=True), key=lambda pair: -(pair[1].cost or pair[1].size))
+    db.session.info.setdefault("pending_jobs", []).extend(child.id for child, _part in costliest_first)
     return parent
 
 

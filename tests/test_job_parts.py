@@ -65,9 +65,10 @@ def _execute(app, run_id: str) -> None:
 def test_parts_are_queued_longest_first_and_the_result_keeps_the_actions_order(app, make):
     school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
     parent_id, children, queued = _split(app, school.id, [
-        jobs.Part("1A", 30, {"name": "1A"}), jobs.Part("5A", 175, {"name": "5A"}), jobs.Part("3A", 96, {"name": "3A"})])
+        jobs.Part("1A", 30, {"name": "1A"}, cost=30), jobs.Part("5A", 35, {"name": "5A"}, cost=175),
+        jobs.Part("3A", 32, {"name": "3A"}, cost=96)])
     assert queued == [children[1], children[2], children[0]]  # 5A, 3A, 1A: no long part starts last
-    assert _run(app, parent_id).total_items == 301 and _run(app, parent_id).parts == 3
+    assert _run(app, parent_id).total_items == 97 and _run(app, parent_id).parts == 3  # pupils
 
     _execute(app, parent_id)  # a parent is never run itself (a stray delivery does nothing)
     assert _run(app, parent_id).state == JobState.QUEUED and _seen_secrets == []
@@ -163,8 +164,8 @@ def test_generating_a_grade_is_one_job_of_a_part_per_class(app, client, make):
         children = list(db.session.scalars(sa.select(JobRun).where(JobRun.parent_id == parent_id)
                                            .order_by(JobRun.position)))
         parts = [(c.title.rsplit(" · ", 1)[-1], c.params, c.total_items) for c in children]
-    assert parts == [("5A", {"class_ids": [classes["5A"].class_id]}, 10),  # 2 pupils x 5 year pages at most
-                     ("5B", {"class_ids": [classes["5B"].class_id]}, 15)]
+    assert parts == [("5A", {"class_ids": [classes["5A"].class_id]}, 2),
+                     ("5B", {"class_ids": [classes["5B"].class_id]}, 3)]
     finish_jobs(app, [parent_id], timeout=120)
     parent = _run(app, parent_id)
     assert parent.state == JobState.FINISHED, parent.error

@@ -49,7 +49,8 @@ def start_generation(school: School, classes: list[SchoolClass], title: str, *, 
     sizes = dict(db.session.execute(
         sa.select(Enrolment.class_id, sa.func.count()).where(Enrolment.class_id.in_([c.id for c in classes]))
         .group_by(Enrolment.class_id)).all())
-    parts = [jobs.Part(title=c.name, size=sizes.get(c.id, 0) * c.grade, params={"class_ids": [c.id]})
+    parts = [jobs.Part(title=c.name, size=sizes.get(c.id, 0), params={"class_ids": [c.id]},
+                       cost=sizes.get(c.id, 0) * c.grade)  # a grade-5 pupil's record has five year pages
              for c in sorted(classes, key=lambda c: c.name)]
     return jobs.enqueue_parts("records.generate", school_id=school.id, actor=actor, title=title, parts=parts)
 
