@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--level", default="B-LTA")
     parser.add_argument("--only", choices=("cold", "warm"))
-    args = common.parse_args(parser, {"classes_per_grade": 1, "pupils": (2, 2), "workers": 2})
+    args = common.parse_args(parser, {"classes_per_grade": 1, "pupils": (1, 1), "workers": 2})
     admin_url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
     redis = Redis.from_url(redis_url)

@@ -207,3 +207,58 @@ def test_a_job_process_forked_from_the_worker_uses_its_app_with_connections_of_i
     assert engine.pool is not pool_before  # a pool of its own: the worker's connections are not shared
     with app.app_context():
         assert db.session.execute(sa.text("select 1")).scalar() == 1
+
+
+def test_the_principal_signs_and_seals_a_school_in_a_part_per_class_typing_once(app, make):
+    from portal.records.models import RecordStatus, RecordVersion
+    from portal.signing import pki, pki_folder
+    from portal.signing import services as certificates
+    from tenants.certificates import KeyKind
+    from tenants.models import School, User
+    from tenants.scoping import school_scope
+    from tests.records_factory import generate
+
+    passphrase, pin = "mat-khau-p12", "864209"
+    ca = pki.create_demo_ca(pki_folder(app))
+    school = make.school("lqd", "Trường Tiểu học Lê Quang Định")
+    principal = make.user(school, Role.PRINCIPAL, full_name="Võ Thị Lài")
+    gvcn = make.user(school, Role.HOMEROOM_TEACHER, full_name="Nguyễn Thị Ánh Tuyết")
+    year_id = make_year(app, school, name="2024-2025")
+    for name, pupils in (("5A", 2), ("5B", 1)):
+        setup = make_class(app, school, year_id, name, homeroom_id=gvcn.id, pupils=pupils)
+        rate(app, school, setup, range(pupils))
+        confirm_class(app, school, setup.class_id, gvcn)
+        generate(app, school, setup.class_id, gvcn)
+    with app.app_context(), school_scope(school.id):
+        here = db.session.get(School, school.id)
+        for user, title, keep in ((gvcn, "Giáo viên chủ nhiệm", True), (principal, "Hiệu trưởng", False)):
+            issued = ca.issue_person(user.full_name, title=title, organisation=school.name)
+            certificates.register_person_certificate(db.session.get(User, user.id), certificates.Upload(
+                issued.pkcs12(passphrase, kdf_rounds=1000), KeyKind.PKCS12, passphrase,
+                keep_passphrase_on_server=keep, signing_pin=pin if keep else ""), school=here, actor=None)
+        seal = ca.issue_organisation(school.name, locality="Nhà Bè")
+        certificates.register_seal_certificate(here, certificates.Upload(seal.pkcs12(passphrase, kdf_rounds=1000),
+                                                                         KeyKind.PKCS12, passphrase), actor=None)
+        db.session.commit()
+
+    def sign(who, step: str, **form: str) -> JobRun:
+        client = app.test_client()
+        login(client, who)
+        response = client.post("/s/lqd/records/sign", data={
+            "csrf_token": csrf_token(client, "/s/lqd/records/"), "step": step, **form})
+        assert response.status_code == 302 and "/jobs/" in response.location, response.location
+        run_id = response.location.rsplit("/", 1)[-1]
+        finish_jobs(app, [run_id], timeout=180)
+        return _run(app, run_id)
+
+    for who, step, form in ((gvcn, "gvcn", {"passphrase": pin}), (principal, "hieu_truong", {"passphrase": passphrase}),
+                            (principal, "con_dau", {})):
+        run = sign(who, step, **form)
+        assert run.parts == 2 and run.state == JobState.FINISHED, (step, run.error, run.note)
+        assert [item["outcome"] for item in run.result["items"]] == ["signed"] * 3, run.result
+        assert [item["name"][-3:-1] for item in run.result["items"]] == ["5A", "5A", "5B"]
+        with app.app_context():
+            assert jobs.job_secret(run.id) is None  # what was typed is gone once the last part ended
+    with app.app_context(), school_scope(school.id):
+        statuses = db.session.scalars(sa.select(RecordVersion.status)).all()
+    assert statuses == [RecordStatus.ISSUED] * 3
