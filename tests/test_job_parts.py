@@ -197,9 +197,8 @@ def test_a_job_process_forked_from_the_worker_uses_its_app_with_connections_of_i
     monkeypatch.setattr(jobs, "_worker_app_instance", None)
     jobs.use_worker_app(app)
     with app.app_context():
-        db.session.execute(sa.text("select 1"))
-        db.session.remove()
         engine = db.engine
+        engine.dispose()  # nothing pooled: the pretend fork below must not leave this process's connections open
         pool_before = engine.pool
     assert jobs._worker_app() is app and engine.pool is pool_before  # the worker itself: nothing changes
     monkeypatch.setattr(jobs.os, "getpid", lambda: -1)  # as seen from a forked job process
