@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print("REDIS_URL is not set: without it the web process runs jobs itself.", file=sys.stderr)
         return 2
     connection = Redis.from_url(app.config["REDIS_URL"])
+    # Before the first fork: every job process starts from this app with the libraries loaded and warm.
+    jobs.warm_worker(app)
+    jobs.use_worker_app(app)
     if not args.burst:
         jobs.start_reconciler(app)
     worker = PortalWorker([Queue(app.config["JOB_QUEUE"], connection=connection)], connection=connection,

@@ -12,6 +12,11 @@ A task is a plain function registered with `@task("name")`. It receives its `Job
 parameters, reports progress with `run.report(done, total, message)` (a checkpoint: it commits), and
 returns a JSON-able result. RQ delivers at least once, so tasks must be safe to run twice.
 
+One user action can be split into parts (`enqueue_parts`: a class each, say) so that every worker has
+work to the end: each part is a job of its own, queued longest first; the user sees one row, the parent,
+whose progress counts the items of all parts and whose result is the parts' results merged (by the
+task's `merge`) once the last part ends. The parent itself never runs.
+
 The row follows the queue's truth. Queueing happens inside the commit (before it completes), so a queue
 that cannot be reached fails the transaction: no row claims a job the queue never got. A running job
 beats a heartbeat into its row (every checkpoint, and a timer in between); `reconcile()` (run by every
@@ -24,17 +29,20 @@ finish (at its next checkpoint) and puts the rest back on the queue.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import click
 import sqlalchemy as sa
+import sqlalchemy.orm
 from flask import Flask, current_app, flash, g, has_app_context, has_request_context, redirect, render_template, request
 from flask.cli import AppGroup
 from flask_babel import gettext as _
@@ -56,6 +64,11 @@ TaskFunction = Callable[..., dict[str, Any] | None]
 TASKS: dict[str, TaskFunction] = {}
 # Tasks that may be put back on the queue on their own after an interruption: they skip what is done.
 RESUMABLE: set[str] = set()
+# What a worker does once before it takes jobs (`warm_up`): each job runs in a process forked from the
+# worker, so what is loaded here (modules, fonts, compiled templates) is not loaded again by every job.
+WARM_UPS: list[Callable[[], None]] = []
+# How the results of a split job's parts become the result of the action (by task name).
+MERGERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, Any]]] = {}
 # Work the reconciler does besides the jobs themselves (e.g. queueing uploads whose retry is due).
 RECONCILE_HOOKS: list[Callable[[], dict[str, int]]] = []
 SYSTEM_OWNER = "system"
@@ -106,6 +119,15 @@ class JobRun(db.Model):
     note: Mapped[str] = mapped_column(sa.String(300), default="")
     rq_job_id: Mapped[str | None] = mapped_column(sa.String(48))
     request_id: Mapped[str | None] = mapped_column(sa.String(32))
+    # A part of a split action (`enqueue_parts`): its parent is the row the user sees; `position` is the
+    # part's place in the action's order (the result lists items in that order, whatever ran first).
+    parent_id: Mapped[str | None] = mapped_column(sa.ForeignKey("job_runs.id"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    # A parent: how many parts its work was split into (0: an ordinary job, which runs itself).
+    parts: Mapped[int] = mapped_column(default=0)
+    # Items done and to do, as last reported (a part's counts add up to its parent's progress).
+    done_items: Mapped[int] = mapped_column(default=0)
+    total_items: Mapped[int] = mapped_column(default=0)
 
     @property
     def done(self) -> bool:
@@ -115,9 +137,12 @@ class JobRun(db.Model):
         """Record progress and commit: a checkpoint the page can show. At a checkpoint a job asked to
         stop (SIGTERM) ends its turn: the item just done is kept, the rest goes back on the queue."""
         self.progress = 100 if total <= 0 else min(99, int(done * 100 / total))
+        self.done_items, self.total_items = done, total
         if message:
             self.message = message[:300]
         self.heartbeat_at = utcnow()
+        if self.parent_id is not None:
+            _report_parent(self.parent_id)
         db.session.commit()
         if _stop_requested.is_set() and self.state == JobState.RUNNING:
             raise JobInterrupted()
@@ -125,7 +150,7 @@ class JobRun(db.Model):
     @property
     def stalled(self) -> bool:
         """Running, but its heartbeat stopped: its worker is gone (the reconciler will say so soon)."""
-        if self.state != JobState.RUNNING:
+        if self.state != JobState.RUNNING or self.parts:
             return False
         last = self.heartbeat_at or self.started_at
         if last is None:
@@ -142,17 +167,44 @@ class JobRun(db.Model):
         return f"<JobRun {self.kind} {self.state}>"
 
 
-def task(name: str, *, resumable: bool = False) -> Callable[[TaskFunction], TaskFunction]:
+def task(name: str, *, resumable: bool = False,
+         merge: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+         ) -> Callable[[TaskFunction], TaskFunction]:
     """Register a job function under a stable name (the name is what the queue stores). A resumable
-    task skips what an earlier run did, so the reconciler may run it again after an interruption."""
+    task skips what an earlier run did, so the reconciler may run it again after an interruption.
+    A task given `merge` may be split into parts (`enqueue_parts`): `merge` makes one result of theirs."""
 
     def decorator(func: TaskFunction) -> TaskFunction:
         TASKS[name] = func
         if resumable:
             RESUMABLE.add(name)
+        if merge is not None:
+            MERGERS[name] = merge
         return func
 
     return decorator
+
+
+def warm_up(func: Callable[[], None]) -> Callable[[], None]:
+    """Register something a worker does once before taking jobs (decorator)."""
+    WARM_UPS.append(func)
+    return func
+
+
+def warm_worker(app: Flask) -> float:
+    """Run every registered warm-up in `app` (a worker, before it forks its first job); returns seconds.
+    A warm-up that fails is logged and skipped: a cold job is slower, not wrong."""
+    began = time.perf_counter()
+    sa.orm.configure_mappers()  # else every job process configures the models again (~0.1 s) on its first query
+    with app.app_context():
+        for func in WARM_UPS:
+            try:
+                func()
+            except Exception:
+                log.exception("a worker warm-up failed: %s", getattr(func, "__qualname__", func))
+            finally:
+                db.session.rollback()
+    return time.perf_counter() - began
 
 
 def enqueue(kind: str, *, school_id: int | None, actor: Any, title: str, owner: str = "", **params: Any) -> JobRun:
@@ -169,6 +221,86 @@ def enqueue(kind: str, *, school_id: int | None, actor: Any, title: str, owner: 
                  changes={"kind": kind, "params": params})
     db.session.info.setdefault("pending_jobs", []).append(run.id)
     return run
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a split action: what its page row says, its size in items (the parent's progress counts
+    items: pupils, records), its task parameters, and its cost (the costliest parts are queued first)."""
+
+    title: str
+    size: int
+    params: dict[str, Any] = field(default_factory=dict)
+    cost: int = 0  # how long it takes, relative to the other parts (default: its size)
+
+
+def enqueue_parts(kind: str, *, school_id: int | None, actor: Any, title: str, parts: list[Part]) -> JobRun:
+    """One user action as parts that the workers take at once (a class each, say), so that a school's
+    work keeps every worker busy to the end; returns the row the user follows (the parent). The parts are
+    queued costliest first, so that no long part starts last and runs on alone. One part is an ordinary job."""
+    if kind not in MERGERS:
+        raise KeyError(f"task {kind!r} has no merge: it cannot be split")
+    if len(parts) == 1:
+        return enqueue(kind, school_id=school_id, actor=actor, title=title, **parts[0].params)
+    common = {"school_id": school_id, "kind": kind, "created_by_id": getattr(actor, "id", None),
+              "owner": "" if actor is not None else SYSTEM_OWNER,
+              "request_id": g.get("request_id") if has_request_context() else None}
+    parent = JobRun(id=uuid.uuid4().hex, title=title, params={"parts": [p.params for p in parts]},
+                    parts=len(parts), total_items=sum(p.size for p in parts), **common)
+    db.session.add(parent)
+    audit.record("job.queued", actor=actor, school_id=school_id, obj=parent, summary=title,
+                 changes={"kind": kind, "parts": [{"title": p.title, **p.params} for p in parts]})
+    children = [JobRun(id=uuid.uuid4().hex, parent_id=parent.id, position=position,
+                       title=f"{title} · {part.title}"[:200], params=part.params, total_items=part.size, **common)
+                for position, part in enumerate(parts)]
+    db.session.add_all(children)
+    costliest_first = sorted(zip(children, parts, strict=True), key=lambda pair: -(pair[1].cost or pair[1].size))
+    db.session.info.setdefault("pending_jobs", []).extend(child.id for child, _part in costliest_first)
+    return parent
+
+
+def _report_parent(parent_id: str) -> None:
+    """A part's checkpoint: its parent counts the items of all its parts (in the part's transaction)."""
+    done, total = db.session.execute(sa.select(sa.func.coalesce(sa.func.sum(JobRun.done_items), 0),
+                                               sa.func.coalesce(sa.func.sum(JobRun.total_items), 0))
+                                     .where(JobRun.parent_id == parent_id)).one()
+    now = utcnow()
+    db.session.execute(sa.update(JobRun).where(JobRun.id == parent_id, JobRun.state.in_(
+        [JobState.QUEUED, JobState.RUNNING])).values(
+        state=JobState.RUNNING, started_at=sa.func.coalesce(JobRun.started_at, now), heartbeat_at=now,
+        progress=min(99, int(done * 100 / total)) if total else 0, done_items=done,
+        message=f"{done}/{total}").execution_options(synchronize_session=False))
+
+
+def _settle_parent(parent_id: str) -> None:
+    """A part ended: once every part has, the parent ends with their merged result (whoever ends last
+    does it; the parent's row lock keeps two last parts from both doing it)."""
+    with all_schools():
+        parent = db.session.scalar(sa.select(JobRun).where(JobRun.id == parent_id).with_for_update())
+        if parent is None or parent.done:
+            db.session.rollback()
+            return
+        children = list(db.session.scalars(sa.select(JobRun).where(JobRun.parent_id == parent_id)
+                                           .order_by(JobRun.position)))
+        if not all(child.done for child in children):
+            db.session.rollback()
+            return
+        failed = [child for child in children if child.state == JobState.FAILED]
+        interrupted = [child for child in children if child.state == JobState.INTERRUPTED]
+        parent.result = MERGERS[parent.kind]([child.result for child in children if child.result])
+        parent.state = (JobState.FAILED if failed else JobState.INTERRUPTED if interrupted else JobState.FINISHED)
+        parent.error = "\n".join(f"{child.title}: {child.error}" for child in failed) or None
+        parent.note = next((child.note for child in interrupted), "")
+        parent.progress = 100 if parent.state == JobState.FINISHED else parent.progress
+        parent.done_items = sum(child.done_items for child in children)
+        parent.finished_at = utcnow()
+        kind, count = parent.kind, len(children)
+        if parent.state != JobState.FINISHED:
+            audit.record("job.parts_ended", actor=None, school_id=parent.school_id, obj=parent, summary=parent.title,
+                         changes={"failed": [c.title for c in failed], "interrupted": [c.title for c in interrupted]})
+        db.session.commit()
+    drop_secret(parent_id)  # what the signer typed for the action is needed by no part any more
+    log.info("split job ended", extra={"job_id": parent_id, "job_kind": kind, "parts": count})
 
 
 def run_here(kind: str, *, school_id: int | None, owner: str, title: str, **params: Any) -> JobRun:
@@ -256,11 +388,15 @@ def _find_row(run_id: str) -> JobRun | None:
 
 def _execute(run_id: str) -> None:
     run = _find_row(run_id)
-    if run is None or run.done or (run.state == JobState.RUNNING and not run.stalled):
-        # Done by an earlier delivery, never committed, or under way in a live worker.
+    if run is None or run.done or run.parts or (run.state == JobState.RUNNING and not run.stalled):
+        # Done by an earlier delivery, never committed, under way in a live worker, or a split action's
+        # parent (its parts run, it does not).
         return
+    parent_id = run.parent_id
     now = utcnow()
     run.state, run.started_at, run.heartbeat_at, run.error = JobState.RUNNING, now, now, None
+    if parent_id is not None:
+        _report_parent(parent_id)  # the action the user follows is under way from its first part on
     db.session.commit()
     from portal.ops import log_context
 
@@ -285,6 +421,8 @@ def _execute(run_id: str) -> None:
             assert run is not None
             run.state, run.error, run.finished_at = JobState.FAILED, f"{type(exc).__name__}: {exc}", utcnow()
             db.session.commit()
+        if parent_id is not None:
+            _settle_parent(parent_id)
         return
     finally:
         heartbeat.stop()
@@ -294,7 +432,10 @@ def _execute(run_id: str) -> None:
         run = db.session.get(JobRun, run_id)
         assert run is not None
         run.state, run.progress, run.result, run.finished_at = JobState.FINISHED, 100, result or {}, utcnow()
+        run.done_items = run.total_items
         db.session.commit()
+    if parent_id is not None:
+        _settle_parent(parent_id)
     log.info("job finished", extra={"job_id": run_id, "job_kind": run.kind, "request_id": run.request_id,
                                     "duration_ms": round((utcnow() - now).total_seconds() * 1000, 1)})
 
@@ -404,6 +545,9 @@ def interrupt(run_id: str, why: str, *, stale_before: datetime | None = None, re
         audit.record("job.interrupted", actor=None, school_id=run.school_id, obj=run, summary=run.title,
                      changes={"why": why, "resumed": again, "progress": run.progress})
         db.session.commit()
+        parent_id = run.parent_id
+    if parent_id is not None and not again:
+        _settle_parent(parent_id)
     log.warning("job interrupted", extra={"job_id": run_id, "job_kind": run.kind, "why": why, "resumed": again,
                                           "request_id": run.request_id})
     return run
@@ -416,11 +560,12 @@ def reconcile() -> dict[str, int]:
     counts = {"interrupted": 0, "requeued": 0}
     stale_before = now - timedelta(seconds=float(config["JOB_HEARTBEAT_TIMEOUT_SECONDS"]))
     with all_schools():
+        # A split action's parent is never on the queue: its parts are, and they are reconciled.
         running = list(db.session.scalars(sa.select(JobRun.id).where(
-            JobRun.state == JobState.RUNNING,
+            JobRun.state == JobState.RUNNING, JobRun.parts == 0,
             sa.func.coalesce(JobRun.heartbeat_at, JobRun.started_at, JobRun.created_at) < stale_before)))
         queued = list(db.session.execute(sa.select(JobRun.id, JobRun.rq_job_id).where(
-            JobRun.state == JobState.QUEUED, JobRun.created_at < stale_before)))
+            JobRun.state == JobState.QUEUED, JobRun.parts == 0, JobRun.created_at < stale_before)))
         db.session.rollback()
     for run_id in running:
         if interrupt(run_id, _("máy chạy nền ngừng báo tin"), stale_before=stale_before):
@@ -498,14 +643,29 @@ def horse_killed_handler(app: Flask) -> Callable[..., None]:
 
 
 _worker_app_instance: Flask | None = None
+_worker_app_pid = 0
+
+
+def use_worker_app(app: Flask) -> None:
+    """`worker.py`: the job processes it forks use its app (built and warmed once) instead of each building
+    their own."""
+    global _worker_app_instance, _worker_app_pid
+    _worker_app_instance, _worker_app_pid = app, os.getpid()
 
 
 def _worker_app() -> Flask:
-    global _worker_app_instance
+    global _worker_app_instance, _worker_app_pid
     if _worker_app_instance is None:
         from portal.app import create_app  # a job process builds the app once, on its first job
 
-        _worker_app_instance = create_app()
+        _worker_app_instance, _worker_app_pid = create_app(), os.getpid()
+    elif _worker_app_pid != os.getpid():
+        # A job process forked from the worker: the worker's pooled connections are not this process's to use
+        # (they are left to the worker, not closed); this process opens its own.
+        with _worker_app_instance.app_context():
+            for engine in db.engines.values():
+                engine.dispose(close=False)
+        _worker_app_pid = os.getpid()
     return _worker_app_instance
 
 

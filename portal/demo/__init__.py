@@ -8,6 +8,7 @@ district's plan of each year and the schools' progress), `signing` (demo certifi
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -86,29 +87,16 @@ def build_demo(today: date | None = None, *, created: dict[str, int] | None = No
     names = _names()
     logins: list[DemoLogin] = []
     with all_schools():
-        district = db.session.scalar(sa.select(District).where(District.code == DISTRICT["code"]))
-        if district is None:
-            district = District(**DISTRICT)
-            db.session.add(district)
-            db.session.flush()
+        district = demo_district()
         for username, full_name, role in (("phong.admin", "Trần Minh Quân", Role.DISTRICT_ADMIN),
                                           ("phong.chuyenvien", "Lê Thu Hạnh", Role.DISTRICT_OFFICER)):
             _user(district, username, full_name, password_hash, district_role=role)
             logins.append(DemoLogin(username, full_name, role.label, district.name))
         for code, name, commune in SCHOOLS:
-            school = db.session.scalar(sa.select(School).where(School.code == code))
-            if school is None:
-                school = School(district=district, code=code, name=name, commune=commune,
-                                address=f"{commune}, huyện Nhà Bè, Thành phố Hồ Chí Minh")
-                db.session.add(school)
-                db.session.flush()
-            for prefix, roles in STAFF:
-                full_name = "Võ Thị Lài" if (code, prefix) == ("lequangdinh", "ht") else next(names)
-                user = _user(district, f"{prefix}.{code}", full_name, password_hash)
-                _membership(school, user, roles)
-                if code == "lequangdinh" or prefix == "ht":
-                    logins.append(DemoLogin(user.username, user.full_name,
-                                            ", ".join(r.label for r in sorted(roles)), school.name))
+            school, staff = school_with_staff(district, code, name, commune, password_hash, names)
+            logins.extend(DemoLogin(user.username, user.full_name, ", ".join(r.label for r in sorted(roles)),
+                                    school.name)
+                          for user, roles in staff if code == "lequangdinh" or Role.PRINCIPAL in roles)
         assessment = build_assessment_demo(today)
         if created is not None:
             created.update(assessment)
@@ -119,6 +107,34 @@ def build_demo(today: date | None = None, *, created: dict[str, int] | None = No
                      changes={"schools": len(SCHOOLS)})
         db.session.commit()
     return logins
+
+
+def demo_district() -> District:
+    """The demo district's row, created when missing."""
+    district = db.session.scalar(sa.select(District).where(District.code == DISTRICT["code"]))
+    if district is None:
+        district = District(**DISTRICT)
+        db.session.add(district)
+        db.session.flush()
+    return district
+
+
+def school_with_staff(district: District, code: str, name: str, commune: str, password_hash: str,
+                      names: Iterator[str]) -> tuple[School, list[tuple[User, set[Role]]]]:
+    """A demo school (created when missing) and its staff, each a member with the roles of `STAFF`."""
+    school = db.session.scalar(sa.select(School).where(School.code == code))
+    if school is None:
+        school = School(district=district, code=code, name=name, commune=commune,
+                        address=f"{commune}, huyện Nhà Bè, Thành phố Hồ Chí Minh")
+        db.session.add(school)
+        db.session.flush()
+    staff = []
+    for prefix, roles in STAFF:
+        full_name = "Võ Thị Lài" if (code, prefix) == ("lequangdinh", "ht") else next(names)
+        user = _user(district, f"{prefix}.{code}", full_name, password_hash)
+        _membership(school, user, roles)
+        staff.append((user, roles))
+    return school, staff
 
 
 def _user(district: District, username: str, full_name: str, password_hash: str,

@@ -138,6 +138,15 @@ def build_assessment_demo(today: date, *, schools: Collection[str] | None = None
     return dict(created)
 
 
+def build_school_years(school: School, today: date, *, classes_per_grade: int,
+                       pupils_per_class: tuple[int, int] = PUPILS_PER_CLASS) -> dict[str, int]:
+    """One school's years as the demo builds them, with `classes_per_grade` classes in every grade, each
+    taught by the grade's demo GVCN (a large school for the benchmarks; its staff built as the demo's)."""
+    with school_scope(school.id):
+        return dict(_SchoolBuilder(school, 1, school.commune, today, classes_per_grade=classes_per_grade,
+                                   pupils_per_class=pupils_per_class).build())
+
+
 def demo_years(today: date) -> list[str]:
     """The labels of the demo's years as of `today`, oldest first."""
     return [year_label(start) for start in range(FIRST_YEAR, max(FIRST_YEAR, school_year_start(today)) + 1)]
@@ -325,8 +334,14 @@ PENDING = (TeachingAssignment, SubjectRating, TraitRating, PeriodNote, YearResul
 class _SchoolBuilder:
     """Builds one school's years: catalogue and classes through the ORM, the rest with bulk inserts."""
 
-    def __init__(self, school: School, number: int, commune: str, today: date) -> None:
+    def __init__(self, school: School, number: int, commune: str, today: date, *, classes_per_grade: int = 0,
+                 pupils_per_class: tuple[int, int] = PUPILS_PER_CLASS) -> None:
         self.school, self.number, self.commune, self.today = school, number, commune, today
+        # The demo's classes, or `classes_per_grade` classes in every grade (1A..1F, ...: a large school).
+        self.class_names = (tuple(f"{grade}{letter}" for grade in range(1, 6)
+                                  for letter in "ABCDEFGHIJ"[:classes_per_grade]) if classes_per_grade
+                            else CLASSES + EXTRA_CLASSES.get(school.code, ()))
+        self.pupils_per_class = pupils_per_class
         self.school_id = school.id
         self.rng = random.Random(f"hocba-demo-{school.code}")
         self.now = utcnow()
@@ -379,9 +394,9 @@ class _SchoolBuilder:
         windows = entry_windows(start, self.today)
         for period in year.periods:
             period.entry_opens_on, period.entry_closes_on = windows[period.code]
-        names = CLASSES + EXTRA_CLASSES.get(self.school.code, ())
         classes = [SchoolClass(school_id=self.school_id, school_year=year, name=name, grade=int(name[0]),
-                               homeroom_teacher_id=self.teachers[HOMEROOM[name]]) for name in names]
+                               homeroom_teacher_id=self.teachers[HOMEROOM.get(name, f"gvcn{name[0]}")])
+                   for name in self.class_names]
         db.session.add(year)
         db.session.add_all(classes)
         db.session.flush()
@@ -437,7 +452,7 @@ class _SchoolBuilder:
     # --- pupils --------------------------------------------------------------------------------------
 
     def _new_pupils(self, start: int, school_class: SchoolClass) -> None:
-        count = self.rng.randint(*PUPILS_PER_CLASS)
+        count = self.rng.randint(*self.pupils_per_class)
         on_plan = self.rng.randrange(count) if self.rng.random() < PERSONAL_PLAN_SHARE else None
         reviewer = school_class.homeroom_teacher_id if self.school.code == REVIEWED_SCHOOL else None
         taken: set[str] = set()

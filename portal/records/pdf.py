@@ -1151,3 +1151,14 @@ def _font_url() -> str:
     if has_request_context():
         return url_for("static", filename="fonts/")
     return "/static/fonts/"
+
+
+def warm_up() -> None:
+    """Load what every layout needs once in this process (xhtml2pdf, the compiled templates, the fonts): a
+    worker does it before forking its jobs, which then lay out without loading any of it again."""
+    from xhtml2pdf import pisa  # noqa: F401 - the import is the work
+
+    _environment().get_template("records/document.html")
+    _fingerprint()
+    _resource_policy()
+    _overlay_fonts()

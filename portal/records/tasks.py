@@ -1,4 +1,9 @@
-"""The bulk generation job: the drafts of a class or a grade, one pupil at a time, each committed alone."""
+"""The bulk jobs of records: generating the drafts of classes, one pupil at a time, each committed alone,
+and a signing step for a batch of versions.
+
+A grade's or a school's work is split into a part per class (`start_generation`, `start_signing`), queued
+longest first, so that every worker has work to the end; the user follows one job, the parts' parent.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,62 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 
 from portal import jobs
-from portal.assessment.models import Pupil, SchoolClass
+from portal.assessment.models import Enrolment, Pupil, SchoolClass
 from portal.extensions import db
 from portal.records import services, workflow
 from portal.records.models import RecordVersion
 from portal.records.services import GenerationOutcome
+from portal.signing import engine
 from portal.signing.requests import OPEN_STATES, SigningRequest
+from portal.signing.validate import validate_pdf
 from tenants.models import School, User
 
 log = logging.getLogger(__name__)
 
 
-@jobs.task("records.generate", resumable=True)
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result of a split action: the parts' items in the action's order, their counts added up."""
+    counts: Counter[str] = Counter()
+    for result in results:
+        counts.update({label: count for label, count in result.get("counts", [])})
+    merged: dict[str, Any] = {"items": [item for result in results for item in result.get("items", [])],
+                              "counts": [[label, count] for label, count in counts.items()],
+                              "back": ["records.index", {}]}
+    batches = sorted({batch for result in results for batch in result.get("batches", [])})
+    if any("batches" in result for result in results):
+        merged["batches"] = batches
+        merged["next"] = ["signing.batch", {"batch_id": batches[0]}] if len(batches) == 1 else None
+    return merged
+
+
+def start_generation(school: School, classes: list[SchoolClass], title: str, *, actor: User) -> jobs.JobRun:
+    """Queue the generation of the classes' drafts: a part per class, the costliest first (more pupils,
+    more year pages); the caller commits."""
+    sizes = dict(db.session.execute(
+        sa.select(Enrolment.class_id, sa.func.count()).where(Enrolment.class_id.in_([c.id for c in classes]))
+        .group_by(Enrolment.class_id)).all())
+    parts = [jobs.Part(title=c.name, size=sizes.get(c.id, 0), params={"class_ids": [c.id]},
+                       cost=sizes.get(c.id, 0) * c.grade)  # a grade-5 pupil's record has five year pages
+             for c in sorted(classes, key=lambda c: c.name)]
+    return jobs.enqueue_parts("records.generate", school_id=school.id, actor=actor, title=title, parts=parts)
+
+
+def start_signing(school: School, step: workflow.Step, versions: list[RecordVersion], title: str, *,
+                  actor: User, split: bool) -> jobs.JobRun:
+    """Queue a signing step for the versions: with a key on the server (`split`), a part per class; a key
+    elsewhere (USB token, remote service) is one job, so that the signer approves one batch. The caller
+    commits (and stashes what the signer typed under the returned job's id)."""
+    by_class: dict[str, list[int]] = {}
+    for version in versions:
+        by_class.setdefault(version.school_class.name, []).append(version.id)
+    if not split:
+        by_class = {"": [v.id for v in versions]}
+    parts = [jobs.Part(title=name, size=len(ids), params={"step": step.field, "version_ids": ids})
+             for name, ids in sorted(by_class.items())]
+    return jobs.enqueue_parts("records.sign", school_id=school.id, actor=actor, title=title, parts=parts)
+
+
+@jobs.task("records.generate", resumable=True, merge=merge_results)
 def generate_records(run: jobs.JobRun, class_ids: list[int]) -> dict[str, Any]:
     """Generate the drafts of every active pupil of the classes; a failure is listed and the batch goes on."""
     school = db.session.get(School, run.school_id)
@@ -73,12 +122,14 @@ def _failure_reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-@jobs.task("records.sign", resumable=True)
+@jobs.task("records.sign", resumable=True, merge=merge_results)
 def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[str, Any]:
-    """One signing step for a batch of versions; resumable: versions already signed at this step are skipped."""
+    """One signing step for a batch of versions; resumable: versions already signed at this step are skipped.
+    What the signer typed is kept under the action's id (the parent's, for a part): the last part to end
+    lets it go (`jobs`), as does an action that was not split."""
     school = db.session.get(School, run.school_id)
     signer = db.session.get(User, run.created_by_id)
-    run_id = run.id
+    run_id, secret_id, part = run.id, run.parent_id or run.id, run.parent_id is not None
 
     def progress(done: int, total: int) -> None:
         current = db.session.get(jobs.JobRun, run_id)
@@ -86,13 +137,15 @@ def sign_records(run: jobs.JobRun, step: str, version_ids: list[int]) -> dict[st
 
     try:
         results = workflow.sign_batch(school, workflow.STEPS[step], version_ids, signer=signer,
-                                      secret=jobs.job_secret(run_id), progress=progress)
+                                      secret=jobs.job_secret(secret_id), progress=progress)
     except jobs.JobInterrupted:
         raise  # the rest of the batch runs again soon: it needs the PIN (it expires on its own)
     except BaseException:
-        jobs.drop_secret(run_id)
+        if not part:
+            jobs.drop_secret(secret_id)
         raise
-    jobs.drop_secret(run_id)
+    if not part:
+        jobs.drop_secret(secret_id)
     names = dict(db.session.execute(sa.select(RecordVersion.id, RecordVersion.content)
                                    .where(RecordVersion.id.in_([r.version_id for r in results]))).all())
     items = [{"version_id": r.version_id, "outcome": r.outcome, "label": SIGN_LABELS[r.outcome](),
@@ -122,6 +175,39 @@ SIGN_LABELS = {
     "failed": lambda: _("Không ký được"),
     "waiting": lambda: _("Chờ xác nhận trên thiết bị ký"),
 }
+
+
+@jobs.warm_up
+def warm_up_issuing() -> None:
+    """Load the record layout (xhtml2pdf, compiled templates, fonts) and sign and validate a throwaway page in
+    memory (pyHanko, the stamp font), so that a worker's job processes, forked from it, start with all of it
+    loaded: otherwise every part of a school's issue would load it again."""
+    import io
+
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields
+    from reportlab.pdfgen.canvas import Canvas
+
+    from portal.records import pdf
+    from portal.signing import pki
+    from portal.signing.stamp import stamp_for_field
+
+    pdf.warm_up()
+    page = io.BytesIO()
+    canvas = Canvas(page)
+    canvas.drawString(72, 720, "warm-up")
+    canvas.save()
+    writer = IncrementalPdfFileWriter(io.BytesIO(page.getvalue()))
+    fields.append_signature_field(writer, engine.signature_field_spec("gvcn", page=0, box=(72, 72, 272, 172)))
+    out = io.BytesIO()
+    writer.write(out)
+    ca = pki.create_ca()
+    issued = ca.issue_person("Khởi Động", title="Giáo viên chủ nhiệm", organisation="Trường")
+    key = engine.Pkcs12Key(issued.pkcs12("warm-up", kdf_rounds=1), "warm-up")
+    with engine.SigningSession(key, trust_roots=[ca.root]) as session:
+        signed = session.sign_field(out.getvalue(), "gvcn", certify=True,
+                                    stamp=stamp_for_field("gvcn", "Khởi Động", school_name="Trường"))
+    validate_pdf(signed, [ca.root], expected_fields=("gvcn",))
 
 
 @jobs.task("records.finish_signature")

@@ -24,7 +24,7 @@ from portal.records import (
     pdf,
     sections,
     services,
-    tasks,  # noqa: F401 - importing registers the generation and signing tasks
+    tasks,
     workflow,
 )
 from portal.records.access import can_generate_records, can_view_records
@@ -36,6 +36,7 @@ from portal.signing import services as signing_services
 from portal.signing.engine import SigningError
 from portal.storage import storage
 from tenants.access import can, current_permissions, require, school_blueprint
+from tenants.certificates import KeyKind
 from tenants.roles import Permission
 
 bp = school_blueprint("records", __name__)
@@ -142,8 +143,7 @@ def generate_grade(grade: int) -> Response:
 def _start_generation(classes: list[SchoolClass], title: str) -> Response:
     if not ActionForm().validate_on_submit():
         abort(400)
-    run = jobs.enqueue("records.generate", school_id=g.school.id, actor=current_user, title=title,
-                       class_ids=[c.id for c in classes])
+    run = tasks.start_generation(g.school, classes, title, actor=current_user)
     db.session.commit()
     return redirect(url_for("school_jobs.show", run_id=run.id))
 
@@ -331,9 +331,9 @@ def sign() -> Response:
     except (workflow.WorkflowError, SigningError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("records.index"))
-    run = jobs.enqueue("records.sign", school_id=g.school.id, actor=current_user,
-                       title=_("%(step)s: %(n)s học bạ", step=_(step.label), n=len(versions)),
-                       step=step.field, version_ids=[v.id for v in versions])
+    run = tasks.start_signing(g.school, step, versions, _("%(step)s: %(n)s học bạ", step=_(step.label),
+                                                          n=len(versions)),
+                              actor=current_user, split=certificate.key_kind not in (KeyKind.USB, KeyKind.CSC))
     if form.passphrase.data:
         jobs.stash_secret(run.id, form.passphrase.data)
     db.session.commit()
