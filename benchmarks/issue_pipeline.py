@@ -32,7 +32,9 @@ revision; `PdfSigner`s with the shipped stamp font (`static/fonts/stamp-serif.tt
 Vietnamese) through one `GlyphAccumulatorFactory` and one stamp style built once, `SimpleSigner`s loaded
 once, one `HTTPTimeStamper`; at B-LT and above every signature embeds its validation data
 (`embed_validation_info`, a fresh validation context per signature with the trust root, fetching from
-the stand-in) and at B-LTA the seal adds the document timestamp (`use_pades_lta`); then
+the stand-in) and at B-LTA the seal adds the document timestamp (`use_pades_lta`; the DSS written as ours
+writes it, without VRI and the timestamp's own data before it, so that the file ends with the timestamp
+and reaches B-LTA as the portal reads it); then
 `validate_pdf_signature` of the three signatures with the same trust root (and it for their timestamps).
 The stock footer says "Trang x" without the page count: `<pdf:pagecount>` costs xhtml2pdf a second layout
 pass of the whole document, which a rival can do without (`--stock-pagecount` puts it back, as ours
@@ -42,7 +44,8 @@ Each run issues one record with ours and one with stock, alternately (which goes
 so that both see the same machine load; cold (no laid-out section cached: `pdf.clear_cache()`, no section
 store) and warm (the pupil's four earlier year pages were laid out last year, into the shared section
 store, untimed) are separate series. Printed: median, min-max and CPU time per record, the ratio of the
-medians against its target, ours step by step, the issued file's size and its embedded font programs.
+medians against its target, each side step by step, the requests each made to the stand-in, the issued
+file's size and its embedded font programs, and the load average at start and end.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class Keys:
 
 @dataclass
 class Series:
-    """One side's records in one condition: wall and CPU ms, file sizes, and ours step by step."""
+    """One side's records in one condition: wall and CPU ms, sizes, steps, requests to the stand-in."""
 
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
