@@ -14,12 +14,14 @@ import pytest
 
 from portal.app import PROJECT_ROOT
 
-SCRIPTS = sorted(p.name for p in (PROJECT_ROOT / "benchmarks").glob("*.py") if p.name != "common.py")
+# `issuing.py` only runs two of these one after the other (both run here on their own).
+SCRIPTS = sorted(p.name for p in (PROJECT_ROOT / "benchmarks").glob("*.py")
+                 if p.name not in {"common.py", "issuing.py"})
 
 
 def test_the_benchmarks_are_all_listed_in_their_readme():
     readme = (PROJECT_ROOT / "benchmarks" / "README.md").read_text()
-    assert [s for s in SCRIPTS if f"`{s}`" not in readme] == []
+    assert [s for s in [*SCRIPTS, "issuing.py"] if f"`{s}`" not in readme] == []
 
 
 @pytest.mark.slow
