@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, has_request_context, session
-from flask_babel import get_locale
+from flask import Flask, current_app, g, has_request_context, session
+from flask_babel import get_locale, get_translations
 from flask_login import current_user
 
 from portal.extensions import babel
@@ -55,9 +55,34 @@ def parse_date(text: str) -> date:
     return datetime.strptime(cleaned, "%d/%m/%Y").date()
 
 
+def remembered_gettext(message: str) -> str:
+    """The templates' `_()`: a message is translated once per request, then remembered.
+
+    A grid or a class list asks for the same labels once per row or cell, and flask_babel finds the
+    request's locale and catalogue again at every call; that lookup cost more than the row itself. The
+    locale cannot change within a request (flask_babel keeps the first one it finds), so neither can
+    the translations remembered here.
+    """
+    if not g:  # no application context: flask_babel translates nothing either
+        return message
+    memo = g.get("translated_messages")
+    if memo is None:
+        memo = g.translated_messages = {}
+    translated = memo.get(message)
+    if translated is None:
+        translated = memo[message] = get_translations().ugettext(message)
+    return translated
+
+
 def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"],
                    default_translation_directories="translations")
+    app.jinja_env.install_gettext_callables(
+        gettext=remembered_gettext,
+        ngettext=lambda s, p, n: get_translations().ungettext(s, p, n),
+        pgettext=lambda c, s: get_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: get_translations().unpgettext(c, s, p, n),
+        newstyle=True)
     app.jinja_env.filters["date_vn"] = format_date
     app.jinja_env.filters["datetime_vn"] = format_datetime
     app.jinja_env.globals.update(LOCALES=LOCALES, get_locale=lambda: str(get_locale()))
