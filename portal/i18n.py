@@ -7,11 +7,15 @@ The Vietnamese wording is the source text of every message; `portal/translations
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, has_request_context, session
-from flask_babel import get_locale
+from flask import Flask, current_app, g, has_request_context, session
+from flask_babel import get_locale, get_translations
 from flask_login import current_user
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 from portal.extensions import babel
 
@@ -55,9 +59,47 @@ def parse_date(text: str) -> date:
     return datetime.strptime(cleaned, "%d/%m/%Y").date()
 
 
+def remembered_gettext(message: str) -> str:
+    """The templates' `_()`: a message is translated once per request, then remembered.
+
+    A grid or a class list asks for the same labels once per row or cell, and flask_babel finds the
+    request's locale and catalogue again at every call; that lookup cost more than the row itself. The
+    locale cannot change within a request (flask_babel keeps the first one it finds), so neither can
+    the translations remembered here.
+    """
+    if not g:  # no application context: flask_babel translates nothing either
+        return message
+    memo = g.get("translated_messages")
+    if memo is None:
+        memo = g.translated_messages = {}
+    translated = memo.get(message)
+    if translated is None:
+        translated = memo[message] = get_translations().ugettext(message)
+    return translated
+
+
+@pass_eval_context
+def template_gettext(eval_ctx: EvalContext, message: str, **variables: Any) -> str:
+    """The templates' `_()`, as Jinja's i18n extension makes it (translated, marked safe where the template
+    escapes, then formatted with the variables, which are escaped), but called directly: the extension
+    reaches it through the template context at every call, which on a page with a row per pupil cost
+    more than the rows' own work."""
+    translated = remembered_gettext(message)
+    if eval_ctx.autoescape:
+        translated = Markup(translated)
+    return translated % variables
+
+
 def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: app.config["TIMEZONE"],
                    default_translation_directories="translations")
+    app.jinja_env.install_gettext_callables(
+        gettext=remembered_gettext,
+        ngettext=lambda s, p, n: get_translations().ungettext(s, p, n),
+        pgettext=lambda c, s: get_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: get_translations().unpgettext(c, s, p, n),
+        newstyle=True)
+    app.jinja_env.globals.update(_=template_gettext, gettext=template_gettext)
     app.jinja_env.filters["date_vn"] = format_date
     app.jinja_env.filters["datetime_vn"] = format_datetime
     app.jinja_env.globals.update(LOCALES=LOCALES, get_locale=lambda: str(get_locale()))

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, current_app, g
 from flask_login import current_user
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from tenants.models import Membership, School
@@ -58,6 +59,7 @@ def _require_school_member() -> Any:
         return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
     membership = db.session.scalar(
         sa.select(Membership).where(Membership.user_id == current_user.id, Membership.active.is_(True))
+        .options(joinedload(Membership.roles))  # read on every page: one round trip, not two
     )
     if membership is None:
         abort(403)

@@ -1,7 +1,9 @@
 """Every benchmark script still runs, end to end, at its smoke size: none can rot unnoticed.
 
 The figures of a smoke run are not measurements (benchmarks/README.md has those). The scripts run once per
-CI, on the production-stack run, where the PostgreSQL-only one (the compliance board) can run too.
+CI, on the production-stack run, where the PostgreSQL-only ones (the compliance board, the teacher pages under
+load through gunicorn) can run too. The load benchmark's smoke run uses its Python load generator, so CI needs
+no `wrk`.
 """
 
 from __future__ import annotations

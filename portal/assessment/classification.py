@@ -150,6 +150,8 @@ class YearEndInput:
         object.__setattr__(self, "traits", tuple(self.traits))
         for what, items in (("môn học", self.subjects), ("phẩm chất, năng lực", self.traits)):
             codes = [item.code for item in items]
+            if len(set(codes)) == len(codes):
+                continue
             duplicates = sorted({code for code in codes if codes.count(code) > 1})
             if duplicates:
                 raise ValueError(f"Mã {what} bị trùng: {', '.join(duplicates)}")

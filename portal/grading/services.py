@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from portal import audit, collation
 from portal.assessment import review
@@ -206,8 +206,6 @@ class Record:
     key: str
     version: int = 0
     values: dict[str, Any] = field(default_factory=dict)
-    updated_by_id: int | None = None
-    updated_at: datetime | None = None
 
 
 def record_key(enrolment_id: int, part: str) -> str:
@@ -226,8 +224,10 @@ def split_key(key: str) -> tuple[int, str] | None:
 
 
 def get_class(school: School, class_id: int) -> SchoolClass | None:
+    """The class with its school year and the year's periods, in one query (every grid shows the periods)."""
     return db.session.scalar(sa.select(SchoolClass).where(SchoolClass.id == class_id,
-                                                          SchoolClass.school_id == school.id))
+                                                          SchoolClass.school_id == school.id)
+                             .options(joinedload(SchoolClass.school_year).joinedload(SchoolYear.periods)))
 
 
 def _period_of(school_class: SchoolClass, period_id: int) -> Period | None:
@@ -241,7 +241,7 @@ def subject_grid(school: School, class_id: int, subject_id: int, period_id: int)
         return None
     subject = db.session.scalar(sa.select(Subject).where(Subject.id == subject_id, Subject.school_id == school.id,
                                                          Subject.school_year_id == school_class.school_year_id)
-                                .options(selectinload(Subject.grades)))
+                                .options(joinedload(Subject.grades)))
     period = _period_of(school_class, period_id)
     spec = subject.for_grade(school_class.grade) if subject is not None else None
     if spec is None or period is None:
@@ -396,28 +396,35 @@ def _values_of(part: str, row: Any) -> dict[str, Any]:
     return values
 
 
+# What a grid shows of each kind of record (besides the enrolment and the trait it belongs to).
+SUBJECT_COLUMNS = ("level", "score", "comment", "version")
+TRAIT_COLUMNS = ("trait_id", "level", "comment", "version")
+NOTE_COLUMNS = (*NOTE_FIELDS, "version")
+
+
+def _record_queries(grid: Grid, ids: list[int]) -> list[tuple[Any, tuple[str, ...], Any, tuple[Any, ...]]]:
+    """Per kind of record of the grid: its model, the columns shown, its record key, and the criteria that
+    select the rows of these pupils."""
+    if grid.subject is not None:
+        kinds = [(SubjectRating, SUBJECT_COLUMNS, lambda r: record_key(r.enrolment_id, ""),
+                  (SubjectRating.subject_id == grid.subject.id,))]
+    else:
+        kinds = [(TraitRating, TRAIT_COLUMNS, lambda r: record_key(r.enrolment_id, f"t{r.trait_id}"),
+                  (TraitRating.trait_id.in_([t.id for t in grid.traits]),)),
+                 (PeriodNote, NOTE_COLUMNS, lambda r: record_key(r.enrolment_id, "note"), ())]
+    return [(model, columns, key_of, (*criteria, model.period_id == grid.period.id, model.enrolment_id.in_(ids)))
+            for model, columns, key_of, criteria in kinds]
+
+
 def _load_rows(grid: Grid, enrolment_ids: Iterable[int], *, lock: bool) -> dict[str, Any]:
-    """The grid's database rows of these pupils, by record key; locked for the save when `lock`."""
+    """The grid's database rows of these pupils (ORM objects, to be written), by record key; locked for the
+    save when `lock`."""
     ids = list(enrolment_ids)
     if not ids:
         return {}
-    queries: list[tuple[sa.Select[Any], Any]] = []
-    if grid.subject is not None:
-        queries.append((sa.select(SubjectRating).where(SubjectRating.subject_id == grid.subject.id,
-                                                       SubjectRating.period_id == grid.period.id,
-                                                       SubjectRating.enrolment_id.in_(ids)),
-                        lambda r: record_key(r.enrolment_id, "")))
-    else:
-        trait_ids = [t.id for t in grid.traits]
-        queries.append((sa.select(TraitRating).where(TraitRating.period_id == grid.period.id,
-                                                     TraitRating.trait_id.in_(trait_ids),
-                                                     TraitRating.enrolment_id.in_(ids)),
-                        lambda r: record_key(r.enrolment_id, f"t{r.trait_id}")))
-        queries.append((sa.select(PeriodNote).where(PeriodNote.period_id == grid.period.id,
-                                                    PeriodNote.enrolment_id.in_(ids)),
-                        lambda r: record_key(r.enrolment_id, "note")))
     rows: dict[str, Any] = {}
-    for query, key_of in queries:
+    for model, _columns, key_of, where in _record_queries(grid, ids):
+        query = sa.select(model).where(*where)
         if lock:
             # Locked until the transaction ends: a concurrent save of the same rows waits, then sees
             # the version this one wrote (PostgreSQL; SQLite serialises writers anyway).
@@ -427,16 +434,27 @@ def _load_rows(grid: Grid, enrolment_ids: Iterable[int], *, lock: bool) -> dict[
     return rows
 
 
+def _read_rows(grid: Grid, ids: list[int]) -> dict[str, Any]:
+    """The grid's rows of these pupils by record key, as plain rows of the columns shown: a class's grid
+    has some 600 records, and reading them as ORM objects cost more than the rest of the page."""
+    rows: dict[str, Any] = {}
+    for model, columns, key_of, where in _record_queries(grid, ids):
+        query = sa.select(model.enrolment_id, *(getattr(model, name) for name in columns)).where(*where)
+        for row in db.session.execute(query):
+            rows[key_of(row)] = row
+    return rows
+
+
 def grid_records(grid: Grid) -> dict[str, Record]:
     """Every record of the grid with its values and version (empty records for unsaved ones)."""
-    rows = _load_rows(grid, [p.enrolment_id for p in grid.pupils], lock=False)
+    rows = _read_rows(grid, [p.enrolment_id for p in grid.pupils]) if grid.pupils else {}
     records = {}
+    parts = grid.parts
     for pupil in grid.pupils:
-        for part in grid.parts:
+        for part in parts:
             key = record_key(pupil.enrolment_id, part)
             row = rows.get(key)
-            records[key] = Record(key, row.version if row else 0, _values_of(part, row),
-                                  getattr(row, "updated_by_id", None), row.updated_at if row else None)
+            records[key] = Record(key, row.version if row else 0, _values_of(part, row))
     return records
 
 
@@ -447,11 +465,6 @@ def display(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else f"{value:.1f}".rstrip("0").replace(".", ",")
     return str(value)
-
-
-def displayed_records(grid: Grid, records: Mapping[str, Record]) -> dict[str, dict[str, str]]:
-    """{record key: {field: shown text}} for the page."""
-    return {key: {name: display(value) for name, value in record.values.items()} for key, record in records.items()}
 
 
 @cache

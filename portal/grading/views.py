@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
@@ -129,15 +130,60 @@ def _page(grid: Grid, hers: bool, *, import_form: GridImportForm | None = None) 
     unsaved = [{"key": u.record_key, "field": u.field, "raw": u.raw, "message": u.message,
                 "where": services.describe_cell(grid, u.record_key, u.field)} for u in services.unsaved_cells(grid)]
     suggestions = services.comment_suggestions()["subject" if grid.kind == "subject" else "trait"]
+    unsaved_by_id = {f"{u['key']}/{u['field']}": u for u in unsaved}
     return render_template(
         "grading/grid.html", grid=grid, columns=columns, section=section, editable=editable, hers=hers,
-        reason=reason, values=services.displayed_records(grid, records),
+        reason=reason, body=grid_body(grid, columns, records, unsaved_by_id, editable=editable),
         versions={key: record.version for key, record in records.items()}, suggestions=suggestions,
         messages=_js_messages(grid), import_form=import_form or GridImportForm(),
         storage_key=f"hocba.grid.{g.school.code}.{current_user.id}.{grid.key}{'.' + section if section else ''}",
         section_labels={s: _(label) for s, label in services.SECTION_LABELS.items()},
-        unsaved=unsaved, unsaved_by_id={f"{u['key']}/{u['field']}": u for u in unsaved},
-        grid_url=lambda **kw: _grid_url(grid, **kw))
+        unsaved=unsaved, grid_url=lambda **kw: _grid_url(grid, **kw))
+
+
+def grid_body(grid: Grid, columns: list[services.Column], records: dict[str, services.Record],
+              unsaved_by_id: dict[str, dict[str, Any]], *, editable: bool) -> Markup:
+    """The rows of the grid's table: the pupil, then one input (a textarea for comments) per cell.
+
+    Built here rather than in the template: a class's grid has some 350 cells, and Jinja's per-cell work
+    (expressions, escaping, the header looked up and translated again for every cell's label) was most of
+    the page's time. What varies per cell is escaped here; the rest of each cell is made once per column.
+    A refused value waiting for a correction (`unsaved_by_id`) is shown as typed, marked, with the saved
+    value and the reason beside it.
+    """
+    readonly = "" if editable else " readonly"
+    cells = []
+    for column in columns:
+        suffix = f":{column.part}" if column.part else ""
+        title = f" – {column.title}"
+        common = f'data-field="{column.field}" data-kind="{column.kind}"'
+        if column.kind == "text":
+            cell = ('<td class="col-text"><textarea class="cell{error}"{extra} rows="1" data-key="{key}" ' + common
+                    + ' aria-label="{label}" spellcheck="false"' + readonly + '>{shown}</textarea></td>')
+        else:
+            mode = {"score": "numeric", "int": "numeric", "decimal": "decimal"}.get(column.kind)
+            cell = (f'<td class="col-{column.kind}"><input class="cell{{error}}"{{extra}} type="text" '
+                    f'data-key="{{key}}" {common} aria-label="{{label}}" value="{{shown}}" autocomplete="off" '
+                    f'spellcheck="false"' + (f' inputmode="{mode}"' if mode else "") + readonly + ">")
+            cell += "</td>"
+        cells.append((suffix, column.field, escape(title), cell))
+    rows = []
+    for pupil in grid.pupils:
+        name = escape(pupil.full_name)
+        row = [f'<tr><td class="stt">{pupil.number}</td><th scope="row" class="name">{name}</th>']
+        for suffix, field, title, cell in cells:
+            key = f"{pupil.enrolment_id}{suffix}"
+            saved = services.display(records[key].values[field])
+            waiting = unsaved_by_id.get(f"{key}/{field}") if unsaved_by_id else None
+            if waiting is None:
+                row.append(cell.format(error="", extra="", key=key, label=name + title, shown=escape(saved)))
+            else:
+                extra = f' data-saved="{escape(saved)}" aria-invalid="true" title="{escape(waiting["message"])}"'
+                row.append(cell.format(error=" error dirty", extra=extra, key=key, label=name + title,
+                                       shown=escape(waiting["raw"])))
+        row.append("</tr>")
+        rows.append("".join(row))
+    return Markup("\n".join(rows))
 
 
 def _js_messages(grid: Grid) -> dict[str, str]:

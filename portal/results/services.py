@@ -10,13 +10,14 @@ that she confirms again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from sqlalchemy.orm import joinedload
 
 from portal import audit, collation
 from portal.assessment import review
@@ -48,6 +49,7 @@ from portal.assessment.models import (
     YearResult,
 )
 from portal.extensions import db, utcnow
+from portal.i18n import remembered_gettext
 from tenants.models import School, User
 from tenants.roles import N_
 
@@ -71,8 +73,10 @@ class ResultsError(ValueError):
 
 
 def outcome_label(value: str | Outcome | None) -> str:
-    """The Vietnamese name of a stored or computed outcome, translated; "" for none."""
-    return _(OUTCOME_LABELS[Outcome(value)]) if value else ""
+    """The Vietnamese name of a stored or computed outcome, translated; "" for none.
+
+    Translated once per request (a class's results page shows it two or three times a pupil)."""
+    return remembered_gettext(OUTCOME_LABELS[Outcome(value)]) if value else ""
 
 
 @dataclass
@@ -185,8 +189,10 @@ def _is_year_end_title(award: Award) -> bool:
 
 
 def get_class(school: School, class_id: int) -> SchoolClass | None:
+    """The class with its school year and the year's periods, in one query (every page here shows them)."""
     return db.session.scalar(sa.select(SchoolClass).where(SchoolClass.id == class_id,
-                                                          SchoolClass.school_id == school.id))
+                                                          SchoolClass.school_id == school.id)
+                             .options(joinedload(SchoolClass.school_year).joinedload(SchoolYear.periods)))
 
 
 def get_period(school_class: SchoolClass, period_id: int) -> Period | None:
@@ -236,10 +242,8 @@ def _load(school_class: SchoolClass, pupil_id: int | None) -> list[PupilResult]:
     if not pairs:
         return []
     ids = [e.id for e, _p in pairs]
-    subjects, traits = class_catalogue(school_class)
-    period = year_end_period(year)
-    subject_ratings = _rows_by_enrolment(SubjectRating, ids, period)
-    trait_ratings = _rows_by_enrolment(TraitRating, ids, period)
+    subjects, traits = year_end_catalogue(*class_catalogue(school_class))
+    subject_ratings, trait_ratings = _year_end_ratings(ids, year_end_period(year))
     stored = {r.enrolment_id: r for r in db.session.scalars(sa.select(YearResult)
                                                             .where(YearResult.enrolment_id.in_(ids)))}
     awards: dict[int, list[Award]] = defaultdict(list)
@@ -248,7 +252,8 @@ def _load(school_class: SchoolClass, pupil_id: int | None) -> list[PupilResult]:
     thresholds = thresholds_of(year)
     results = []
     for enrolment, pupil in pairs:
-        data = year_end_input(pupil, subjects, traits, subject_ratings[enrolment.id], trait_ratings[enrolment.id])
+        data = year_end_input(pupil.personal_plan, subjects, traits, subject_ratings[enrolment.id],
+                              trait_ratings[enrolment.id])
         results.append(PupilResult(enrolment, pupil, classify(data, thresholds), stored.get(enrolment.id),
                                    awards[enrolment.id]))
     return sorted(results, key=lambda r: pupil_sort_key(r.pupil))
@@ -266,35 +271,80 @@ def class_catalogue(school_class: SchoolClass) -> tuple[list[tuple[Subject, Subj
     return list(subjects), list(traits)
 
 
-def _rows_by_enrolment(model: Any, ids: list[int], period: Period | None) -> dict[int, dict[int, Any]]:
-    """{enrolment_id: {subject or trait id: rating}} of the year-end period."""
-    found: dict[int, dict[int, Any]] = defaultdict(dict)
+class Rating(NamedTuple):
+    """The two columns of a rating the year end looks at (the page reads ~1,000 of them: no ORM objects)."""
+
+    level: str | None
+    score: int | None
+
+
+def _year_end_ratings(ids: list[int], period: Period | None) -> tuple[dict[int, dict[int, Rating]],
+                                                                      dict[int, dict[int, Rating]]]:
+    """{enrolment_id: {subject id: rating}} and {enrolment_id: {trait id: rating}} of the year-end period,
+    both read in one query."""
+    subjects: dict[int, dict[int, Rating]] = defaultdict(dict)
+    traits: dict[int, dict[int, Rating]] = defaultdict(dict)
     if period is None:
-        return found
-    key = "subject_id" if model is SubjectRating else "trait_id"
-    for row in db.session.scalars(sa.select(model).where(model.enrolment_id.in_(ids), model.period_id == period.id)):
-        found[row.enrolment_id][getattr(row, key)] = row
-    return found
+        return subjects, traits
+    # A compound select escapes the session's tenant filter (tenants/scoping.py): the school is named here.
+    query = sa.union_all(
+        sa.select(sa.literal(True).label("is_subject"), SubjectRating.enrolment_id,
+                  SubjectRating.subject_id.label("item_id"), SubjectRating.level, SubjectRating.score)
+        .where(SubjectRating.school_id == period.school_id, SubjectRating.enrolment_id.in_(ids),
+               SubjectRating.period_id == period.id),
+        sa.select(sa.literal(False), TraitRating.enrolment_id, TraitRating.trait_id, TraitRating.level,
+                  sa.null().cast(sa.Integer))
+        .where(TraitRating.school_id == period.school_id, TraitRating.enrolment_id.in_(ids),
+               TraitRating.period_id == period.id))
+    for is_subject, enrolment_id, item_id, level, score in db.session.execute(query):
+        (subjects if is_subject else traits)[enrolment_id][item_id] = Rating(level, score)
+    return subjects, traits
 
 
-def year_end_input(pupil: Pupil, subjects: Iterable[tuple[Subject, SubjectGrade]], traits: Iterable[Trait],
-                   subject_ratings: dict[int, SubjectRating], trait_ratings: dict[int, TraitRating]) -> YearEndInput:
+class SubjectSpec(NamedTuple):
+    """What the year end needs of a subject taught in the class's grade."""
+
+    id: int
+    code: str
+    name: str
+    tested: bool  # tested at the year end (CN)
+    optional: bool
+
+
+class TraitSpec(NamedTuple):
+    """What the year end needs of a quality or competency rated in the class's grade."""
+
+    id: int
+    code: str
+    name: str
+    kind: str  # "quality" or "competency", as the classifier names them
+
+
+def year_end_catalogue(subjects: Iterable[tuple[Subject, SubjectGrade]],
+                       traits: Iterable[Trait]) -> tuple[list[SubjectSpec], list[TraitSpec]]:
+    """The class's catalogue read once, for every pupil (not from the ORM objects for each one)."""
+    return ([SubjectSpec(s.id, s.code, s.name, spec.is_tested(YEAR_END_PERIOD), spec.optional)
+             for s, spec in subjects],
+            [TraitSpec(t.id, t.code, t.name, "quality" if t.kind is TraitKind.QUALITY else "competency")
+             for t in traits])
+
+
+def year_end_input(personal_plan: bool, subjects: Iterable[SubjectSpec], traits: Iterable[TraitSpec],
+                   subject_ratings: Mapping[int, Rating], trait_ratings: Mapping[int, Rating]) -> YearEndInput:
     """What Điều 9 looks at for one pupil: the CN levels and, where the subject is tested at CN, scores."""
     subject_results = []
-    for subject, spec in subjects:
+    for subject in subjects:
         rating = subject_ratings.get(subject.id)
         level = rating.level if rating else None
-        tested = spec.is_tested(YEAR_END_PERIOD)
-        score = rating.score if rating and tested else None
-        if spec.optional and level is None and score is None:
+        score = rating.score if rating and subject.tested else None
+        if subject.optional and level is None and score is None:
             continue  # an optional subject the pupil does not take: it counts only when rated
-        subject_results.append(SubjectResult(subject.code, subject.name, level, score, score_required=tested))
-    trait_results = [
-        TraitResult(t.code, t.name, "quality" if t.kind is TraitKind.QUALITY else "competency",
-                    trait_ratings[t.id].level if t.id in trait_ratings else None)
-        for t in traits
-    ]
-    return YearEndInput(tuple(subject_results), tuple(trait_results), personal_plan=pupil.personal_plan)
+        subject_results.append(SubjectResult(subject.code, subject.name, level, score, score_required=subject.tested))
+    trait_results = []
+    for trait in traits:
+        rating = trait_ratings.get(trait.id)
+        trait_results.append(TraitResult(trait.code, trait.name, trait.kind, rating.level if rating else None))
+    return YearEndInput(tuple(subject_results), tuple(trait_results), personal_plan=personal_plan)
 
 
 def pupil_sort_key(pupil: Pupil) -> tuple[object, ...]:
