@@ -19,7 +19,7 @@ from redis import Redis
 from rq import Queue, Worker
 
 from portal import jobs
-from portal.app import create_app
+from portal.app import create_app, prepare_process
 
 
 class PortalWorker(Worker):
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not app.config["REDIS_URL"]:
         print("REDIS_URL is not set: without it the web process runs jobs itself.", file=sys.stderr)
         return 2
+    prepare_process(app)  # before the first job: each job's process is forked from this one, warm and frozen
     connection = Redis.from_url(app.config["REDIS_URL"])
     if not args.burst:
         jobs.start_reconciler(app)
