@@ -633,6 +633,7 @@ class SigningSession:
         self._signer: signers.Signer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._revocation: _BatchRevocation | None = None  # made at the first seal of the batch
+        self._chain_checked = False  # the certificate's path to a trust root, validated once per batch
 
     def __enter__(self) -> SigningSession:
         self._opened = self.key.open()
@@ -666,7 +667,10 @@ class SigningSession:
         assert signer is not None
         if hasattr(signer, "ensure_objects_loaded"):
             await signer.ensure_objects_loaded()  # PKCS#11: the certificate comes from the token
-        await _check_certificate(signer.signing_cert, list(signer.cert_registry), trust_roots=self.trust_roots)
+        # Its dates at every record; its chain to a trust root (the same certificates all along) at the first.
+        await _check_certificate(signer.signing_cert, list(signer.cert_registry),
+                                 trust_roots=None if self._chain_checked else self.trust_roots)
+        self._chain_checked = True
         if final and self.level is not None and level_at_least(self.level, "B-LT") and self._revocation is None:
             self._revocation = _BatchRevocation()
         return await _sign(pdf, field_name, signer, certify=certify, stamp=stamp, timestamp_url=self.timestamp_url,
