@@ -25,6 +25,11 @@ Long-term validation, by PAdES level (`level=`; see `LEVELS`):
 - B-LTA: B-LT, and a document timestamp over the whole file, so that the validation data itself is
   proven to exist at that time (renewed later by `renew_archive_timestamp`).
 
+Sealing a batch in one `SigningSession`, the records share one HTTP client and each certificate's
+revocation answers (for `REVOCATION_REUSE`): the seal, principal and timestamp authority certificates are the
+same for the whole batch, and each GVCN's for their class. Each file's DSS still holds only the answers for
+its own certificates.
+
 `signature_level(pdf)` reads back which level a file reaches: issuing checks the produced file, it does
 not trust that the steps ran. Without `level` the engine does what it did before levels existed: a
 timestamp when a TSA URL is given, validation info (soft-fail) when trust roots are given.
