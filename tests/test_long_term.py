@@ -317,3 +317,23 @@ def test_a_seal_batch_asks_once_per_certificate_and_each_file_carries_only_its_o
         assert common | {teacher.certificate.serial_number} <= serials, serials
         assert ({t.certificate.serial_number for t in teachers} - {teacher.certificate.serial_number}).isdisjoint(
             serials)
+
+
+def test_a_revocation_answer_dated_a_few_seconds_ahead_does_not_stop_the_seal(app, pki_service, monkeypatch):
+    # The CA's clock a little ahead of ours, or an answer that took more than a second to come back (as on
+    # a loaded machine): the answer is newer than the moment the seal's check began, and still proves it.
+    import standins.pki
+    from tests.signing_factory import SCHOOL_NAME, record_pdf, stamp
+
+    ahead = standins.pki._now() + dt.timedelta(seconds=5)
+    monkeypatch.setattr(standins.pki, "_now", lambda: ahead)
+    ca = pki.load_demo_ca(pki_folder(app))
+    pdf = record_pdf()
+    for n, field in enumerate(("gvcn", "hieu_truong", "con_dau")):
+        issued = (ca.issue_organisation(SCHOOL_NAME) if field == "con_dau"
+                  else ca.issue_person(f"Người ký {n}", title="Giáo viên chủ nhiệm", organisation=SCHOOL_NAME))
+        pdf = engine.sign_field(pdf, field, engine.Pkcs12Key(issued.pkcs12("p", kdf_rounds=1), "p"), certify=n == 0,
+                                stamp=stamp(field, issued), timestamp_url=f"{pki_service}{pki.TSA_PATH}",
+                                trust_roots=[ca.root], level="B-LTA", final=field == "con_dau")
+    assert engine.signature_level(pdf).level == "B-LTA"
+    assert validate_pdf(pdf, [ca.root], required_level="B-LTA").ok

@@ -487,17 +487,19 @@ async def _long_term_context(trust_roots: Sequence[x509.Certificate],
     session closed at the end (the batch's, when the batch ends).
 
     hard-fail: a certificate whose revocation status cannot be learnt stops the operation, rather than
-    giving a file that claims long-term validity and lacks what proves it.
+    giving a file that claims long-term validity and lacks what proves it. Retroactive: an answer dated
+    after the context was made (the CA's clock a second ahead, or an answer slower than a second to come)
+    still speaks for now, as in the validation policy (`portal.signing.validate`).
     """
     roots = [_asn1(r) for r in trust_roots]
+    options: dict[str, Any] = dict(trust_roots=roots, allow_fetching=True, revocation_mode="hard-fail",
+                                   retroactive_revinfo=True)
     if batch is not None:
-        yield ValidationContext(trust_roots=roots, allow_fetching=True, revocation_mode="hard-fail",
-                                fetchers=batch.fetchers())
+        yield ValidationContext(fetchers=batch.fetchers(), **options)
         return
     single = _BatchRevocation()
     try:
-        yield ValidationContext(trust_roots=roots, allow_fetching=True, revocation_mode="hard-fail",
-                                fetcher_backend=single.backend)
+        yield ValidationContext(fetcher_backend=single.backend, **options)
     finally:
         await single.close()
 
