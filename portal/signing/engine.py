@@ -446,10 +446,11 @@ class _ReusedCRL(CRLFetcher):
         return list(unique.values())
 
     def fetched_crls_for_cert(self, cert: Any) -> Iterable[asn1_crl.CertificateList]:
-        found = [c for (key, _deltas), crls in self._mine.items() if key == issuer_serial(cert) for c in crls]
-        if not found:
-            raise KeyError(cert)
-        return found
+        wanted = issuer_serial(cert)
+        asked = [crls for (key, _deltas), crls in self._mine.items() if key == wanted]
+        if not asked:
+            raise KeyError(cert)  # as the interface says: nothing was fetched for this certificate
+        return [c for crls in asked for c in crls]
 
 
 class _BatchRevocation:
