@@ -19,7 +19,7 @@ from redis import Redis
 from rq import Queue, Worker
 
 from portal import jobs
-from portal.app import create_app
+from portal.app import create_app, prepare_process
 
 
 class PortalWorker(Worker):
@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     if not app.config["REDIS_URL"]:
         print("REDIS_URL is not set: without it the web process runs jobs itself.", file=sys.stderr)
         return 2
-    connection = Redis.from_url(app.config["REDIS_URL"])
-    # Before the first fork: every job process starts from this app with the libraries loaded and warm.
-    jobs.warm_worker(app)
+    # Before the first job: each job's process is forked from this one, and runs in this app, warm and frozen.
     jobs.use_worker_app(app)
+    prepare_process(app, jobs=True)
+    connection = Redis.from_url(app.config["REDIS_URL"])
     if not args.burst:
         jobs.start_reconciler(app)
     worker = PortalWorker([Queue(app.config["JOB_QUEUE"], connection=connection)], connection=connection,

@@ -1,3 +1,4 @@
-from portal.app import create_app
+from portal.app import create_app, prepare_process
 
 app = create_app()
+prepare_process(app)

@@ -261,3 +261,79 @@ def test_a_seal_signed_elsewhere_ends_at_b_lta_too(app, pki_service):
     signed = engine.finish_signature(prepared, raw, trust_roots=[demo.root], level="B-LTA", final=True)
     assert engine.signature_level(signed).level == "B-LTA"
     assert validate_pdf(signed, [demo.root]).ok
+
+
+# --- a batch of seals ----------------------------------------------------------------------------------------------
+
+
+def _ocsp_serials(pdf: bytes) -> set[int]:
+    from asn1crypto import ocsp
+
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(__import__("io").BytesIO(pdf), strict=False))
+    return {single["cert_id"]["serial_number"].native for ref in dss.ocsps
+            for single in ocsp.OCSPResponse.load(ref.get_object().data).basic_ocsp_response[
+                "tbs_response_data"]["responses"]}
+
+
+def test_a_seal_batch_asks_once_per_certificate_and_each_file_carries_only_its_own_answers(app, pki_service,
+                                                                                          monkeypatch):
+    from tests.signing_factory import SCHOOL_NAME, record_pdf, stamp
+
+    ca = pki.load_demo_ca(pki_folder(app))
+    teachers = [ca.issue_person(f"Giáo viên {n}", title="Giáo viên chủ nhiệm", organisation=SCHOOL_NAME)
+                for n in (1, 2)]
+    principal = ca.issue_person("Võ Thị Lài", title="Hiệu trưởng", organisation=SCHOOL_NAME)
+    seal = ca.issue_organisation(SCHOOL_NAME)
+
+    def session(issued: pki.IssuedCertificate) -> engine.SigningSession:
+        return engine.SigningSession(engine.Pkcs12Key(issued.pkcs12("p", kdf_rounds=1), "p"), level="B-LTA",
+                                     timestamp_url=f"{pki_service}{pki.TSA_PATH}", trust_roots=[ca.root])
+
+    drafts = []
+    for teacher in (teachers[0], teachers[1], teachers[0], teachers[1]):
+        with session(teacher) as gvcn, session(principal) as head:
+            pdf = gvcn.sign_field(record_pdf(), "gvcn", certify=True, stamp=stamp("gvcn", teacher))
+            drafts.append(head.sign_field(pdf, "hieu_truong", certify=False, stamp=stamp("hieu_truong", principal)))
+    before = _behave(pki_service)["served"]
+    with session(seal) as batch:
+        sealed = [batch.sign_field(pdf, "con_dau", certify=False, stamp=stamp("con_dau", seal), final=True)
+                  for pdf in drafts[:3]]
+        asked = {k: v - before.get(k, 0) for k, v in _behave(pki_service)["served"].items()}
+        # The first record asks for its four certificates (teacher, principal, seal, timestamp authority) and
+        # the CRL covering the issuing CA; the second only for its other teacher; the third for nothing.
+        assert asked.get("ocsp", 0) == 5 and asked.get("crl", 0) == 1, asked
+        # Past the reuse period, the answers are asked for again.
+        monkeypatch.setattr(engine, "REVOCATION_REUSE", dt.timedelta(0))
+        sealed.append(batch.sign_field(drafts[3], "con_dau", certify=False, stamp=stamp("con_dau", seal),
+                                       final=True))
+        again = {k: v - before.get(k, 0) for k, v in _behave(pki_service)["served"].items()}
+        assert again.get("ocsp", 0) == 9 and again.get("crl", 0) == 2, again
+    common = {principal.certificate.serial_number, seal.certificate.serial_number}
+    for pdf, teacher in zip(sealed, (teachers[0], teachers[1], teachers[0], teachers[1]), strict=True):
+        report = validate_pdf(pdf, [ca.root], required_level="B-LTA")
+        assert report.ok and report.level == "B-LTA", report.problems
+        serials = _ocsp_serials(pdf)
+        # Its own teacher's answer, never the other teacher's (the batch's answers are not all poured in).
+        assert common | {teacher.certificate.serial_number} <= serials, serials
+        assert ({t.certificate.serial_number for t in teachers} - {teacher.certificate.serial_number}).isdisjoint(
+            serials)
+
+
+def test_a_revocation_answer_dated_a_few_seconds_ahead_does_not_stop_the_seal(app, pki_service, monkeypatch):
+    # The CA's clock a little ahead of ours, or an answer that took more than a second to come back (as on
+    # a loaded machine): the answer is newer than the moment the seal's check began, and still proves it.
+    import standins.pki
+    from tests.signing_factory import SCHOOL_NAME, record_pdf, stamp
+
+    ahead = standins.pki._now() + dt.timedelta(seconds=5)
+    monkeypatch.setattr(standins.pki, "_now", lambda: ahead)
+    ca = pki.load_demo_ca(pki_folder(app))
+    pdf = record_pdf()
+    for n, field in enumerate(("gvcn", "hieu_truong", "con_dau")):
+        issued = (ca.issue_organisation(SCHOOL_NAME) if field == "con_dau"
+                  else ca.issue_person(f"Người ký {n}", title="Giáo viên chủ nhiệm", organisation=SCHOOL_NAME))
+        pdf = engine.sign_field(pdf, field, engine.Pkcs12Key(issued.pkcs12("p", kdf_rounds=1), "p"), certify=n == 0,
+                                stamp=stamp(field, issued), timestamp_url=f"{pki_service}{pki.TSA_PATH}",
+                                trust_roots=[ca.root], level="B-LTA", final=field == "con_dau")
+    assert engine.signature_level(pdf).level == "B-LTA"
+    assert validate_pdf(pdf, [ca.root], required_level="B-LTA").ok

@@ -188,6 +188,42 @@ def test_an_untrusted_root_gives_trusted_false(signed_record: bytes) -> None:
     assert any("không do tổ chức chứng thực được tin cậy" in p for p in report.problems)
 
 
+def _reaches_pyhanko(start: object) -> bool:
+    """Whether anything of pyHanko (its parsed PDF objects, readers, signatures) is reachable from `start`."""
+    import gc
+
+    seen, stack = set(), [start]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, type):
+            continue
+        seen.add(id(item))
+        if type(item).__module__.startswith("pyhanko"):
+            return True
+        stack.extend(gc.get_referents(item))
+    return False
+
+
+def test_a_report_keeps_nothing_of_the_parsed_file(signed_record: bytes, demo_pki: DemoPki) -> None:
+    # The parsed file is garbage as soon as the validation ends, freed in one young collection, not kept
+    # alive by the report into the older generations (where it cost each web process a 150-200 ms pause).
+    report = validate_pdf(signed_record, demo_pki.roots)
+    assert report.ok and not _reaches_pyhanko(report)
+    assert [type(s.field) for s in report.signatures] == [str, str, str]
+
+
+def test_a_process_is_warmed_and_its_start_up_heap_frozen(app) -> None:
+    import gc
+
+    from portal.app import prepare_process
+
+    try:
+        prepare_process(app)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+
+
 def test_missing_signatures_are_named(demo_pki: DemoPki) -> None:
     issued = demo_pki.gvcn
     pdf = engine.sign_field(record_pdf(), "gvcn", p12_key(issued), certify=True, stamp=stamp("gvcn", issued))

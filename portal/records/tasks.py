@@ -20,9 +20,7 @@ from portal.extensions import db
 from portal.records import services, workflow
 from portal.records.models import RecordVersion
 from portal.records.services import GenerationOutcome
-from portal.signing import engine
 from portal.signing.requests import OPEN_STATES, SigningRequest
-from portal.signing.validate import validate_pdf
 from tenants.models import School, User
 
 log = logging.getLogger(__name__)
@@ -178,36 +176,13 @@ SIGN_LABELS = {
 
 
 @jobs.warm_up
-def warm_up_issuing() -> None:
-    """Load the record layout (xhtml2pdf, compiled templates, fonts) and sign and validate a throwaway page in
-    memory (pyHanko, the stamp font), so that a worker's job processes, forked from it, start with all of it
-    loaded: otherwise every part of a school's issue would load it again."""
-    import io
-
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import fields
-    from reportlab.pdfgen.canvas import Canvas
-
+def warm_up_layout() -> None:
+    """Load the record layout (xhtml2pdf, the compiled templates, the fonts) before a worker forks its jobs:
+    otherwise every part of a school's generation would load it again. (The signature machinery is warmed
+    for every process by `portal.app.prepare_process`.)"""
     from portal.records import pdf
-    from portal.signing import pki
-    from portal.signing.stamp import stamp_for_field
 
     pdf.warm_up()
-    page = io.BytesIO()
-    canvas = Canvas(page)
-    canvas.drawString(72, 720, "warm-up")
-    canvas.save()
-    writer = IncrementalPdfFileWriter(io.BytesIO(page.getvalue()))
-    fields.append_signature_field(writer, engine.signature_field_spec("gvcn", page=0, box=(72, 72, 272, 172)))
-    out = io.BytesIO()
-    writer.write(out)
-    ca = pki.create_ca()
-    issued = ca.issue_person("Khởi Động", title="Giáo viên chủ nhiệm", organisation="Trường")
-    key = engine.Pkcs12Key(issued.pkcs12("warm-up", kdf_rounds=1), "warm-up")
-    with engine.SigningSession(key, trust_roots=[ca.root]) as session:
-        signed = session.sign_field(out.getvalue(), "gvcn", certify=True,
-                                    stamp=stamp_for_field("gvcn", "Khởi Động", school_name="Trường"))
-    validate_pdf(signed, [ca.root], expected_fields=("gvcn",))
 
 
 @jobs.task("records.finish_signature")

@@ -25,6 +25,11 @@ Long-term validation, by PAdES level (`level=`; see `LEVELS`):
 - B-LTA: B-LT, and a document timestamp over the whole file, so that the validation data itself is
   proven to exist at that time (renewed later by `renew_archive_timestamp`).
 
+Sealing a batch in one `SigningSession`, the records share one HTTP client and each certificate's
+revocation answers (for `REVOCATION_REUSE`): the seal, principal and timestamp authority certificates are the
+same for the whole batch, and each GVCN's for their class. Each file's DSS still holds only the answers for
+its own certificates.
+
 `signature_level(pdf)` reads back which level a file reaches: issuing checks the produced file, it does
 not trust that the steps ran. Without `level` the engine does what it did before levels existed: a
 timestamp when a TSA URL is given, validation info (soft-fail) when trust roots are given.
@@ -38,15 +43,18 @@ import asyncio
 import base64
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import Any, Protocol
 
 from asn1crypto import cms
+from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -69,11 +77,14 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
     ValidationError,
 )
+from pyhanko_certvalidator.fetchers.api import CRLFetcher, Fetchers, OCSPFetcher
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from pyhanko_certvalidator.util import issuer_serial
 
-from portal.signing import pki
+from portal.signing import hex_strings, pki
 from portal.signing.stamp import StampText, stamp_style
 
+hex_strings.install()  # signatures' /Contents read in one pass (see hex_strings)
 MD_ALGORITHM = "sha256"
 STATE_FORMAT = 1
 LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
@@ -357,7 +368,7 @@ async def _prepare(pdf: bytes, field_name: str, signer: signers.Signer, *, certi
 
 
 async def _sign(pdf: bytes, field_name: str, signer: signers.Signer, *, final: bool = False,
-                **options: Any) -> bytes:
+                batch: _BatchRevocation | None = None, **options: Any) -> bytes:
     level = options.get("level")
     try:
         prepared = await _prepare(pdf, field_name, signer, **options)
@@ -367,7 +378,7 @@ async def _sign(pdf: bytes, field_name: str, signer: signers.Signer, *, final: b
         raise _tsa_down(options.get("timestamp_url"), exc) from exc
     signed = prepared.output.getvalue()
     if final and level is not None and level_at_least(level, "B-LT"):
-        signed = await _complete(signed, level, options["timestamp_url"], options.get("trust_roots") or [])
+        signed = await _complete(signed, level, options["timestamp_url"], options.get("trust_roots") or [], batch)
     return signed
 
 
@@ -380,23 +391,118 @@ def _tsa_down(url: str | None, exc: BaseException) -> ServiceUnavailable:
 
 
 FETCH_TIMEOUT_SECONDS = 10
+# How long a signing batch reuses a revocation answer (OCSP, CRL) it fetched for one of its certificates: a
+# certificate revoked during a batch stops it at most this much later. Within it, every record of the batch
+# carries the same answer (the seal, the GVCN's and the principal's certificates and the timestamp
+# authority's are the same for a whole class).
+REVOCATION_REUSE = timedelta(minutes=10)
+
+
+class _ReusedOCSP(OCSPFetcher):
+    """One record's OCSP answers, taken from its batch's (`_BatchRevocation`) or fetched and kept there.
+
+    Only what this record asked for is listed as fetched: the record's DSS holds its own certificates'
+    answers, not those of the other records of the batch."""
+
+    def __init__(self, batch: _BatchRevocation, fetcher: OCSPFetcher) -> None:
+        self._batch, self._fetcher = batch, fetcher
+        self._mine: dict[Any, asn1_ocsp.OCSPResponse] = {}
+
+    async def fetch(self, cert: Any, authority: Any) -> asn1_ocsp.OCSPResponse:
+        key = issuer_serial(cert)
+        response = self._batch.reused(self._batch.ocsp, key)
+        if response is None:
+            response = await self._fetcher.fetch(cert, authority)
+            self._batch.ocsp[key] = (time.monotonic(), response)
+        self._mine[key] = response
+        return response
+
+    def fetched_responses(self) -> Iterable[asn1_ocsp.OCSPResponse]:
+        return list(self._mine.values())
+
+    def fetched_responses_for_cert(self, cert: Any) -> Iterable[asn1_ocsp.OCSPResponse]:
+        response = self._mine.get(issuer_serial(cert))
+        return [response] if response is not None else []
+
+
+class _ReusedCRL(CRLFetcher):
+    """One record's CRLs, taken from its batch's or fetched and kept there (as `_ReusedOCSP`)."""
+
+    def __init__(self, batch: _BatchRevocation, fetcher: CRLFetcher) -> None:
+        self._batch, self._fetcher = batch, fetcher
+        self._mine: dict[Any, list[asn1_crl.CertificateList]] = {}
+
+    async def fetch(self, cert: Any, *, use_deltas: Any = None) -> Iterable[asn1_crl.CertificateList]:
+        key = (issuer_serial(cert), use_deltas)
+        crls = self._batch.reused(self._batch.crl, key)
+        if crls is None:
+            crls = list(await self._fetcher.fetch(cert, use_deltas=use_deltas))
+            self._batch.crl[key] = (time.monotonic(), crls)
+        self._mine[key] = crls
+        return crls
+
+    def fetched_crls(self) -> Iterable[asn1_crl.CertificateList]:
+        unique = {c.dump(): c for crls in self._mine.values() for c in crls}
+        return list(unique.values())
+
+    def fetched_crls_for_cert(self, cert: Any) -> Iterable[asn1_crl.CertificateList]:
+        wanted = issuer_serial(cert)
+        asked = [crls for (key, _deltas), crls in self._mine.items() if key == wanted]
+        if not asked:
+            raise KeyError(cert)  # as the interface says: nothing was fetched for this certificate
+        return [c for crls in asked for c in crls]
+
+
+class _BatchRevocation:
+    """What a `SigningSession` keeps between the long-term steps of its records: one HTTP client (its
+    connections and TLS set-up), and each certificate's revocation answers for `REVOCATION_REUSE`."""
+
+    def __init__(self) -> None:
+        from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+
+        self.backend = AIOHttpFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS)
+        self.ocsp: dict[Any, tuple[float, asn1_ocsp.OCSPResponse]] = {}
+        self.crl: dict[Any, tuple[float, list[asn1_crl.CertificateList]]] = {}
+
+    @staticmethod
+    def reused(answers: dict[Any, tuple[float, Any]], key: Any) -> Any:
+        kept = answers.get(key)
+        if kept is None or time.monotonic() - kept[0] > REVOCATION_REUSE.total_seconds():
+            return None
+        return kept[1]
+
+    def fetchers(self) -> Fetchers:
+        """One record's fetchers: a fresh fetch budget and certificate fetcher, the batch's answers."""
+        fresh = self.backend.get_fetchers()
+        return Fetchers(ocsp_fetcher=_ReusedOCSP(self, fresh.ocsp_fetcher),
+                        crl_fetcher=_ReusedCRL(self, fresh.crl_fetcher), cert_fetcher=fresh.cert_fetcher)
+
+    async def close(self) -> None:
+        await self.backend.close()
 
 
 @asynccontextmanager
-async def _long_term_context(trust_roots: Sequence[x509.Certificate]) -> AsyncIterator[ValidationContext]:
-    """A validation context that fetches revocation data, its HTTP session closed at the end.
+async def _long_term_context(trust_roots: Sequence[x509.Certificate],
+                             batch: _BatchRevocation | None = None) -> AsyncIterator[ValidationContext]:
+    """A validation context that fetches revocation data (through `batch`, when signing a batch), its HTTP
+    session closed at the end (the batch's, when the batch ends).
 
     hard-fail: a certificate whose revocation status cannot be learnt stops the operation, rather than
-    giving a file that claims long-term validity and lacks what proves it.
+    giving a file that claims long-term validity and lacks what proves it. Retroactive: an answer dated
+    after the context was made (the CA's clock a second ahead, or an answer slower than a second to come)
+    still speaks for now, as in the validation policy (`portal.signing.validate`).
     """
-    from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
-
-    backend = AIOHttpFetcherBackend(per_request_timeout=FETCH_TIMEOUT_SECONDS)
+    roots = [_asn1(r) for r in trust_roots]
+    options: dict[str, Any] = dict(trust_roots=roots, allow_fetching=True, revocation_mode="hard-fail",
+                                   retroactive_revinfo=True)
+    if batch is not None:
+        yield ValidationContext(fetchers=batch.fetchers(), **options)
+        return
+    single = _BatchRevocation()
     try:
-        yield ValidationContext(trust_roots=[_asn1(r) for r in trust_roots], allow_fetching=True,
-                                revocation_mode="hard-fail", fetcher_backend=backend)
+        yield ValidationContext(fetcher_backend=single.backend, **options)
     finally:
-        await backend.close()
+        await single.close()
 
 
 def _revinfo_down(name: str, exc: BaseException) -> ServiceUnavailable:
@@ -449,15 +555,13 @@ async def _stamp_document(writer: IncrementalPdfFileWriter, paths: list[Any], co
 
 
 async def _complete(pdf: bytes, level: str, timestamp_url: str | None,
-                    trust_roots: Sequence[x509.Certificate]) -> bytes:
+                    trust_roots: Sequence[x509.Certificate], batch: _BatchRevocation | None = None) -> bytes:
     """Add the validation data of every signature to the DSS (B-LT) and a document timestamp (B-LTA)."""
-    from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation.dss import DocumentSecurityStore
 
-    async with _long_term_context(trust_roots) as context:
-        reader = PdfFileReader(BytesIO(pdf), strict=False)
-        paths = await _collect(reader.embedded_signatures, context)
-        writer = _writer(pdf)
+    async with _long_term_context(trust_roots, batch) as context:
+        writer = _writer(pdf)  # the file is parsed once: its signatures are read from the writer's reader
+        paths = await _collect(writer.prev.embedded_signatures, context)
         if level == "B-LTA":
             return await _stamp_document(writer, paths, context, timestamp_url)
         DocumentSecurityStore.supply_dss_in_writer(writer, None, paths=paths, validation_context=context,
@@ -536,6 +640,8 @@ class SigningSession:
         self._opened: AbstractContextManager[signers.Signer] | None = None
         self._signer: signers.Signer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._revocation: _BatchRevocation | None = None  # made at the first seal of the batch
+        self._chain_checked = False  # the certificate's path to a trust root, validated once per batch
 
     def __enter__(self) -> SigningSession:
         self._opened = self.key.open()
@@ -545,6 +651,9 @@ class SigningSession:
 
     def __exit__(self, *exc: object) -> None:
         assert self._opened is not None and self._loop is not None
+        if self._revocation is not None:
+            self._loop.run_until_complete(self._revocation.close())
+            self._revocation = None
         self._loop.close()
         self._opened.__exit__(*exc)  # type: ignore[arg-type]
         self._opened = self._signer = self._loop = None
@@ -566,9 +675,14 @@ class SigningSession:
         assert signer is not None
         if hasattr(signer, "ensure_objects_loaded"):
             await signer.ensure_objects_loaded()  # PKCS#11: the certificate comes from the token
-        await _check_certificate(signer.signing_cert, list(signer.cert_registry), trust_roots=self.trust_roots)
+        # Its dates at every record; its chain to a trust root (the same certificates all along) at the first.
+        await _check_certificate(signer.signing_cert, list(signer.cert_registry),
+                                 trust_roots=None if self._chain_checked else self.trust_roots)
+        self._chain_checked = True
+        if final and self.level is not None and level_at_least(self.level, "B-LT") and self._revocation is None:
+            self._revocation = _BatchRevocation()
         return await _sign(pdf, field_name, signer, certify=certify, stamp=stamp, timestamp_url=self.timestamp_url,
-                           trust_roots=self.trust_roots, level=self.level, final=final)
+                           trust_roots=self.trust_roots, level=self.level, final=final, batch=self._revocation)
 
 
 def sign_field(pdf: bytes, field: str, key: ServerKey, *, certify: bool, stamp: StampText,
@@ -780,8 +894,6 @@ def signature_level(pdf: bytes) -> LevelReport:
     response for the certificate, or a CRL of its issuer) for every signer's and every timestamp
     authority's certificate. B-LTA: also the last revision is a document timestamp over the whole file.
     """
-    from asn1crypto import crl as asn1_crl
-    from asn1crypto import ocsp as asn1_ocsp
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.general import extract_certificate_info
     from pyhanko.sign.validation.dss import DocumentSecurityStore
