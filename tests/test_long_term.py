@@ -337,3 +337,38 @@ def test_a_revocation_answer_dated_a_few_seconds_ahead_does_not_stop_the_seal(ap
                                 trust_roots=[ca.root], level="B-LTA", final=field == "con_dau")
     assert engine.signature_level(pdf).level == "B-LTA"
     assert validate_pdf(pdf, [ca.root], required_level="B-LTA").ok
+
+
+def test_a_signing_batch_shares_one_http_client_and_one_size_measure_with_the_timestamp_authority(
+        app, pki_service, monkeypatch):
+    from pyhanko.sign.signers.pdf_signer import PdfSigningSession
+    from pyhanko_certvalidator.fetchers.aiohttp_fetchers import util
+
+    from tests.signing_factory import SCHOOL_NAME, record_pdf, stamp
+
+    ca = pki.load_demo_ca(pki_folder(app))
+    teacher = ca.issue_person("Giáo viên 1", title="Giáo viên chủ nhiệm", organisation=SCHOOL_NAME)
+    clients, measures = [], []
+    make_client, measure = util._default_session, PdfSigningSession.estimate_signature_container_size
+
+    def counted_client():
+        clients.append(1)
+        return make_client()
+
+    async def counted_measure(self, *args, **kwargs):
+        measures.append(1)
+        return await measure(self, *args, **kwargs)
+
+    monkeypatch.setattr(util, "_default_session", counted_client)
+    monkeypatch.setattr(PdfSigningSession, "estimate_signature_container_size", counted_measure)
+    before = _behave(pki_service)["served"].get("tsa", 0)
+    with engine.SigningSession(engine.Pkcs12Key(teacher.pkcs12("p", kdf_rounds=1), "p"), level="B-LTA",
+                               timestamp_url=f"{pki_service}{pki.TSA_PATH}", trust_roots=[ca.root]) as batch:
+        signed = [batch.sign_field(record_pdf(), "gvcn", certify=True, stamp=stamp("gvcn", teacher))
+                  for _ in range(3)]
+    asked = _behave(pki_service)["served"].get("tsa", 0) - before
+    assert len(clients) == 1 and len(measures) == 1  # not one per signature
+    assert asked <= 4  # one token per signature (and at most one sample token to size the first)
+    for pdf in signed:
+        report = validate_pdf(pdf, [ca.root], expected_fields=("gvcn",))
+        assert report.all_valid and engine.signature_level(pdf).level == "B-T", report.problems
