@@ -62,7 +62,7 @@ def build_school(app: Flask, code: str, name: str, today: date, classes_per_grad
                  pupils: tuple[int, int]) -> int:
     """The school, its demo staff and their certificates (signing PIN: the demo's), its years up to `today`."""
     from portal.auth.services import hash_password
-    from portal.demo import DEMO_PASSWORD, _names, demo_district, school_with_staff
+    from portal.demo import DEMO_PASSWORD, demo_district, school_with_staff
     from portal.demo.assessment import build_school_years
     from portal.demo.signing import build_signing_demo
     from tenants.scoping import all_schools
@@ -70,8 +70,7 @@ def build_school(app: Flask, code: str, name: str, today: date, classes_per_grad
     with app.app_context():
         with all_schools():
             district = demo_district()
-            school, _staff = school_with_staff(district, code, name, "Xã Hiệp Phước", hash_password(DEMO_PASSWORD),
-                                               _names())
+            school, _staff = school_with_staff(district, code, name, "Xã Hiệp Phước", hash_password(DEMO_PASSWORD))
             db.session.commit()
             school_id = school.id
         build_school_years(db.session.get_one(type(school), school_id), today, classes_per_grade=classes_per_grade,

@@ -120,8 +120,10 @@ def demo_district() -> District:
 
 
 def school_with_staff(district: District, code: str, name: str, commune: str, password_hash: str,
-                      names: Iterator[str]) -> tuple[School, list[tuple[User, set[Role]]]]:
-    """A demo school (created when missing) and its staff, each a member with the roles of `STAFF`."""
+                      names: Iterator[str] | None = None) -> tuple[School, list[tuple[User, set[Role]]]]:
+    """A demo school (created when missing) and its staff, each a member with the roles of `STAFF`; their
+    names drawn from `names` (the demo's draw when not given)."""
+    names = names if names is not None else _names()
     school = db.session.scalar(sa.select(School).where(School.code == code))
     if school is None:
         school = School(district=district, code=code, name=name, commune=commune,
