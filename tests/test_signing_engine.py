@@ -532,6 +532,42 @@ def test_signatures_carry_a_timestamp_from_the_configured_authority(demo_pki: De
     assert any("dấu thời gian" in p for p in validate_pdf(pdf, demo_pki.roots).problems)
 
 
+def test_the_timestamp_level_of_a_file_just_signed_is_known_without_reading_it_again(
+        demo_pki: DemoPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    read = []
+    real = engine.signature_level
+    monkeypatch.setattr(engine, "signature_level", lambda pdf: read.append(1) or real(pdf))
+    with local_tsa(tmp_path) as tsa:
+        signed = record_pdf()
+        for i, field in enumerate(SIGNATURE_FIELDS[:2]):
+            issued = demo_pki.by_field(field)
+            with engine.SigningSession(p12_key(issued), timestamp_url=tsa.url, level="B-T") as session:
+                signed = session.sign_field(signed, field, certify=i == 0, stamp=stamp(field, issued))
+            engine.check_level(signed, "B-T")  # what the workflow checks after each of the first two
+            assert read == []
+            assert real(signed).level == "B-T"  # what reading the file would have said
+        # Any other bytes are read: the same file with a byte changed after its signatures, say.
+        changed = signed.replace(b"%%EOF", b"%%EOF\n", 1)
+        engine.check_level(changed, "B-T")
+        assert len(read) == 1
+        # A level above B-T is always read from the file.
+        with pytest.raises(engine.BelowLevel):
+            engine.check_level(signed, "B-LT")
+
+
+def test_a_timestamped_signature_over_an_untimestamped_one_is_still_below_b_t(demo_pki: DemoPki,
+                                                                              tmp_path: Path) -> None:
+    """What the engine knows of a file it signed covers the signatures that were already in it."""
+    gvcn = engine.sign_field(record_pdf(), "gvcn", p12_key(demo_pki.gvcn), certify=True,
+                             stamp=stamp("gvcn", demo_pki.gvcn), level="B-B")
+    with local_tsa(tmp_path) as tsa:
+        signed = engine.sign_field(gvcn, "hieu_truong", p12_key(demo_pki.principal), certify=False,
+                                   stamp=stamp("hieu_truong", demo_pki.principal), timestamp_url=tsa.url,
+                                   level="B-T")
+    with pytest.raises(engine.BelowLevel, match="gvcn"):
+        engine.check_level(signed, "B-T")
+
+
 @pytest.mark.slow
 def test_validation_info_is_embedded_when_trust_roots_are_given(demo_pki: DemoPki) -> None:
     pdf = sign_all(record_pdf(), demo_pki, trust_roots=demo_pki.roots)
