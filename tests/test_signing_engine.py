@@ -401,6 +401,51 @@ def test_a_session_parses_the_key_once_for_a_batch(demo_pki: DemoPki, monkeypatc
     assert all(validate_pdf(pdf, demo_pki.roots).signatures[0].bottom_line for pdf in signed)
 
 
+def test_a_session_makes_what_the_cms_takes_from_the_certificate_once(demo_pki: DemoPki,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyhanko.sign import attributes
+
+    made = []
+    for module in (attributes, engine):
+        real = module.as_signing_certificate_v2
+        monkeypatch.setattr(module, "as_signing_certificate_v2",
+                            lambda cert, *args, _real=real: made.append(1) or _real(cert, *args))
+    issued = demo_pki.gvcn
+    with engine.SigningSession(p12_key(issued)) as session:
+        signed = [session.sign_field(record_pdf(), "gvcn", certify=True, stamp=stamp("gvcn", issued))
+                  for _ in range(3)]
+    assert len(made) == 1
+    for pdf in signed:
+        assert validate_pdf(pdf, demo_pki.roots).signatures[0].bottom_line
+
+
+@pytest.mark.parametrize("key_type", ["ec", "rsa"])
+def test_the_cms_made_once_per_key_is_pyhankos_byte_for_byte(demo_pki: DemoPki, rsa_pki: DemoPki,
+                                                             key_type: str) -> None:
+    """The signed attributes and the signer info, apart from the signature value, as pyHanko makes them."""
+    import asyncio
+
+    from pyhanko.sign import signers
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+
+    issued = (demo_pki if key_type == "ec" else rsa_pki).gvcn
+    p12 = issued.pkcs12(PASSPHRASE)
+    stock = signers.SimpleSigner.load_pkcs12_data(p12, other_certs=None, passphrase=PASSPHRASE.encode())
+    settings = PdfCMSSignedAttributes(signing_time=datetime(2026, 5, 28, 3, 12, tzinfo=UTC))
+    digest = bytes(range(32))
+
+    async def made(signer: signers.Signer) -> tuple[bytes, bytes, bytes]:
+        attrs = await signer.signed_attrs(digest, "sha256", attr_settings=settings, use_pades=True)
+        info = signer.signer_info("sha256", attrs, b"signature")
+        container = await signer.async_sign_prescribed_attributes("sha256", attrs)
+        assert container["content"]["signer_infos"][0]["sid"].dump() == info["sid"].dump()
+        return attrs.dump(), info.dump(), container["content"]["certificates"].dump()
+
+    with engine.Pkcs12Key(p12, PASSPHRASE).open() as ours:
+        for _ in range(2):  # and the second time, from what was made once
+            assert asyncio.run(made(ours)) == asyncio.run(made(stock))
+
+
 # --- PKCS#11 ---------------------------------------------------------------------------------------------------
 
 

@@ -33,8 +33,9 @@ its own certificates.
 `signature_level(pdf)` reads back which level a file reaches: issuing checks the produced file, it does
 not trust that the steps ran. Up to B-T, `check_level` takes it from what the engine read of the exact bytes
 it has just produced (every earlier signature of the file, and the container with the timestamp token it
-wrote), rather than parsing the file again (`_ConfirmedOutputs`). Without `level` the engine does what it did before levels existed: a
-timestamp when a TSA URL is given, validation info (soft-fail) when trust roots are given.
+wrote), rather than parsing the file again (`_ConfirmedOutputs`). Without `level` the engine does what it
+did before levels existed: a timestamp when a TSA URL is given, validation info (soft-fail) when trust roots
+are given.
 
 Errors a user may see are `SigningError`s with a Vietnamese message.
 """
@@ -55,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import Any, Protocol
 
-from asn1crypto import cms
+from asn1crypto import algos, cms, tsp
 from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
@@ -69,6 +70,8 @@ from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.sign import fields, signers
+from pyhanko.sign.attributes import CMSAttributeProvider, SigningCertificateV2Provider
+from pyhanko.sign.general import as_signing_certificate_v2
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import HTTPTimeStamper
@@ -132,14 +135,53 @@ class ServerKey(Protocol):
     def open(self) -> AbstractContextManager[signers.Signer]: ...
 
 
+class _CertificateAttribute(CMSAttributeProvider):
+    """The signing-certificate-v2 attribute, made once per key (`_ParsedKeySigner`)."""
+
+    attribute_type = "signing_certificate_v2"
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    async def build_attr_value(self, dry_run: bool = False) -> Any:
+        return self.value
+
+
 class _ParsedKeySigner(signers.SimpleSigner):
-    """pyHanko's SimpleSigner re-parses the private key at every signature; this one parses it once."""
+    """pyHanko's SimpleSigner re-parses the private key at every signature; this one parses it once.
+
+    And what the CMS takes from the certificate alone is made once too, as DER read back: the
+    signing-certificate-v2 attribute and the signer identifier. asn1crypto encodes values built from parts
+    of a parsed certificate anew at every use (~3 ms each for the issuer's name), and values read from DER
+    not at all; the bytes are the same.
+    """
 
     def __init__(self, key: pki.PrivateKey, **kwargs: Any) -> None:
         der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
         super().__init__(signing_key=asn1_keys.PrivateKeyInfo.load(der), **kwargs)
         self._parsed_key = key
+        certificate = self.signing_cert
+        self._certificate_attribute = tsp.SigningCertificateV2.load(as_signing_certificate_v2(certificate).dump())
+        self._signer_id = cms.SignerIdentifier.load(cms.SignerIdentifier({
+            "issuer_and_serial_number": cms.IssuerAndSerialNumber({
+                "issuer": certificate.issuer, "serial_number": certificate.serial_number})}).dump())
+
+    def _signed_attr_providers(self, *args: Any, **kwargs: Any) -> Iterator[CMSAttributeProvider]:
+        for provider in super()._signed_attr_providers(*args, **kwargs):
+            if type(provider) is SigningCertificateV2Provider and provider.signing_cert is self.signing_cert:
+                yield _CertificateAttribute(self._certificate_attribute)
+            else:
+                yield provider
+
+    def signer_info(self, digest_algorithm: str, signed_attrs: Any, signature: bytes) -> cms.SignerInfo:
+        if digest_algorithm == "shake256":  # pyHanko's special case (RFC 8419)
+            return super().signer_info(digest_algorithm, signed_attrs, signature)
+        return cms.SignerInfo({  # as pyHanko's, with the identifier made once
+            "version": "v1", "sid": self._signer_id,
+            "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest_algorithm}),
+            "signature_algorithm": self.get_signature_mechanism_for_digest(digest_algorithm),
+            "signed_attrs": signed_attrs, "signature": signature})
 
     def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
         mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
