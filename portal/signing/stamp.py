@@ -6,9 +6,9 @@
 
 The font is `static/fonts/stamp-serif.ttf`, built once by `build_stamp_font.py` (rescaled to 1000
 units per em and cut down to Vietnamese; see there why). A process parses it once, and the subset each
-stamp embeds is made once per set of glyphs (`_StampFont`): a batch's stamps differ only in the time. The same font size goes to the font engine
-and to the text box, and the leading is 1.5x the size: with less, stacked diacritics (ỗ, Ậ) touch the
-line above.
+stamp embeds is made once per set of glyphs (`_StampFont`): a batch's stamps differ only in the time.
+The same font size goes to the font engine and to the text box, and the leading is 1.5x the size: with
+less, stacked diacritics (ỗ, Ậ) touch the line above.
 """
 
 from __future__ import annotations
