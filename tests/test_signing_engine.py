@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +26,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from portal.app import PROJECT_ROOT
 from portal.records.content import SIGNATURE_FIELDS
 from portal.signing import engine, pki
+from portal.signing import stamp as stamp_module
 from portal.signing.build_stamp_font import stamp_characters
 from portal.signing.stamp import STAMP_FONT, StampText
 from portal.signing.validate import validate_pdf
@@ -153,6 +155,99 @@ def test_stamp_text_normalises_and_formats_local_time() -> None:
     nfd = "Vo\u0303 Thi\u0323 La\u0300i"
     lines = StampText("Hiệu trưởng", nfd).lines(datetime(2025, 5, 28, 3, 12, tzinfo=UTC))
     assert lines == ["Hiệu trưởng", "Võ Thị Lài", "Ký ngày 28/05/2025 10:12 (GMT+7)"]
+
+
+def _appearance(pdf: bytes, field: str) -> tuple[bytes, generic.DictionaryObject]:
+    reader = PdfFileReader(BytesIO(pdf))
+    signature = next(s for s in reader.embedded_signatures if s.field_name == field)
+    appearance = signature.sig_field["/AP"]["/N"]
+    return appearance.data, appearance["/Resources"]["/Font"]["/F1"]
+
+
+def test_a_batch_makes_the_stamp_font_subset_once(demo_pki: DemoPki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records of a batch differ in their stamps only in the time's digits, which every subset holds."""
+    from fontTools import subset
+
+    stamp_module.stamp_font.cache_clear()
+    made = []
+    real = subset.Subsetter.subset
+    monkeypatch.setattr(subset.Subsetter, "subset", lambda self, font: made.append(1) or real(self, font))
+    start = datetime.now(UTC).replace(second=0, microsecond=0)
+    issued = demo_pki.gvcn
+    signed = []
+    with engine.SigningSession(p12_key(issued)) as session:
+        moments = (start, start + timedelta(days=33, hours=5, minutes=7), start + timedelta(days=64, minutes=29))
+        for moment in moments:
+            monkeypatch.setattr(engine, "_utcnow", lambda moment=moment: moment)
+            signed.append(session.sign_field(record_pdf(), "gvcn", certify=True, stamp=stamp("gvcn", issued)))
+    assert len(made) == 1
+    programs = {_appearance(pdf, "gvcn")[1]["/DescendantFonts"][0]["/FontDescriptor"]["/FontFile2"].data
+                for pdf in signed}
+    assert len(programs) == 1  # the same font program in each file, each file its own font objects
+    require("pdftotext")
+    for pdf, moment in zip(signed, moments, strict=True):
+        local = moment.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+        assert f"Ký ngày {local:%d/%m/%Y %H:%M} (GMT+7)" in text
+
+
+def test_a_shared_subset_stamp_is_pyhankos_own_stamp(demo_pki: DemoPki, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """The same appearance, widths, text map and glyph outlines as pyHanko's font engine gives, and the same
+    pixels, whatever the stamp font subsets made before."""
+    from fontTools.ttLib import TTFont
+    from pyhanko.pdf_utils.font.opentype import GlyphAccumulator, GlyphAccumulatorFactory
+    from pyhanko.pdf_utils.text import TextBoxStyle
+    from pyhanko.stamp import TextStampStyle
+
+    class PyhankoFont(GlyphAccumulatorFactory):  # pyHanko's own engine, the font read from memory
+        def create_font_engine(self, writer, obj_stream=None):  # type: ignore[no-untyped-def]
+            return GlyphAccumulator(writer=writer, font_handle=BytesIO(STAMP_FONT.read_bytes()),
+                                    font_size=self.font_size, obj_stream=obj_stream or (
+                                        writer.prepare_object_stream() if writer.stream_xrefs else None))
+
+    moment = datetime.now(UTC).replace(second=0, microsecond=0)
+    monkeypatch.setattr(engine, "_utcnow", lambda: moment)
+    issued = demo_pki.principal
+    text = StampText("Hiệu trưởng", "Đỗ Thị Ngọc Huyền")
+    key = p12_key(issued)
+    ours = engine.sign_field(record_pdf(), "hieu_truong", key, certify=False, stamp=text)
+    stock_style = TextStampStyle(stamp_text=stamp_module.STAMP_TEMPLATE, border_width=1, background=None,
+                                 text_box_style=TextBoxStyle(font=PyhankoFont(
+                                     str(STAMP_FONT), font_size=stamp_module.FONT_SIZE),
+                                     font_size=stamp_module.FONT_SIZE, leading=stamp_module.LEADING))
+    monkeypatch.setattr(engine, "stamp_style", lambda: stock_style)
+    stock = engine.sign_field(record_pdf(), "hieu_truong", key, certify=False, stamp=text)
+
+    (our_content, our_font), (stock_content, stock_font) = _appearance(ours, "hieu_truong"), _appearance(stock,
+                                                                                                       "hieu_truong")
+    assert our_content == stock_content
+    assert our_font["/ToUnicode"].data == stock_font["/ToUnicode"].data
+    our_cid, stock_cid = our_font["/DescendantFonts"][0], stock_font["/DescendantFonts"][0]
+    assert list(our_cid["/W"]) == list(stock_cid["/W"])
+    our_descriptor, stock_descriptor = our_cid["/FontDescriptor"], stock_cid["/FontDescriptor"]
+    for entry in ("/Ascent", "/Descent", "/FontBBox", "/Flags", "/StemV", "/ItalicAngle", "/CapHeight"):
+        assert our_descriptor[entry] == stock_descriptor[entry]
+    our_program = TTFont(BytesIO(our_descriptor["/FontFile2"].data))
+    stock_program = TTFont(BytesIO(stock_descriptor["/FontFile2"].data))
+    widths_by_run = list(our_cid["/W"])
+    used = [gid for start, widths in zip(widths_by_run[::2], widths_by_run[1::2], strict=True)
+            for gid in range(start, start + len(widths))]
+    for gid in used:
+        name = stock_program.getGlyphName(gid)
+        assert our_program.getGlyphName(gid) == name
+        assert our_program["glyf"][name].getCoordinates(our_program["glyf"])[0] == \
+            stock_program["glyf"][name].getCoordinates(stock_program["glyf"])[0]
+        assert our_program["hmtx"][name] == stock_program["hmtx"][name]
+
+    require("pdftoppm")
+    pixels = []
+    for label, pdf in (("ours", ours), ("stock", stock)):
+        (tmp_path / f"{label}.pdf").write_bytes(pdf)
+        subprocess.run(["pdftoppm", "-r", "150", "-gray", str(tmp_path / f"{label}.pdf"), str(tmp_path / label)],
+                       check=True, timeout=60)
+        pixels.append((tmp_path / f"{label}-1.pgm").read_bytes())
+    assert pixels[0] == pixels[1]
 
 
 def test_a_later_modification_breaks_every_signature(signed_record: bytes, demo_pki: DemoPki) -> None:
@@ -306,6 +401,51 @@ def test_a_session_parses_the_key_once_for_a_batch(demo_pki: DemoPki, monkeypatc
     assert all(validate_pdf(pdf, demo_pki.roots).signatures[0].bottom_line for pdf in signed)
 
 
+def test_a_session_makes_what_the_cms_takes_from_the_certificate_once(demo_pki: DemoPki,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyhanko.sign import attributes
+
+    made = []
+    for module in (attributes, engine):
+        real = module.as_signing_certificate_v2
+        monkeypatch.setattr(module, "as_signing_certificate_v2",
+                            lambda cert, *args, _real=real: made.append(1) or _real(cert, *args))
+    issued = demo_pki.gvcn
+    with engine.SigningSession(p12_key(issued)) as session:
+        signed = [session.sign_field(record_pdf(), "gvcn", certify=True, stamp=stamp("gvcn", issued))
+                  for _ in range(3)]
+    assert len(made) == 1
+    for pdf in signed:
+        assert validate_pdf(pdf, demo_pki.roots).signatures[0].bottom_line
+
+
+@pytest.mark.parametrize("key_type", ["ec", "rsa"])
+def test_the_cms_made_once_per_key_is_pyhankos_byte_for_byte(demo_pki: DemoPki, rsa_pki: DemoPki,
+                                                             key_type: str) -> None:
+    """The signed attributes and the signer info, apart from the signature value, as pyHanko makes them."""
+    import asyncio
+
+    from pyhanko.sign import signers
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+
+    issued = (demo_pki if key_type == "ec" else rsa_pki).gvcn
+    p12 = issued.pkcs12(PASSPHRASE)
+    stock = signers.SimpleSigner.load_pkcs12_data(p12, other_certs=None, passphrase=PASSPHRASE.encode())
+    settings = PdfCMSSignedAttributes(signing_time=datetime(2026, 5, 28, 3, 12, tzinfo=UTC))
+    digest = bytes(range(32))
+
+    async def made(signer: signers.Signer) -> tuple[bytes, bytes, bytes]:
+        attrs = await signer.signed_attrs(digest, "sha256", attr_settings=settings, use_pades=True)
+        info = signer.signer_info("sha256", attrs, b"signature")
+        container = await signer.async_sign_prescribed_attributes("sha256", attrs)
+        assert container["content"]["signer_infos"][0]["sid"].dump() == info["sid"].dump()
+        return attrs.dump(), info.dump(), container["content"]["certificates"].dump()
+
+    with engine.Pkcs12Key(p12, PASSPHRASE).open() as ours:
+        for _ in range(2):  # and the second time, from what was made once
+            assert asyncio.run(made(ours)) == asyncio.run(made(stock))
+
+
 # --- PKCS#11 ---------------------------------------------------------------------------------------------------
 
 
@@ -435,6 +575,42 @@ def test_signatures_carry_a_timestamp_from_the_configured_authority(demo_pki: De
     assert stamped.bottom_line and stamped.timestamp_valid
     # Without the TSA's root the timestamp is not trusted, and the report says so.
     assert any("dấu thời gian" in p for p in validate_pdf(pdf, demo_pki.roots).problems)
+
+
+def test_the_timestamp_level_of_a_file_just_signed_is_known_without_reading_it_again(
+        demo_pki: DemoPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    read = []
+    real = engine.signature_level
+    monkeypatch.setattr(engine, "signature_level", lambda pdf: read.append(1) or real(pdf))
+    with local_tsa(tmp_path) as tsa:
+        signed = record_pdf()
+        for i, field in enumerate(SIGNATURE_FIELDS[:2]):
+            issued = demo_pki.by_field(field)
+            with engine.SigningSession(p12_key(issued), timestamp_url=tsa.url, level="B-T") as session:
+                signed = session.sign_field(signed, field, certify=i == 0, stamp=stamp(field, issued))
+            engine.check_level(signed, "B-T")  # what the workflow checks after each of the first two
+            assert read == []
+            assert real(signed).level == "B-T"  # what reading the file would have said
+        # Any other bytes are read: the same file with a byte changed after its signatures, say.
+        changed = signed.replace(b"%%EOF", b"%%EOF\n", 1)
+        engine.check_level(changed, "B-T")
+        assert len(read) == 1
+        # A level above B-T is always read from the file.
+        with pytest.raises(engine.BelowLevel):
+            engine.check_level(signed, "B-LT")
+
+
+def test_a_timestamped_signature_over_an_untimestamped_one_is_still_below_b_t(demo_pki: DemoPki,
+                                                                              tmp_path: Path) -> None:
+    """What the engine knows of a file it signed covers the signatures that were already in it."""
+    gvcn = engine.sign_field(record_pdf(), "gvcn", p12_key(demo_pki.gvcn), certify=True,
+                             stamp=stamp("gvcn", demo_pki.gvcn), level="B-B")
+    with local_tsa(tmp_path) as tsa:
+        signed = engine.sign_field(gvcn, "hieu_truong", p12_key(demo_pki.principal), certify=False,
+                                   stamp=stamp("hieu_truong", demo_pki.principal), timestamp_url=tsa.url,
+                                   level="B-T")
+    with pytest.raises(engine.BelowLevel, match="gvcn"):
+        engine.check_level(signed, "B-T")
 
 
 @pytest.mark.slow
