@@ -117,6 +117,9 @@ class _StampFont:
             raise ValueError("the stamp font must have TrueType outlines (glyf)")
         for table in ("head", "hhea", "hmtx", "OS/2", "post", "name", "cmap", "glyf"):
             self.tt[table]  # decompiled now, so that later readers only read
+        glyf = self.tt["glyf"]
+        for name in self.tt.getGlyphOrder():
+            glyf[name]  # each glyph expanded now too (fontTools expands on first read, which is no place for threads)
         self.hb_font = hb.Font(hb.Face(data))
         self.glyph_set = self.tt.getGlyphSet(preferCFF=True)
         self.ps_name = _read_ps_name(self.tt)
