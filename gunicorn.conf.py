@@ -74,19 +74,29 @@ class BalancedThreadWorker(ThreadWorker):
                     break
         super().init_process()
 
+    def accept(self, listener: object) -> None:
+        super().accept(listener)
+        self._report_and_decide()  # at once: in a burst, the next connection may be this one's again
+
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        if self.slot >= 0:
-            now = time.monotonic()
-            _connections[self.slot], _reported_at[self.slot] = self.nr_conns, now
-            if self.alive and self.nr_conns < self.worker_connections:
-                others = [_connections[s] for s in range(_SLOTS)
-                          if s != self.slot and _pids[s] and now - _reported_at[s] <= _STALE_AFTER]
-                fair = fair_to_accept(self.nr_conns, others)
-                self.set_accept_enabled(fair)
-                if not fair:
-                    # Look again soon: the others may all have stepped back on counts this one has since changed.
-                    timeout = min(timeout, _LOOK_AGAIN)
+        if not self._report_and_decide():
+            # Look again soon: the others may all have stepped back on counts this one has since changed.
+            timeout = min(timeout, _LOOK_AGAIN)
         super().wait_for_and_dispatch_events(timeout)
+
+    def _report_and_decide(self) -> bool:
+        """Publish this worker's count, then accept or step back; whether it accepts (True when not its call)."""
+        if self.slot < 0:
+            return True
+        now = time.monotonic()
+        _connections[self.slot], _reported_at[self.slot] = self.nr_conns, now
+        if not self.alive or self.nr_conns >= self.worker_connections:
+            return True  # gunicorn's own rules decide (its run loop)
+        others = [_connections[s] for s in range(_SLOTS)
+                  if s != self.slot and _pids[s] and now - _reported_at[s] <= _STALE_AFTER]
+        fair = fair_to_accept(self.nr_conns, others)
+        self.set_accept_enabled(fair)
+        return fair
 
 
 worker_class = BalancedThreadWorker
