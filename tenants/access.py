@@ -19,7 +19,7 @@ from sqlalchemy.orm import joinedload
 from portal.extensions import db
 from tenants.models import Membership, School
 from tenants.roles import Permission, Role, permissions_for
-from tenants.scoping import Scope, enter_request_scope, leave_request_scope
+from tenants.scoping import Scope, enter_request_scope, enter_school_scope, leave_request_scope, school_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,11 +47,17 @@ def init_app(app: Flask) -> None:
 
 def _enter_school(endpoint: str | None, values: dict[str, Any] | None) -> None:
     code = (values or {}).pop("school_code", None)
-    school = db.session.scalar(sa.select(School).where(School.code == code, School.active.is_(True)))
-    if school is None:
+    query = sa.select(School).where(School.code == code, School.active.is_(True))
+    # On PostgreSQL the query that finds the school also hands it to row-level security (one round trip,
+    # not a second one for the settings), in the transaction every later query of the request runs in.
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        query = query.add_columns(*school_settings(School.id))
+    row = db.session.execute(query).first()
+    if row is None:
         abort(404)
-    g.school = school
-    g.tenant_token = enter_request_scope(Scope(school_id=school.id))
+    g.school = school = row[0]
+    g.tenant_token = enter_school_scope(school.id, handed_over=postgres)
 
 
 def _require_school_member() -> Any:

@@ -116,6 +116,24 @@ def enter_request_scope(scope: Scope) -> object:
     return token
 
 
+def school_settings(school_id: sa.ColumnElement[int]) -> tuple[sa.ColumnElement[str], sa.ColumnElement[str]]:
+    """The two transaction-local settings of `_apply_settings` for one school, as columns a query can carry:
+    the query that finds the school hands it to the database in the same round trip. Pair it with
+    `enter_school_scope`, which sets the same scope on this side."""
+    return (sa.func.set_config("app.school_id", sa.cast(school_id, sa.Text), True),
+            sa.func.set_config("app.all_schools", "off", True))
+
+
+def enter_school_scope(school_id: int, *, handed_over: bool) -> object:
+    """`enter_request_scope` for one school; `handed_over`: the transaction under way already carries its
+    settings (a query of the school with `school_settings` ran in it, on PostgreSQL)."""
+    scope = Scope(school_id=school_id)
+    token = _scope.set(scope)
+    if not handed_over:
+        _sync_database(scope)
+    return token
+
+
 def leave_request_scope(token: object) -> None:
     _scope.reset(token)  # type: ignore[arg-type]
 

@@ -427,6 +427,37 @@ def test_row_level_security_keeps_raw_sql_inside_the_school(make: Factory, pg_en
                          {"user": teacher_a.id, "school": school_b.id})
 
 
+def test_entering_a_school_page_hands_that_school_to_the_database(app: Flask, make: Factory) -> None:
+    """The query that finds the school from the URL also sets the transaction's settings (PostgreSQL): raw SQL
+    of the request then sees that school's rows and no other's, exactly as when they were set apart."""
+    from flask import g
+    from werkzeug.exceptions import NotFound
+
+    from tenants import access
+    from tenants.scoping import current_scope, leave_request_scope
+
+    school_a, school_b = make.school(), make.school()
+    make.user(school_a, Role.PRINCIPAL)
+    make.user(school_a, Role.SUBJECT_TEACHER)
+    make.user(school_b, Role.PRINCIPAL)
+    with app.test_request_context(f"/s/{school_a.code}/grading/"):
+        access._enter_school(None, {"school_code": school_a.code})
+        try:
+            assert g.school.id == school_a.id and current_scope().school_id == school_a.id
+            if db.engine.dialect.name == "postgresql":
+                settings = db.session.execute(sa.text("select current_setting('app.school_id', true), "
+                                                      "current_setting('app.all_schools', true)")).one()
+                assert tuple(settings) == (str(school_a.id), "off")
+                assert db.session.scalar(sa.text("select count(*) from memberships")) == 2
+                assert db.session.scalar(sa.text("select count(*) from memberships where school_id = :b"),
+                                         {"b": school_b.id}) == 0
+        finally:
+            leave_request_scope(g.pop("tenant_token"))
+            db.session.rollback()
+    with app.test_request_context("/s/nowhere/grading/"), pytest.raises(NotFound):
+        access._enter_school(None, {"school_code": "nowhere"})
+
+
 def test_database_refuses_to_change_audit_entries(app: Flask, make: Factory, pg_engine: sa.Engine) -> None:
     school = make.school()
     with app.app_context():

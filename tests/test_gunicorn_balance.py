@@ -1,0 +1,91 @@
+"""The repository's gunicorn.conf.py spreads kept-alive connections over its workers, instead of one worker
+taking them all and serving them on one core while the other idles."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import runpy
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from portal.app import PROJECT_ROOT
+
+CONFIG = Path(PROJECT_ROOT) / "gunicorn.conf.py"
+
+
+def pid_app(environ: dict, start_response: Callable) -> list[bytes]:
+    """Answers with the id of the worker process that served the request, after a little work."""
+    time.sleep(0.02)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+
+
+def test_a_worker_takes_a_connection_only_while_no_other_holds_fewer():
+    fair_to_accept = runpy.run_path(str(CONFIG))["fair_to_accept"]
+    assert fair_to_accept(0, [])
+    assert fair_to_accept(5, [])  # alone (or the others stopped reporting): it accepts
+    assert fair_to_accept(3, [3, 4])
+    assert not fair_to_accept(4, [3, 9])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_kept_alive_connections_are_spread_over_both_workers(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
+    env.update(GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen([str(gunicorn), "-c", str(CONFIG), "tests.test_gunicorn_balance:pid_app"],
+                              cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # both workers up: they answer with two different ids
+            try:
+                seen = {_get(port) for _ in range(20)}
+            except OSError:
+                seen = set()
+            if len(seen) == 2:
+                break
+            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.2)
+        time.sleep(0.5)  # the warm-up's connections closed: both workers hold none
+        # Connections opened one after another and kept open (browsers, a proxy's pool, a load test): each
+        # goes to the worker holding fewer, and so they alternate.
+        connections, served = [], []
+        for _ in range(6):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/")
+            served.append(connection.getresponse().read().decode())
+            connections.append(connection)
+        for connection, pid in zip(connections, served, strict=True):  # kept alive: one connection, one worker
+            connection.request("GET", "/")
+            assert connection.getresponse().read().decode() == pid
+            connection.close()
+        assert sorted(Counter(served).values()) == [3, 3], served
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def _get(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
