@@ -405,8 +405,11 @@ def _date(moment: datetime) -> str:
 
 async def _status(sig: EmbeddedPdfSignature, document: _Document, moment: datetime, mode: str,
                   ts_moment: datetime) -> PdfSignatureStatus:
+    # The difference analysis (what changed after the signature: most of a validation's time) depends on the
+    # file alone, not on the validation context: a second judgement of the same signature keeps the first's.
     return await async_validate_pdf_signature(sig, document.context(moment, mode),
-                                              ts_validation_context=document.context(ts_moment, "soft-fail"))
+                                              ts_validation_context=document.context(ts_moment, "soft-fail"),
+                                              skip_diff=sig.diff_result is not None)
 
 
 async def _check(sig: EmbeddedPdfSignature, document: _Document, signers: SignerPolicy | None, *,
