@@ -379,21 +379,23 @@ def _common_name(certificate: asn1_x509.Certificate | None) -> str | None:
 
 
 async def _document_timestamp(sig: EmbeddedPdfSignature, document: _Document) -> DocumentTimestamp:
-    facts = _stated(sig)
     try:
         status = await async_validate_pdf_timestamp(sig, document.context(document.now, "soft-fail"))
     except Exception:
         log.info("document timestamp not checkable", exc_info=True)
-        return DocumentTimestamp(None, None, False, **facts)
+        return DocumentTimestamp(None, None, False, **_stated(sig, None))
     return DocumentTimestamp(status.timestamp, _common_name(status.signing_cert),
-                             bool(status.intact and status.valid and status.trusted), **facts)
+                             bool(status.intact and status.valid and status.trusted),
+                             **_stated(sig, status.signing_cert))
 
 
-def _stated(sig: EmbeddedPdfSignature) -> dict[str, Any]:
-    """What a document timestamp's token states (read as `engine.last_archive_timestamp` reads it)."""
+def _stated(sig: EmbeddedPdfSignature, signing_cert: asn1_x509.Certificate | None) -> dict[str, Any]:
+    """What a document timestamp's token states (read as `engine.last_archive_timestamp` reads it); the
+    authority's certificate as the validation found it, else from the token."""
     try:
         info = sig.signed_data["encap_content_info"]["content"].parsed
-        return dict(stated_time=info["gen_time"].native, certificate_expires_at=sig.signer_cert.not_valid_after,
+        certificate = signing_cert if signing_cert is not None else sig.signer_cert
+        return dict(stated_time=info["gen_time"].native, certificate_expires_at=certificate.not_valid_after,
                     digest_algorithm=info["message_imprint"]["hash_algorithm"]["algorithm"].native)
     except Exception:  # a damaged token: the validation says what is wrong with it
         return {}
