@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -28,6 +29,7 @@ from portal import audit, signing
 from portal.extensions import db, utcnow
 from portal.records.models import ArchiveRenewal, RecordStatus, RecordVersion
 from portal.signing import engine
+from portal.signing.validate import ValidationReport
 from portal.storage import storage
 from tenants.scoping import all_schools, school_scope
 
@@ -37,13 +39,33 @@ KEPT = (RecordStatus.ISSUED, RecordStatus.SUPERSEDED)
 RUN_ACTION = "records.archive_renewal_run"
 
 
-def note_archive_timestamp(version: RecordVersion, pdf: bytes) -> None:
-    """Copy what the file's last document timestamp says onto the version's row (none: left empty)."""
-    last = engine.last_archive_timestamp(pdf)
+def note_archive_timestamp(version: RecordVersion, pdf: bytes, report: ValidationReport | None = None) -> None:
+    """Copy what the file's last document timestamp says onto the version's row (none: left empty).
+
+    `report`: the file's validation, just made (issuing): what it read of the timestamps is used instead of
+    parsing the file again.
+    """
+    last = _stated_in(report) if report is not None else _UNREAD
+    if last is _UNREAD:
+        last = engine.last_archive_timestamp(pdf)
     if last is None:
         version.archive_timestamp_at = version.archive_expires_at = version.archive_digest_algorithm = None
         return
     version.archive_timestamp_at, version.archive_expires_at, version.archive_digest_algorithm = last
+
+
+_UNREAD: Any = object()
+
+
+def _stated_in(report: ValidationReport) -> tuple[dt.datetime, dt.datetime, str] | None:
+    """The report's last document timestamp's facts; None without one; `_UNREAD` when the report did not read
+    them (an unreadable file or token: the file itself then fails as it did)."""
+    if not report.readable or report.encrypted:
+        return _UNREAD
+    if not report.document_timestamps:
+        return None
+    facts = report.document_timestamps[-1].archive_facts
+    return _UNREAD if facts is None else facts
 
 
 def _due(now: dt.datetime) -> sa.Select:

@@ -37,7 +37,7 @@ from portal.results.services import pupil_sort_key
 from portal.signing import csc, engine, policy, requests
 from portal.signing import services as certificates
 from portal.signing.stamp import stamp_for_field
-from portal.signing.validate import validate_pdf
+from portal.signing.validate import ValidationReport, validate_pdf
 from portal.storage import digest_of, storage
 from tenants.certificates import CertificateFields, KeyKind, PersonCertificate, SealCertificate
 from tenants.models import School, User
@@ -212,8 +212,9 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
                      certificate: CertificateFields | None = None, certificate_der: bytes | None = None,
                      key_kind: str = "") -> None:
     """Record one step's signature in the current transaction (the caller commits)."""
+    report = None
     if step.after == RecordStatus.ISSUED:
-        check_issuable(signed, version)
+        report = check_issuable(signed, version)
     elif engine.level_at_least(signing.signature_level(), "B-T"):
         _check_level(signed, "B-T")
     files = storage()
@@ -228,7 +229,7 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
         input_digest=digest_of(source), output_digest=output))
     version.signed_digest = output
     if step.after == RecordStatus.ISSUED:
-        archive.note_archive_timestamp(version, signed)
+        archive.note_archive_timestamp(version, signed, report)  # from the check's reading of the file
     services.set_status(version, step.after, actor=signer)
     db.session.flush()  # the unique (version, step) speaks here, before anything else happens
     audit.record("record.signed", actor=signer, school_id=version.school_id, obj=version,
@@ -238,14 +239,16 @@ def commit_signature(version: RecordVersion, step: Step, source: bytes, signed: 
         _supersede_corrected(version, signer)
 
 
-def check_issuable(signed: bytes, version: RecordVersion) -> None:
+def check_issuable(signed: bytes, version: RecordVersion) -> ValidationReport:
     """Refuse to issue unless the signature policy passes: all three signatures valid at their timestamps'
-    time, by the registered holders of the three roles, at the required level, nothing changed after."""
+    time, by the registered holders of the three roles, at the required level, nothing changed after.
+    Returns the passing report."""
     report = validate_pdf(signed, signing.trust_roots(), required_level=signing.signature_level(),
                           signers=policy.policy_for_version(version), allow_fetching=signing.fetch_revocation())
     if not report.ok:
         problems = "; ".join(report.problems)
         raise WorkflowError(_("Tệp sau khi ký không đạt kiểm tra, chưa ban hành: %(p)s", p=problems or "?"))
+    return report
 
 
 def _check_level(signed: bytes, minimum: str) -> None:

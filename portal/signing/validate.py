@@ -132,6 +132,19 @@ class DocumentTimestamp:
     time: datetime | None
     authority: str | None
     valid: bool
+    # What the token states, checked or not: what issuing notes on the record for archive renewal
+    # (`portal.records.archive`), read here so that the file is not parsed again for it. None: unreadable.
+    stated_time: datetime | None = None
+    certificate_expires_at: datetime | None = None  # the timestamp authority's certificate's notAfter
+    digest_algorithm: str | None = None  # of the token's message imprint
+
+    @property
+    def archive_facts(self) -> tuple[datetime, datetime, str] | None:
+        """(time, expiry of the TSA certificate, digest algorithm), as `engine.last_archive_timestamp` gives
+        them; None when the token could not be read."""
+        if self.stated_time is None or self.certificate_expires_at is None or self.digest_algorithm is None:
+            return None
+        return self.stated_time, self.certificate_expires_at, self.digest_algorithm
 
 
 @dataclass(frozen=True)
@@ -370,9 +383,22 @@ async def _document_timestamp(sig: EmbeddedPdfSignature, document: _Document) ->
         status = await async_validate_pdf_timestamp(sig, document.context(document.now, "soft-fail"))
     except Exception:
         log.info("document timestamp not checkable", exc_info=True)
-        return DocumentTimestamp(None, None, False)
+        return DocumentTimestamp(None, None, False, **_stated(sig, None))
     return DocumentTimestamp(status.timestamp, _common_name(status.signing_cert),
-                             bool(status.intact and status.valid and status.trusted))
+                             bool(status.intact and status.valid and status.trusted),
+                             **_stated(sig, status.signing_cert))
+
+
+def _stated(sig: EmbeddedPdfSignature, signing_cert: asn1_x509.Certificate | None) -> dict[str, Any]:
+    """What a document timestamp's token states (read as `engine.last_archive_timestamp` reads it); the
+    authority's certificate as the validation found it, else from the token."""
+    try:
+        info = sig.signed_data["encap_content_info"]["content"].parsed
+        certificate = signing_cert if signing_cert is not None else sig.signer_cert
+        return dict(stated_time=info["gen_time"].native, certificate_expires_at=certificate.not_valid_after,
+                    digest_algorithm=info["message_imprint"]["hash_algorithm"]["algorithm"].native)
+    except Exception:  # a damaged token: the validation says what is wrong with it
+        return {}
 
 
 def _date(moment: datetime) -> str:
@@ -381,8 +407,11 @@ def _date(moment: datetime) -> str:
 
 async def _status(sig: EmbeddedPdfSignature, document: _Document, moment: datetime, mode: str,
                   ts_moment: datetime) -> PdfSignatureStatus:
+    # The difference analysis (what changed after the signature: most of a validation's time) depends on the
+    # file alone, not on the validation context: a second judgement of the same signature keeps the first's.
     return await async_validate_pdf_signature(sig, document.context(moment, mode),
-                                              ts_validation_context=document.context(ts_moment, "soft-fail"))
+                                              ts_validation_context=document.context(ts_moment, "soft-fail"),
+                                              skip_diff=sig.diff_result is not None)
 
 
 async def _check(sig: EmbeddedPdfSignature, document: _Document, signers: SignerPolicy | None, *,
