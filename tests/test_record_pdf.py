@@ -494,20 +494,6 @@ def test_only_changed_sections_are_laid_out_again(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_what_xhtml2pdf_does_once_per_process_leaves_the_layout_unchanged(monkeypatch):
-    """The default style sheet parsed once and the font files' digests kept: the same bytes as without."""
-    from xhtml2pdf import context
-
-    sections = record_pdf._sections(record_pdf._document(record_pdf.nfc(longest_content())))
-    tuned = [record_pdf._layout(section) for section in sections]
-    parse, digest = context.pisaContext._parseCSSSource, context._file_digest
-    assert parse.__wrapped__ and digest.__wrapped__  # in place
-    monkeypatch.setattr(context.pisaContext, "_parseCSSSource", parse.__wrapped__)
-    monkeypatch.setattr(context, "_file_digest", digest.__wrapped__)
-    assert [record_pdf._layout(section) for section in sections] == tuned
-
-
-@pytest.mark.slow
 def test_a_shared_store_spares_other_processes_the_layout(monkeypatch, tmp_path):
     content = sample_content(1)
     record_pdf.clear_cache()

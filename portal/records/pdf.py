@@ -11,7 +11,8 @@
 
 How it is made fast (see benchmarks/record_render.py for the figures):
 
-- Each section (identity page, study history, each school year) is laid out by xhtml2pdf on its own and
+- Each section (identity page, study history, each school year) is laid out on its own with ReportLab's
+  platypus, built straight from the content (no HTML, no xhtml2pdf: see "laying out with platypus"), and
   the resulting pages are cached under a hash of exactly what that section prints (plus a fingerprint of
   the templates, fonts and this module), in memory (an LRU per process) and, when a store is set with
   `use_section_store`, in a store shared by the workers. A year page issued last year does not change, so a
@@ -23,8 +24,7 @@ How it is made fast (see benchmarks/record_render.py for the figures):
 - Nothing that varies per version is laid out: the footer (school, pupil, code, version, "Trang x/y") and
   the QR codes are drawn afterwards on one ReportLab overlay and merged page by page with pypdf. This
   replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole document.
-- The Jinja environment (compiled templates), the fonts and the xhtml2pdf resource policy are set up once
-  per process.
+- The fonts and the paragraph styles are set up once per process.
 
 The output is deterministic for the same content: ReportLab's invariant mode fixes dates and ids inside
 each section, and the document's dates and /ID are derived from the content.
@@ -48,6 +48,7 @@ from datetime import date, datetime
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
+from xml.sax.saxutils import escape
 
 import jinja2
 import segno
@@ -67,11 +68,25 @@ from pypdf.generic import (
     TextStringObject,
 )
 from reportlab import rl_config
+from reportlab.lib.colors import Color, black
+from reportlab.lib.enums import TA_CENTER, TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.rl_accel import fp_str
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
 from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Frame,
+    KeepTogether,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
 
 from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
 from portal.records.content import SIGNATURE_FIELDS
@@ -94,13 +109,13 @@ SIGNATURE_BLANK = 132.0
 FIELD_WIDTH, FIELD_HEIGHT = 180.0, 60.0
 _BOX_INSET = 8.0  # horizontal room between a box and its column's edge
 # What _find_signature_boxes follows in a content stream: graphics state saves/restores, translations (the
-# only transformations xhtml2pdf uses around text) and the start of a text block in the hints' colour.
+# only transformations platypus uses around text) and the start of a text block in the hints' colour.
 _NUMBER = rb"-?[\d.]+"
 _STREAM_TOKENS = re.compile(
     rb"(?m)^(?:(?P<push>q)|(?P<pop>Q))$"
     rb"|^1 0 0 1 (?P<e>" + _NUMBER + rb") (?P<f>" + _NUMBER + rb") cm"
-    rb"|BT 1 0 0 1 (?P<tx>" + _NUMBER + rb") (?P<ty>" + _NUMBER + rb") Tm (?:(?P<dx>" + _NUMBER + rb") 0 Td )?"
-    + _NUMBER + rb" TL \.003922 \.007843 \.011765 rg")
+    rb"|(?P<before>\.003922 \.007843 \.011765 rg\s+)?BT 1 0 0 1 (?P<tx>" + _NUMBER + rb") (?P<ty>" + _NUMBER + rb") Tm"
+    rb" (?:(?P<dx>" + _NUMBER + rb") 0 Td )?(?P<after>" + _NUMBER + rb" TL \.003922 \.007843 \.011765 rg)?")
 
 PRODUCER = "Cổng Học bạ số"
 CACHE_LIMIT_BYTES = 32 * 1024 * 1024  # of PDF bytes; the parsed objects kept with them take a few times more
@@ -411,6 +426,200 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return sections
 
 
+# --------------------------------------------------------------------------- laying out with platypus
+#
+# Each section is built as ReportLab flowables straight from the display strings of `_document`: the layout of
+# templates/records/_identity.html, _history.html and _year.html (the preview's), with their sizes, margins and
+# paddings, and the line height xhtml2pdf gives "line-height: 1.25" (so pages break where they used to). No
+# HTML is written, parsed or styled, which was most of the cost of a section.
+
+_LINE_HEIGHT = 1.257487  # times the font size: xhtml2pdf's leading for line-height 1.25 (13.83 pt at 11 pt)
+_HINT_COLOUR = Color(1 / 255, 2 / 255, 3 / 255)  # the signature hints' (#010203): _find_signature_boxes looks for it
+_LAYOUT_FONTS = {"regular": "HocBaSerif", "bold": "HocBaSerif-Bold", "italic": "HocBaSerif-Italic"}
+# Table styles: the grid (0.5 pt rules, padding 2 3 1 3), the plain rows (padding right 2), the signature blocks.
+_GRID = (("GRID", (0, 0), (-1, -1), 0.5, black), ("LEFTPADDING", (0, 0), (-1, -1), 3),
+         ("RIGHTPADDING", (0, 0), (-1, -1), 3), ("TOPPADDING", (0, 0), (-1, -1), 2),
+         ("BOTTOMPADDING", (0, 0), (-1, -1), 1), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+         ("VALIGN", (0, 0), (-1, 0), "MIDDLE"))
+_PLAIN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 2),
+          ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+          ("VALIGN", (0, 0), (-1, -1), "TOP"))
+_SIGN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+         ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+         ("VALIGN", (0, 0), (-1, -1), "TOP"))
+
+
+@cache
+def _layout_fonts() -> dict[str, str]:
+    for style, name in _LAYOUT_FONTS.items():
+        if name not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / FONT_FILES[style])))
+    pdfmetrics.registerFontFamily(_LAYOUT_FONTS["regular"], normal=_LAYOUT_FONTS["regular"],
+                                  bold=_LAYOUT_FONTS["bold"], italic=_LAYOUT_FONTS["italic"],
+                                  boldItalic=_LAYOUT_FONTS["bold"])
+    return _LAYOUT_FONTS
+
+
+@cache
+def _styles() -> dict[str, ParagraphStyle]:
+    """The paragraph styles of _style.html: body 11 pt; .hb-line, .hb-section, .hb-heading, .hb-small, ..."""
+    fonts = _layout_fonts()
+    regular, bold, italic = fonts["regular"], fonts["bold"], fonts["italic"]
+
+    def style(name: str, size: float = 11, font: str = regular, centre: bool = False, **extra: Any) -> ParagraphStyle:
+        # no shrinking of spaces: a squeezed line would need word spacing, which two-byte codes ignore
+        return ParagraphStyle(name, fontName=font, fontSize=size, leading=size * _LINE_HEIGHT,
+                              alignment=TA_CENTER if centre else TA_LEFT, spaceShrinkage=0, **extra)
+
+    return {
+        "plain": style("plain"), "plain_bold": style("plain_bold", font=bold),
+        "line": style("line", spaceAfter=2), "line_italic": style("line_italic", font=italic, spaceAfter=2),
+        "line_wide": style("line_wide", spaceAfter=6),
+        "heading": style("heading", 12, bold, True, spaceAfter=6),
+        "heading_spaced": style("heading_spaced", 12, bold, True, spaceBefore=12, spaceAfter=6),
+        "section": style("section", font=bold, spaceBefore=8, spaceAfter=3),
+        "title": style("title", 18, bold, True, spaceBefore=15.3),
+        "subtitle": style("subtitle", 13, bold, True, spaceAfter=2.4),
+        "note": style("note", 9.5, italic, spaceBefore=4, spaceAfter=2),
+        "cell": style("cell", 10), "cell_centre": style("cell_centre", 10, centre=True),
+        "cell_head": style("cell_head", 10, bold, True),
+        "sign_bold": style("sign_bold", font=bold, centre=True, spaceAfter=2),
+        "sign_italic": style("sign_italic", font=italic, centre=True, spaceAfter=2),
+        "small_centre": style("small_centre", 9.5, centre=True, spaceAfter=2),
+        "small_bold": style("small_bold", 9.5, bold, True, spaceAfter=2),
+        "small_italic": style("small_italic", 9.5, italic, True, spaceAfter=2),
+        "hint": style("hint", 9.5, italic, True, spaceAfter=2, textColor=_HINT_COLOUR),
+    }
+
+
+def _text(text: str, style: str) -> Paragraph:
+    return Paragraph(escape(text), _styles()[style])
+
+
+def _marked(markup: str, style: str) -> Paragraph:
+    """A paragraph of ReportLab markup (<b>, <i>): every value in it escaped by the caller."""
+    return Paragraph(markup, _styles()[style])
+
+
+def _widths(*percents: float) -> list[float]:
+    return [CONTENT_WIDTH * percent / 100 for percent in percents]
+
+
+def _grid(header: tuple[str, ...], rows: list[tuple[str, ...]], percents: tuple[float, ...],
+          centred: set[int]) -> Table:
+    """A ruled table (table.hb-grid) whose header row is repeated on every page it runs over."""
+    data = [[_text(title, "cell_head") for title in header]]
+    data += [[_text(value, "cell_centre" if column in centred else "cell") for column, value in enumerate(row)]
+             for row in rows]
+    return Table(data, colWidths=_widths(*percents), repeatRows=1, style=TableStyle(_GRID), hAlign="LEFT")
+
+
+def _plain(rows: list[list[Any]], percents: tuple[float, ...]) -> Table:
+    return Table(rows, colWidths=_widths(*percents), style=TableStyle(_PLAIN), hAlign="LEFT")
+
+
+def _identity_story(section: dict[str, Any]) -> list[Flowable]:
+    doc = section["doc"]
+    school, pupil = doc["school"], doc["pupil"]
+
+    def rows(pairs: list[tuple[str, str]], bold: Any) -> Table:
+        return _plain([[_text(f"{label}:", "plain"), _text(value, "plain_bold" if bold(index) else "plain")]
+                       for index, (label, value) in enumerate(pairs)], (30, 70))
+
+    story: list[Flowable] = [
+        _plain([[[_text(school["authority"], "small_centre"), _text(school["name"], "small_bold")],
+                 [_text("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "small_bold"),
+                  _text("Độc lập - Tự do - Hạnh phúc", "small_bold")]]], (45, 55)),
+        _text("HỌC BẠ", "title"),
+        _text("TIỂU HỌC", "subtitle"),
+        Spacer(0, 4.8),
+        rows(school["rows"], lambda index: True),
+        _text("THÔNG TIN HỌC SINH", "heading_spaced"),
+        rows(pupil["rows"], lambda index: index == 0),
+    ]
+    if doc["record"]["replaces"]:
+        story.append(_text(f"Bản này thay thế bản có mã {doc['record']['replaces']}.", "note"))
+    signature = [_text(doc["identity_date_line"], "sign_italic"), _text("HIỆU TRƯỞNG", "sign_bold"),
+                 _text("(Ký, ghi rõ họ tên và đóng dấu)", "small_italic"), Spacer(0, 44),
+                 _text(school["principal"], "sign_bold")]
+    story += [Spacer(0, 10), Table([["", signature]], colWidths=_widths(45, 55), style=TableStyle(_SIGN),
+                                   hAlign="LEFT")]
+    return story
+
+
+def _history_story(section: dict[str, Any]) -> list[Flowable]:
+    doc = section["doc"]
+    return [
+        _text("QUÁ TRÌNH HỌC TẬP", "heading"),
+        _marked(f"Họ và tên học sinh: <b>{escape(doc['pupil']['full_name'])}</b>", "line"),
+        _text(f"Số đăng bộ: {doc['pupil']['register_number']}", "line_wide"),
+        _grid(("Năm học", "Lớp", "Tên trường", "Ngày nhập học / chuyển đến", "Hiệu trưởng xác nhận"),
+              [(row["school_year"], row["class_name"], row["school_name"], row["enrolled_on"], row["confirmed_by"])
+               for row in doc["history"]], (15, 8, 37, 17, 23), {0, 1, 3, 4}),
+    ]
+
+
+def _traits(rows: list[dict[str, str]], first_header: str) -> Table:
+    return _grid((first_header, "Mức đạt được", "Nhận xét"), [(r["name"], r["level"], r["comment"]) for r in rows],
+                 (30, 16, 54), {1})
+
+
+def _year_story(section: dict[str, Any]) -> list[Flowable]:
+    """One school year's page (may run over two pages); the signature block closes it and is never split."""
+    year, doc = section["year"], section["doc"]
+    received = " <i>(theo học bạ do trường này cấp)</i>" if year["received"] else ""
+    story: list[Flowable] = [
+        _text(f"KẾT QUẢ HỌC TẬP VÀ RÈN LUYỆN NĂM HỌC {year['school_year']}", "heading"),
+        _marked(f"Họ và tên học sinh: <b>{escape(doc['pupil']['full_name'])}</b>", "line"),
+        _plain([[_marked(f"Lớp: <b>{escape(year['class_name'])}</b>", "plain"),
+                 _text(f"Năm học: {year['school_year']}", "plain")]], (25, 75)),
+        _marked(escape(f"Trường: {year['school_name']}") + received, "line"),
+        _plain([[_text(f"Chiều cao: {year['height']}", "plain"), _text(f"Cân nặng: {year['weight']}", "plain"),
+                 _text(f"Số ngày nghỉ: có phép {year['absent_excused']}, không phép {year['absent_unexcused']}",
+                       "plain")]], (25, 25, 50)),
+        _text("1. Môn học và hoạt động giáo dục", "section"),
+        _grid(("Môn học và hoạt động giáo dục", "Mức đạt được", "Điểm KTĐK", "Nhận xét"),
+              [(row["name"], row["level"], row["score"], row["comment"]) for row in year["subjects"]],
+              (24, 16, 9, 51), {1, 2}),
+        _text("2. Những phẩm chất chủ yếu", "section"),
+        _traits(year["qualities"], "Phẩm chất"),
+        _text("3. Những năng lực cốt lõi", "section"),
+        _text("3.1. Những năng lực chung", "line_italic"),
+        _traits(year["general_competencies"], "Năng lực chung"),
+        Spacer(0, 4),
+        _text("3.2. Những năng lực đặc thù", "line_italic"),
+        _traits(year["specific_competencies"], "Năng lực đặc thù"),
+        _marked(f'4. Đánh giá kết quả giáo dục: <font name="{_layout_fonts()["regular"]}">'
+                f'{escape(year["outcome"])}</font>', "section"),
+    ]
+    awards = [f"- {award['title']}" + (f" ({award['date']})" if award["date"] else "")
+              for award in year["awards"]] or ["Không"]
+    # the heading never sits alone at the bottom of a page: it is kept with its first line
+    story.append(KeepTogether([_text("5. Khen thưởng", "section"), _text(awards[0], "line")]))
+    story += [_text(award, "line") for award in awards[1:]]
+    story += [_text("6. Hoàn thành chương trình lớp học/chương trình tiểu học", "section"),
+              _text(year["completion"], "line")]
+    if year["promoted"]:
+        story.append(_text(year["promoted"], "line"))
+    if year["note"]:
+        story.append(_text(f"Đánh giá bổ sung: {year['note']}", "line"))
+
+    def column(title: str, hint: str, name: str) -> list[Flowable]:
+        # the blank under the hint is the signature box (_find_signature_boxes measures it from the hint)
+        return [_text(title, "sign_bold"), _text(hint, "hint"), Spacer(0, doc["sig_blank_pt"] - 0.5),
+                _text(name, "sign_bold")]
+
+    block = Table([["", _text(year["date_line"], "sign_italic")],
+                   [column("Giáo viên chủ nhiệm", "(Ký và ghi rõ họ tên)", year["homeroom_teacher"]),
+                    column("Hiệu trưởng", "(Ký, ghi rõ họ tên và đóng dấu)", year["principal"])]],
+                  colWidths=_widths(50, 50), style=TableStyle(_SIGN))
+    story.append(KeepTogether([Spacer(0, 6), block]))
+    return story
+
+
+_STORIES = {"identity": _identity_story, "history": _history_story, "year": _year_story}
+
+
 # --------------------------------------------------------------------------- laying out sections (cached)
 
 
@@ -427,7 +636,7 @@ _cache_size = [0]
 _cache_lock = threading.Lock()
 _store: list[SectionStore | None] = [None]
 _reader_lock = threading.Lock()
-# xhtml2pdf and ReportLab keep module-level state (font registry, rl_config): one layout at a time per process.
+# ReportLab keeps module-level state (font registry, rl_config): one layout at a time per process.
 _layout_lock = threading.Lock()
 
 
@@ -459,23 +668,23 @@ def _render_section(section: dict[str, Any]) -> _Rendered:
 
 
 def _layout(section: dict[str, Any]) -> bytes:
-    from xhtml2pdf import pisa
-
-    html = _environment().get_template("records/document.html").render(
-        mode="pdf", doc=section["doc"], sections=[section], font_dir=FONT_DIR.as_posix(),
-        margins=MARGINS | {"bottom": section["bottom"]})
+    """One section laid out by ReportLab's platypus, straight from the content (see "laying out with platypus")."""
+    bottom = section["bottom"]
+    frame = Frame(MARGINS["left"], bottom, CONTENT_WIDTH, PAGE_HEIGHT - MARGINS["top"] - bottom,
+                  leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0, id="body")
     out = io.BytesIO()
-    _xhtml2pdf_once_per_process()
+    # invariant: fixed dates and ids, the same section gives the same bytes; no compression: the section's
+    # streams are read again at once (re-encoded to the shared fonts) and compressed then
+    template = BaseDocTemplate(out, pagesize=A4, pageTemplates=[PageTemplate("page", [frame])], invariant=1,
+                               pageCompression=0, title=section["title"])
+    story = _STORIES[section["kind"]](section)
     with _layout_lock:
-        saved = rl_config.invariant, rl_config.useA85
-        rl_config.invariant = 1  # fixed dates and ids: the same section gives the same bytes
-        rl_config.useA85 = 0  # Flate alone: every later read of the section skips decoding ASCII85
+        saved = rl_config.invariant
+        rl_config.invariant = 1
         try:
-            status = pisa.CreatePDF(html, dest=out, encoding="utf-8", resource_policy=_resource_policy())
+            template.build(story)
         finally:
-            rl_config.invariant, rl_config.useA85 = saved
-    if status.err:
-        raise RuntimeError(f"xhtml2pdf could not lay out the section {section['title']!r}")
+            rl_config.invariant = saved
     return out.getvalue()
 
 
@@ -511,7 +720,7 @@ def _find_signature_boxes(reader: PdfReader) -> dict[str, Box]:
         elif m["e"] is not None:
             x, y = offsets[-1]
             offsets[-1] = (x + float(m["e"]), y + float(m["f"]))
-        else:
+        elif m["before"] or m["after"]:
             x, y = offsets[-1]
             hints.append((x + float(m["tx"]) + float(m["dx"] or 0), y + float(m["ty"])))
     if len(hints) != 2:
@@ -979,7 +1188,7 @@ def _set_metadata(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any
                     f"mã tra cứu {doc['record']['code_words']}, bản số {content['record']['number']}",
         "/Keywords": f"học bạ số; {content['record']['code']}",
         "/Creator": PRODUCER,
-        "/Producer": f"{PRODUCER} (xhtml2pdf, ReportLab, pypdf)",
+        "/Producer": f"{PRODUCER} (ReportLab, pypdf)",
         "/CreationDate": moment,
         "/ModDate": moment,
     }
@@ -1030,7 +1239,7 @@ def srgb_profile() -> bytes:
 def _make_pdfa(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any]) -> None:
     """What PDF/A-3b asks of the file beyond what it already is (fonts embedded, no encryption, /ID set, the
     XML an associated file): XMP metadata saying part 3, conformance B, matching the document information,
-    and an sRGB output intent for the device colours xhtml2pdf and ReportLab draw with."""
+    and an sRGB output intent for the device colours ReportLab draws with."""
     from xml.sax.saxutils import escape
 
     info = writer.metadata or {}
@@ -1094,49 +1303,6 @@ def _resource_policy() -> Any:
 
 
 @cache
-def _xhtml2pdf_once_per_process() -> None:
-    """Spare each layout two things xhtml2pdf redoes on every call although they cannot change in a process
-    (the output stays byte for byte the same; tests/test_record_pdf.py checks it):
-
-    - parsing its default style sheet (41 rules, about 3 ms a call): it has no at-rules, so parsing it has no
-      effect on the document, and the parsed sheet is only read;
-    - the MD5 digest of each @font-face file (the three serif files, 1.2 MB, read and hashed at every call), by
-      which it tells apart two files declared under one name: kept per file, size and modification time.
-
-    Each is left as it is when the xhtml2pdf installed does not have the function it wraps.
-    """
-    from xhtml2pdf import context, parser
-
-    parse, default_source = getattr(context.pisaContext, "_parseCSSSource", None), getattr(
-        parser, "DEFAULT_CSS_SOURCE", None)
-    if parse is not None and default_source is not None:
-        parsed: dict[str, Any] = {}
-
-        def parse_default_once(self: Any, text: str, source_name: str) -> Any:
-            if source_name != default_source:
-                return parse(self, text, source_name)
-            if text not in parsed:
-                parsed[text] = parse(self, text, source_name)
-            return parsed[text]
-
-        parse_default_once.__wrapped__ = parse  # type: ignore[attr-defined]
-        context.pisaContext._parseCSSSource = parse_default_once
-    digest = getattr(context, "_file_digest", None)
-    if digest is not None:
-        known = lru_cache(maxsize=64)(lambda name, _size, _mtime: digest(name))
-
-        def file_digest(name: str | None) -> str | None:
-            try:
-                stat = os.stat(name) if name is not None else None
-            except OSError:
-                return digest(name)
-            return known(name, stat.st_size, stat.st_mtime_ns) if stat is not None else digest(name)
-
-        file_digest.__wrapped__ = digest  # type: ignore[attr-defined]
-        context._file_digest = file_digest
-
-
-@cache
 def _overlay_fonts() -> tuple[str, str]:
     names = ("HocBaSerif", "HocBaSerif-Bold")
     for name, file in zip(names, (FONT_FILES["regular"], FONT_FILES["bold"]), strict=True):
@@ -1154,11 +1320,11 @@ def _font_url() -> str:
 
 
 def warm_up() -> None:
-    """Load what every layout needs once in this process (xhtml2pdf, the compiled templates, the fonts): a
-    worker does it before forking its jobs, which then lay out without loading any of it again."""
-    from xhtml2pdf import pisa  # noqa: F401 - the import is the work
-
-    _environment().get_template("records/document.html")
+    """Load what every layout needs once in this process (the fonts and their metrics, the paragraph styles,
+    the font faces the shared fonts are cut from): a worker does it before forking its jobs, which then lay
+    out without loading any of it again."""
     _fingerprint()
-    _resource_policy()
+    _layout_fonts()
+    _styles()
+    _faces()
     _overlay_fonts()
