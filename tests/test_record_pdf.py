@@ -238,6 +238,21 @@ def test_stored_sections_carry_no_font_program(tmp_path):
         assert b"/FontFile" not in path.read_bytes()
 
 
+def test_only_the_documents_shared_fonts_are_cut_from_the_font_files(monkeypatch):
+    """Sections and the footer overlay are laid out without font programs of their own: a cold render cuts
+    exactly one TrueType subset per style, the shared ones the file carries."""
+    from reportlab.pdfbase.ttfonts import TTFontFile
+
+    cut: list[int] = []
+    make_subset = TTFontFile.makeSubset
+    monkeypatch.setattr(TTFontFile, "makeSubset", lambda self, subset: cut.append(len(subset)) or make_subset(
+        self, subset))
+    record_pdf.clear_cache()
+    record_pdf._shared_font.cache_clear()
+    record_pdf.render_pdf(sample_content(2))
+    assert len(cut) == 3
+
+
 @pytest.mark.slow
 def test_metadata(renders):
     content, data = renders["one"]

@@ -449,11 +449,29 @@ _SIGN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1)
          ("VALIGN", (0, 0), (-1, -1), "TOP"))
 
 
+class _LayoutFont(TTFont):
+    """One of our serif fonts as ReportLab lays out and draws with it, without its font program: a laid-out
+    section's (or the overlay's) font subsets only say which characters its byte codes stand for (ToUnicode,
+    FontName), since its text is re-encoded to the shared fonts at once and the subsets are dropped; cutting
+    a TrueType subset per section, only to throw it away, was a tenth of a section's layout."""
+
+    def __init__(self, name: str, filename: str) -> None:
+        super().__init__(name, filename)
+        self.face.addSubsetObjects = self._descriptor  # type: ignore[method-assign]
+
+    @staticmethod
+    def _descriptor(doc: Any, name: str, subset: list[int]) -> Any:
+        from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName
+
+        descriptor = PDFDictionary({"Type": "/FontDescriptor", "FontName": PDFName(name)})
+        return doc.Reference(descriptor, "fontDescriptor:" + name)
+
+
 @cache
 def _layout_fonts() -> dict[str, str]:
     for style, name in _LAYOUT_FONTS.items():
         if name not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / FONT_FILES[style])))
+            pdfmetrics.registerFont(_LayoutFont(name, str(FONT_DIR / FONT_FILES[style])))
     pdfmetrics.registerFontFamily(_LAYOUT_FONTS["regular"], normal=_LAYOUT_FONTS["regular"],
                                   bold=_LAYOUT_FONTS["bold"], italic=_LAYOUT_FONTS["italic"],
                                   boldItalic=_LAYOUT_FONTS["bold"])
@@ -1302,13 +1320,9 @@ def _resource_policy() -> Any:
     return ResourceAccessPolicy(base_dir=str(FONT_DIR), extra_roots=[str(FONT_DIR)])
 
 
-@cache
 def _overlay_fonts() -> tuple[str, str]:
-    names = ("HocBaSerif", "HocBaSerif-Bold")
-    for name, file in zip(names, (FONT_FILES["regular"], FONT_FILES["bold"]), strict=True):
-        if name not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / file)))
-    return names
+    fonts = _layout_fonts()
+    return fonts["regular"], fonts["bold"]
 
 
 def _font_url() -> str:
