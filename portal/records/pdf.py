@@ -450,21 +450,37 @@ _SIGN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1)
 
 
 class _LayoutFont(TTFont):
-    """One of our serif fonts as ReportLab lays out and draws with it, without its font program: a laid-out
-    section's (or the overlay's) font subsets only say which characters its byte codes stand for (ToUnicode,
-    FontName), since its text is re-encoded to the shared fonts at once and the subsets are dropped; cutting
-    a TrueType subset per section, only to throw it away, was a tenth of a section's layout."""
+    """One of our serif fonts as ReportLab lays out and draws with it, written without a font program or
+    widths: a laid-out section's (or the overlay's) font subsets only say which character each byte code
+    stands for (ToUnicode) in which style (FontName), since its text is re-encoded to the shared fonts at
+    once and the subsets are dropped. Cutting a TrueType subset per section only to throw it away was a
+    tenth of a section's layout, and reading back each subset's 256 widths as much again."""
 
-    def __init__(self, name: str, filename: str) -> None:
-        super().__init__(name, filename)
-        self.face.addSubsetObjects = self._descriptor  # type: ignore[method-assign]
+    def addObjects(self, doc: Any) -> None:
+        from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream, PDFTrueTypeFont
 
-    @staticmethod
-    def _descriptor(doc: Any, name: str, subset: list[int]) -> Any:
-        from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName
+        state = self.state[doc]
+        state.frozen = 1
+        fonts = doc.idToObject["BasicFonts"].dict
+        for number, subset in enumerate(state.subsets):
+            internal_name = self.getSubsetInternalName(number, doc)[1:]
+            base_name = f"{internal_name.replace('+', 'S')}+{self.face.name.decode()}"
+            font = PDFTrueTypeFont()
+            font.Name, font.BaseFont = internal_name, base_name
+            cmap = PDFStream()
+            cmap.content = _reportlab_to_unicode(base_name, subset)
+            font.ToUnicode = doc.Reference(cmap, f"toUnicodeCMap:{base_name}")
+            font.FontDescriptor = doc.Reference(
+                PDFDictionary({"Type": PDFName("FontDescriptor"), "FontName": PDFName(base_name)}),
+                f"fontDescriptor:{base_name}")
+            fonts[internal_name] = doc.Reference(font, internal_name)
+        del self.state[doc]
 
-        descriptor = PDFDictionary({"Type": "/FontDescriptor", "FontName": PDFName(name)})
-        return doc.Reference(descriptor, "fontDescriptor:" + name)
+
+def _reportlab_to_unicode(name: str, subset: list[int]) -> str:
+    from reportlab.pdfbase.ttfonts import makeToUnicodeCMap
+
+    return makeToUnicodeCMap(name, subset)
 
 
 @cache
@@ -714,7 +730,7 @@ def _shared_font_section(pdf: bytes) -> bytes:
     used = _share_fonts(list(reader.pages))
     for page in reader.pages:
         writer.add_page(page)
-    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(used)
+    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(writer, used)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -778,7 +794,7 @@ def _field_rects(boxes: dict[str, tuple[int, Box]]) -> dict[str, tuple[int, Box]
 # use, and whose CIDToGIDMap sends each Unicode value to its glyph in that subset.
 
 SHARED_FONTS = {"regular": "/HBR", "bold": "/HBB", "italic": "/HBI"}
-_FONT_USE_KEY = "/HBFontUse"  # in a laid-out section's catalogue: per style, the codes its pages show
+_FONT_USE_KEY = "/HBFontUse"  # in a laid-out section's catalogue: per style, the codes its pages show (JSON)
 _TEXT_TOKENS = re.compile(
     rb"(?P<string>\((?:[^\\()]|\\.)*\))"  # a literal string: ReportLab escapes the parentheses inside it
     rb"|<(?P<hex>[0-9A-Fa-f\s]*)>"
@@ -914,14 +930,18 @@ def _reencode(data: bytes, ours: dict[bytes, _SubsetFont], used: dict[str, set[i
     return _TEXT_TOKENS.sub(rewrite, data), kept
 
 
-def _font_use_object(used: dict[str, set[int]]) -> DictionaryObject:
-    return DictionaryObject({NameObject("/" + style): ArrayObject(NumberObject(code) for code in sorted(codes))
-                             for style, codes in used.items()})
+def _font_use_object(writer: PdfWriter, used: dict[str, set[int]]) -> IndirectObject:
+    """The codes as one compressed JSON stream: read back at every load of the section, which an array of
+    PDF numbers per code made cost as much as parsing the rest of the section."""
+    data = json.dumps({style: sorted(codes) for style, codes in used.items()}, sort_keys=True).encode()
+    return writer._add_object(_flate(zlib.compress(data)))
 
 
 def _font_use(reader: PdfReader) -> dict[str, frozenset[int]]:
-    use = reader.trailer["/Root"].get(_FONT_USE_KEY, DictionaryObject())
-    return {name[1:]: frozenset(int(code) for code in codes) for name, codes in use.items()}
+    use = reader.trailer["/Root"].get(_FONT_USE_KEY)
+    if use is None:
+        return {}
+    return {style: frozenset(codes) for style, codes in json.loads(use.get_object().get_data()).items()}
 
 
 def _add_shared_fonts(writer: PdfWriter, used: dict[str, set[int]]) -> DictionaryObject:
