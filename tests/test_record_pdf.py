@@ -253,6 +253,23 @@ def test_only_the_documents_shared_fonts_are_cut_from_the_font_files(monkeypatch
     assert len(cut) == 3
 
 
+@pytest.mark.parametrize("text", ["Nguyễn Thị Ánh Tuyết", "  Tốt.\n  Cần  cố gắng ", "", " ", "9",
+                                  "PHÒNG GD&ĐT <NHÀ BÈ>"])
+def test_plain_paragraphs_are_what_reportlabs_parser_would_make(text):
+    """A plain paragraph skips ReportLab's markup parser but gets the same fragments' text and style."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.platypus import Paragraph
+
+    for style in ("plain", "cell_head", "hint", "title"):
+        ours = record_pdf._text(text, style)
+        parsed = Paragraph(escape(text), record_pdf._styles()[style])
+        assert "".join(f.text for f in ours.frags) == "".join(f.text for f in parsed.frags)
+        for fragment in ours.frags:
+            attributes = {k: v for k, v in fragment.__dict__.items() if k != "text"}
+            assert all(attributes == {k: v for k, v in f.__dict__.items() if k != "text"} for f in parsed.frags)
+
+
 @pytest.mark.slow
 def test_metadata(renders):
     content, data = renders["one"]
