@@ -22,8 +22,9 @@ How it is made fast (see benchmarks/record_render.py for the figures):
   shared fonts (and the Helvetica that ReportLab names but never draws with is removed); the document gets
   one subset per style holding the glyphs all its sections and its footers use (see "one font per style").
 - Nothing that varies per version is laid out: the footer (school, pupil, code, version, "Trang x/y") and
-  the QR codes are drawn afterwards on one ReportLab overlay and merged page by page with pypdf. This
-  replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole document.
+  the QR codes are written afterwards as one small form per page, in the shared fonts' codes, drawn over
+  the page. This replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole
+  document.
 - The fonts and the paragraph styles are set up once per process.
 
 The output is deterministic for the same content: ReportLab's invariant mode fixes dates and ids inside
@@ -75,7 +76,6 @@ from reportlab.lib.rl_accel import fp_str
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
     Flowable,
@@ -437,6 +437,7 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
 _LINE_HEIGHT = 1.257487  # times the font size: xhtml2pdf's leading for line-height 1.25 (13.83 pt at 11 pt)
 _HINT_COLOUR = Color(1 / 255, 2 / 255, 3 / 255)  # the signature hints' (#010203): _find_signature_boxes looks for it
 _LAYOUT_FONTS = {"regular": "HocBaSerif", "bold": "HocBaSerif-Bold", "italic": "HocBaSerif-Italic"}
+_STYLE_OF_LAYOUT_FONT = {name: style for style, name in _LAYOUT_FONTS.items()}
 # Table styles: the grid (0.5 pt rules, padding 2 3 1 3), the plain rows (padding right 2), the signature blocks.
 _GRID = (("GRID", (0, 0), (-1, -1), 0.5, black), ("LEFTPADDING", (0, 0), (-1, -1), 3),
          ("RIGHTPADDING", (0, 0), (-1, -1), 3), ("TOPPADDING", (0, 0), (-1, -1), 2),
@@ -1092,14 +1093,16 @@ def _style_of_font_name() -> dict[str, str]:
 
 
 def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) -> None:
-    """Footer and page number on every page, the QR code on the first and last: one overlay, merged; then the
-    shared fonts, for the codes of `used` (the sections') and the overlay's, in every page's resources."""
+    """Footer and page number on every page, the QR code on the first and last: one form per page, drawn over
+    it; then the shared fonts, for the codes of `used` (the sections') and the footers', in every page's
+    resources. The forms' content is written directly in the shared fonts' codes (no overlay document to lay
+    out, parse and re-encode)."""
     total = len(writer.pages)
     regular, bold = _overlay_fonts()
-    out = io.BytesIO()
-    canvas = Canvas(out, pagesize=A4, invariant=1, pageCompression=1)
     qr = segno.make(doc["record"]["verify_url"], error="m")
+    stamps = []
     for number in range(1, total + 1):
+        canvas = _StampCanvas(used)
         qr_room = 0.0
         if number == total:
             qr_room = 50.0
@@ -1107,23 +1110,17 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) ->
         _draw_footer(canvas, doc, number, total, regular, bold, qr_room)
         if number == 1:
             _draw_identity_qr(canvas, doc, qr, regular, bold)
-        canvas.showPage()
-    canvas.save()
-    overlay = PdfReader(io.BytesIO(out.getvalue()))
-    for style, codes in _share_fonts(list(overlay.pages)).items():
-        used.setdefault(style, set()).update(codes)
+        stamps.append(canvas.content())
     fonts = _add_shared_fonts(writer, used)
-    # Each overlay page becomes a form XObject drawn after the page's own content: unlike pypdf's merge_page
-    # this never parses the (large) content streams of the laid-out pages.
+    # Each stamp is a form XObject drawn after the page's own content: unlike pypdf's merge_page this never
+    # parses the (large) content streams of the laid-out pages.
     before = writer._add_object(_stream(b"q\n"))
     after = writer._add_object(_stream(b"\nQ\nq /HBStamp Do Q\n"))
-    for page, stamp in zip(writer.pages, overlay.pages, strict=True):
-        form = stamp.raw_get("/Contents").get_object().clone(writer)
-        form_resources = stamp["/Resources"].clone(writer)
-        form_resources[NameObject("/Font")] = fonts
-        form.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
-                     NameObject("/BBox"): ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
-                     NameObject("/Resources"): form_resources})
+    for page, content in zip(writer.pages, stamps, strict=True):
+        form = _flate(zlib.compress(content), {
+            "/Type": NameObject("/XObject"), "/Subtype": NameObject("/Form"),
+            "/BBox": ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
+            "/Resources": DictionaryObject({NameObject("/Font"): fonts})})
         resources = DictionaryObject(page["/Resources"])
         page_fonts = DictionaryObject(resources.get("/Font", DictionaryObject()))
         page_fonts.update(fonts)
@@ -1137,7 +1134,57 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) ->
         page[NameObject("/Contents")] = ArrayObject([before, *own, after])
 
 
-def _draw_footer(canvas: Canvas, doc: dict[str, Any], number: int, total: int, regular: str, bold: str,
+class _StampCanvas:
+    """The little of ReportLab's Canvas the footer and the QR codes draw with, writing a content stream whose
+    text is in the shared fonts' two-byte codes (Unicode values) and noting the codes it shows in `used`."""
+
+    def __init__(self, used: dict[str, set[int]]) -> None:
+        self.ops: list[str] = []
+        self.used = used
+        self.font, self.size = "", 0.0
+
+    def content(self) -> bytes:
+        return "\n".join(self.ops).encode("latin-1")
+
+    def setLineWidth(self, width: float) -> None:  # the names of ReportLab.s Canvas
+        self.ops.append(f"{fp_str(width)} w")
+
+    def line(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.ops.append(f"{fp_str(x0, y0)} m {fp_str(x1, y1)} l S")
+
+    def setFont(self, name: str, size: float) -> None:
+        self.font, self.size = name, size
+
+    def drawString(self, x: float, y: float, text: str) -> None:
+        style = _STYLE_OF_LAYOUT_FONT[self.font]
+        codes = [ord(char) if ord(char) <= 0xFFFF else 0 for char in text]
+        self.used.setdefault(style, set()).update(codes)
+        shown = "".join(f"{code:04X}" for code in codes)
+        self.ops.append(f"BT {SHARED_FONTS[style]} {fp_str(self.size)} Tf 1 0 0 1 {fp_str(x, y)} Tm <{shown}> Tj ET")
+
+    def drawRightString(self, x: float, y: float, text: str) -> None:
+        self.drawString(x - pdfmetrics.stringWidth(text, self.font, self.size), y, text)
+
+    def setFillColorRGB(self, r: float, g: float, b: float) -> None:
+        self.ops.append(f"{fp_str(r, g, b)} rg")
+
+    def rect(self, x: float, y: float, width: float, height: float, stroke: int = 0, fill: int = 1) -> None:
+        self.ops.append(f"{fp_str(x, y, width, height)} re {'f' if fill else 'n'}")
+
+    def beginPath(self) -> _QRPath:
+        return _QRPath()
+
+    def drawPath(self, path: list[str], stroke: int = 0, fill: int = 1) -> None:
+        self.ops += path
+        self.ops.append("f" if fill else "n")
+
+
+class _QRPath(list):
+    def rect(self, x: float, y: float, width: float, height: float) -> None:
+        self.append(f"{x:.3f} {y:.3f} {width:.3f} {height:.3f} re")
+
+
+def _draw_footer(canvas: _StampCanvas, doc: dict[str, Any], number: int, total: int, regular: str, bold: str,
                  qr_room: float) -> None:
     left, right = MARGINS["left"], PAGE_WIDTH - MARGINS["right"] - qr_room
     canvas.setLineWidth(0.5)
@@ -1151,7 +1198,7 @@ def _draw_footer(canvas: Canvas, doc: dict[str, Any], number: int, total: int, r
               regular, 8.5)
 
 
-def _fit_text(canvas: Canvas, text: str, x: float, y: float, width: float, font: str, size: float) -> None:
+def _fit_text(canvas: _StampCanvas, text: str, x: float, y: float, width: float, font: str, size: float) -> None:
     """Draw `text` on one line, in a smaller size when it would not fit (never cut)."""
     while size > 5 and pdfmetrics.stringWidth(text, font, size) > width:
         size -= 0.25
@@ -1159,7 +1206,7 @@ def _fit_text(canvas: Canvas, text: str, x: float, y: float, width: float, font:
     canvas.drawString(x, y, text)
 
 
-def _draw_identity_qr(canvas: Canvas, doc: dict[str, Any], qr: segno.QRCode, regular: str, bold: str) -> None:
+def _draw_identity_qr(canvas: _StampCanvas, doc: dict[str, Any], qr: segno.QRCode, regular: str, bold: str) -> None:
     size, x, y = 96.0, MARGINS["left"], 80.0
     _draw_qr(canvas, qr, x, y, size)
     text_x = x + size + 14
@@ -1170,7 +1217,7 @@ def _draw_identity_qr(canvas: Canvas, doc: dict[str, Any], qr: segno.QRCode, reg
         _fit_text(canvas, line, text_x, y + offset, room, regular, 10)
 
 
-def _draw_qr(canvas: Canvas, qr: segno.QRCode, x: float, y: float, size: float) -> None:
+def _draw_qr(canvas: _StampCanvas, qr: segno.QRCode, x: float, y: float, size: float) -> None:
     """The QR code as filled rectangles (one per run of dark modules), with a quiet zone of 2 modules."""
     rows = [list(row) for row in qr.matrix]
     module = size / (len(rows) + 4)
