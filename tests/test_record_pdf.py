@@ -254,7 +254,8 @@ def test_only_the_documents_shared_fonts_are_cut_from_the_font_files(monkeypatch
 
 
 @pytest.mark.parametrize("text", ["Nguyễn Thị Ánh Tuyết", "  Tốt.\n  Cần  cố gắng ", "", " ", "9",
-                                  "PHÒNG GD&ĐT <NHÀ BÈ>"])
+                                  "PHÒNG GD&ĐT <NHÀ BÈ>", "Tốt ", " Tốt", "a\u00a0b", "a\u2003 b", "a\u200bb",
+                                  "a\tb"])
 def test_plain_paragraphs_are_what_reportlabs_parser_would_make(text):
     """A plain paragraph skips ReportLab's markup parser but gets the same fragments' text and style."""
     from xml.sax.saxutils import escape
@@ -268,6 +269,24 @@ def test_plain_paragraphs_are_what_reportlabs_parser_would_make(text):
         for fragment in ours.frags:
             attributes = {k: v for k, v in fragment.__dict__.items() if k != "text"}
             assert all(attributes == {k: v for k, v in f.__dict__.items() if k != "text"} for f in parsed.frags)
+
+
+def test_a_paragraph_breaks_its_lines_once_per_width(monkeypatch):
+    from reportlab.platypus import Paragraph
+
+    broken: list[list[float]] = []
+    break_lines = Paragraph.breakLines
+    monkeypatch.setattr(Paragraph, "breakLines", lambda self, widths: broken.append(widths) or break_lines(
+        self, widths))
+    paragraph = record_pdf._text("Em đọc to, rõ ràng, diễn cảm; viết đúng chính tả, trình bày sạch đẹp. " * 3, "cell")
+    first = paragraph.wrap(240, 1000)
+    assert paragraph.wrap(240, 50) == first and len(broken) == 1  # the same width: the same lines
+    narrower = paragraph.wrap(120, 1000)
+    assert narrower[1] > first[1] and len(broken) == 2
+    assert paragraph.split(120, 20) == [] and paragraph.wrap(120, 1000) == narrower  # split() dropped its lines
+    assert len(broken) == 3
+    fresh = Paragraph(paragraph.text, record_pdf._styles()["cell"])
+    assert fresh.wrap(120, 1000) == narrower
 
 
 @pytest.mark.slow

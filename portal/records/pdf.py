@@ -528,14 +528,31 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
+class _Paragraph(Paragraph):
+    """A paragraph that breaks its lines once per width. A table wraps each cell to measure its rows, again
+    to draw it, and again for each part when it is split over pages, always at the column's width: ReportLab
+    would break the lines anew each time (a tenth of a cold record). The same width gives the same
+    lines (the height available is not used), so the first result is kept."""
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        if getattr(self, "_wrapped_at", None) == availWidth and hasattr(self, "blPara"):  # split() may drop it
+            return self.width, self.height
+        size = super().wrap(availWidth, availHeight)
+        self._wrapped_at = availWidth
+        return size
+
+
 def _text(text: str, style: str) -> Paragraph:
     """A paragraph of plain text in one style. ReportLab would parse it as markup (an HTML parser per
     paragraph, a tenth of the layout); it gets instead the one fragment that parse gives: the style's
     fragment with the text, its white space collapsed as the parser's cleaner does."""
-    cleaned = cleanBlockQuotedText(text)
+    if text.isprintable() and text[:1] != " " and text[-1:] != " " and "  " not in text:
+        cleaned = text  # no white space but single spaces between words (the cleaner is a tenth of a layout)
+    else:
+        cleaned = cleanBlockQuotedText(text)
     if not cleaned:
-        return Paragraph("", _styles()[style])
-    return Paragraph(cleaned, _styles()[style], frags=[_fragment(style).clone(text=cleaned)])
+        return _Paragraph("", _styles()[style])
+    return _Paragraph(cleaned, _styles()[style], frags=[_fragment(style).clone(text=cleaned)])
 
 
 @cache
@@ -547,7 +564,7 @@ def _fragment(style: str) -> Any:
 
 def _marked(markup: str, style: str) -> Paragraph:
     """A paragraph of ReportLab markup (<b>, <i>): every value in it escaped by the caller."""
-    return Paragraph(markup, _styles()[style])
+    return _Paragraph(markup, _styles()[style])
 
 
 def _widths(*percents: float) -> list[float]:
