@@ -289,6 +289,37 @@ def test_a_paragraph_breaks_its_lines_once_per_width(monkeypatch):
     assert fresh.wrap(120, 1000) == narrower
 
 
+def _fonts_without_program(data: bytes) -> list[str]:
+    missing = []
+    for page in PdfReader(io.BytesIO(data)).pages:
+        for font in page["/Resources"].get("/Font", {}).values():
+            font = font.get_object()
+            for part in [font, *(d.get_object() for d in font.get("/DescendantFonts", []))]:
+                descriptor = part.get("/FontDescriptor")
+                if descriptor is not None and not {"/FontFile", "/FontFile2", "/FontFile3"} & set(
+                        descriptor.get_object()):
+                    missing.append(str(part["/BaseFont"]))
+    return missing
+
+
+@pytest.mark.slow
+def test_the_layout_fonts_are_never_lent_to_other_drawings():
+    """ReportLab hands one font object to every name registered for a font file's face: the layout's fonts,
+    which write no font program, must not be the ones the draft mark or xhtml2pdf then draw with."""
+    from xhtml2pdf import pisa
+
+    from portal.records import draft_mark
+
+    content = sample_content(1)
+    issued = record_pdf.render_pdf(content)
+    assert _fonts_without_program(issued) == []
+    assert _fonts_without_program(draft_mark.mark_unissued(issued, "Chờ ký")) == []
+    out = io.BytesIO()
+    assert not pisa.CreatePDF(record_pdf.document_html(content), dest=out, encoding="utf-8",
+                              resource_policy=record_pdf._resource_policy()).err
+    assert _fonts_without_program(out.getvalue()) == []
+
+
 @pytest.mark.slow
 def test_metadata(renders):
     content, data = renders["one"]

@@ -458,6 +458,14 @@ class _LayoutFont(TTFont):
     once and the subsets are dropped. Cutting a TrueType subset per section only to throw it away was a
     tenth of a section's layout, and reading back each subset's 256 widths as much again."""
 
+    def __init__(self, name: str, filename: str) -> None:
+        super().__init__(name, filename)
+        # ReportLab shares one registered font object among all the names registered for a face: under its
+        # own face name this font is never handed to anyone else (xhtml2pdf, the draft mark), whose text
+        # must carry its font program, nor another's to the layout.
+        self.postscript_name = self.face.name.decode()
+        self.face.name = f"{name}-{self.postscript_name}".encode()
+
     def addObjects(self, doc: Any) -> None:
         from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream, PDFTrueTypeFont
 
@@ -466,7 +474,7 @@ class _LayoutFont(TTFont):
         fonts = doc.idToObject["BasicFonts"].dict
         for number, subset in enumerate(state.subsets):
             internal_name = self.getSubsetInternalName(number, doc)[1:]
-            base_name = f"{internal_name.replace('+', 'S')}+{self.face.name.decode()}"
+            base_name = f"{internal_name.replace('+', 'S')}+{self.postscript_name}"
             font = PDFTrueTypeFont()
             font.Name, font.BaseFont = internal_name, base_name
             cmap = PDFStream()
