@@ -320,6 +320,20 @@ def test_the_layout_fonts_are_never_lent_to_other_drawings():
     assert _fonts_without_program(out.getvalue()) == []
 
 
+def test_a_section_is_laid_out_in_the_shared_fonts_codes():
+    """No font of its own in a laid-out section: its text is shown in /HBR, /HBB, /HBI as Unicode values."""
+    content = sample_content(1)
+    year = record_pdf._sections(record_pdf._document(record_pdf.nfc(content)))[-1]
+    data, shown = record_pdf._layout(year)
+    streams = b"".join(page.get_contents().get_data() for page in PdfReader(io.BytesIO(data)).pages)
+    drawn = set(re.findall(rb"/(\S+) [\d.]+ Tf (?!\S+ TL ET)", streams))
+    assert drawn == {b"HBR", b"HBB", b"HBI"}
+    subject = content["years"][0]["subjects"][0]
+    assert {ord(char) for char in subject["name"] + subject["comment"]} <= shown["regular"]
+    assert {ord(char) for char in "KẾT QUẢ HỌC TẬP"} <= shown["bold"]
+    assert {ord(char) for char in "(Ký và ghi rõ họ tên)"} <= shown["italic"]
+
+
 @pytest.mark.slow
 def test_metadata(renders):
     content, data = renders["one"]

@@ -17,10 +17,10 @@ How it is made fast (see benchmarks/record_render.py for the figures):
   the templates, fonts and this module), in memory (an LRU per process) and, when a store is set with
   `use_section_store`, in a store shared by the workers. A year page issued last year does not change, so a
   new version of a record, or a re-run of a class's generation, lays out only the sections that changed.
-- One font per style for the whole document, as a single layout would give: right after its layout, a
-  section's text is re-encoded from ReportLab's per-section font subsets to two-byte Unicode codes of three
-  shared fonts (and the Helvetica that ReportLab names but never draws with is removed); the document gets
-  one subset per style holding the glyphs all its sections and its footers use (see "one font per style").
+- One font per style for the whole document, as a single layout would give: a section's text is written as
+  two-byte Unicode codes of three shared fonts, with no font subset of its own (and the Helvetica that
+  ReportLab names but never draws with is removed); the document gets one subset per style holding the
+  glyphs all its sections and its footers use (see "one font per style").
 - Nothing that varies per version is laid out: the footer (school, pupil, code, version, "Trang x/y") and
   the QR codes are written afterwards as one small form per page, in the shared fonts' codes, drawn over
   the page. This replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole
@@ -452,52 +452,47 @@ _SIGN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1)
 
 
 class _LayoutFont(TTFont):
-    """One of our serif fonts as ReportLab lays out and draws with it, written without a font program or
-    widths: a laid-out section's (or the overlay's) font subsets only say which character each byte code
-    stands for (ToUnicode) in which style (FontName), since its text is re-encoded to the shared fonts at
-    once and the subsets are dropped. Cutting a TrueType subset per section only to throw it away was a
-    tenth of a section's layout, and reading back each subset's 256 widths as much again."""
+    """One of our serif fonts as the layout draws with it: straight in the document's shared font of its style
+    (see "one font per style"), its text shown as two-byte Unicode codes in /HBR, /HBB or /HBI, the codes
+    noted in `_shown`. A laid-out section thus has no font of its own: ReportLab's per-section subsets (a
+    TrueType subset cut, its widths and maps written, all read back and re-encoded to the shared fonts, then
+    dropped) were about a quarter of a cold record."""
 
-    def __init__(self, name: str, filename: str) -> None:
+    def __init__(self, name: str, filename: str, style: str) -> None:
         super().__init__(name, filename)
-        # ReportLab shares one registered font object among all the names registered for a face: under its
-        # own face name this font is never handed to anyone else (xhtml2pdf, the draft mark), whose text
-        # must carry its font program, nor another's to the layout.
-        self.postscript_name = self.face.name.decode()
-        self.face.name = f"{name}-{self.postscript_name}".encode()
+        self.style = style
+        # ReportLab hands one font object to every name registered for a face: under a face name of its own
+        # this font is never lent to anyone else (xhtml2pdf, the draft mark), whose text must be in a font
+        # of its own with its program, nor another's font to the layout.
+        self.face.name = f"{name}-{self.face.name.decode()}".encode()
+
+    def splitString(self, text: str | bytes, doc: Any, encoding: str = "utf-8") -> list[tuple[int, bytes]]:
+        if isinstance(text, bytes):
+            text = text.decode(encoding)
+        data = text.encode("utf-16-be")
+        if len(data) == 2 * len(text):
+            codes = struct.unpack(f">{len(text)}H", data)
+        else:  # a character beyond the two-byte codes: shown as code 0 (no glyph), as a subset would
+            codes = tuple(ord(char) if ord(char) <= 0xFFFF else 0 for char in text)
+            data = struct.pack(f">{len(codes)}H", *codes)
+        _shown.setdefault(self.style, set()).update(codes)
+        return [(0, data)]
+
+    def getSubsetInternalName(self, subset: int, doc: Any) -> str:
+        return SHARED_FONTS[self.style]
 
     def addObjects(self, doc: Any) -> None:
-        from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFName, PDFStream, PDFTrueTypeFont
-
-        state = self.state[doc]
-        state.frozen = 1
-        fonts = doc.idToObject["BasicFonts"].dict
-        for number, subset in enumerate(state.subsets):
-            internal_name = self.getSubsetInternalName(number, doc)[1:]
-            base_name = f"{internal_name.replace('+', 'S')}+{self.postscript_name}"
-            font = PDFTrueTypeFont()
-            font.Name, font.BaseFont = internal_name, base_name
-            cmap = PDFStream()
-            cmap.content = _reportlab_to_unicode(base_name, subset)
-            font.ToUnicode = doc.Reference(cmap, f"toUnicodeCMap:{base_name}")
-            font.FontDescriptor = doc.Reference(
-                PDFDictionary({"Type": PDFName("FontDescriptor"), "FontName": PDFName(base_name)}),
-                f"fontDescriptor:{base_name}")
-            fonts[internal_name] = doc.Reference(font, internal_name)
-        del self.state[doc]
+        """Nothing: the document gets the shared fonts when it is assembled."""
 
 
-def _reportlab_to_unicode(name: str, subset: list[int]) -> str:
-    from reportlab.pdfbase.ttfonts import makeToUnicodeCMap
-
-    return makeToUnicodeCMap(name, subset)
+_shown: dict[str, set[int]] = {}  # per style, the codes the layout under way has shown (under _layout_lock)
 
 
 @cache
 def _layout_fonts() -> dict[str, str]:
     for style, name in _LAYOUT_FONTS.items():
         if name not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(_LayoutFont(name, str(FONT_DIR / FONT_FILES[style])))
+            pdfmetrics.registerFont(_LayoutFont(name, str(FONT_DIR / FONT_FILES[style]), style))
     pdfmetrics.registerFontFamily(_LAYOUT_FONTS["regular"], normal=_LAYOUT_FONTS["regular"],
                                   bold=_LAYOUT_FONTS["bold"], italic=_LAYOUT_FONTS["italic"],
                                   boldItalic=_LAYOUT_FONTS["bold"])
@@ -725,7 +720,7 @@ def _render_section(section: dict[str, Any]) -> _Rendered:
     store = _store[0]
     pdf = store.get(key) if store is not None else None
     if pdf is None:
-        pdf = _shared_font_section(_layout(section))
+        pdf = _shared_font_section(*_layout(section))
         if store is not None:
             store.put(key, pdf)
     reader = PdfReader(io.BytesIO(pdf))
@@ -741,36 +736,58 @@ def _render_section(section: dict[str, Any]) -> _Rendered:
     return rendered
 
 
-def _layout(section: dict[str, Any]) -> bytes:
-    """One section laid out by ReportLab's platypus, straight from the content (see "laying out with platypus")."""
+def _layout(section: dict[str, Any]) -> tuple[bytes, dict[str, set[int]]]:
+    """One section laid out by ReportLab's platypus, straight from the content (see "laying out with platypus"),
+    and per style the codes its text shows in the shared fonts."""
     bottom = section["bottom"]
     frame = Frame(MARGINS["left"], bottom, CONTENT_WIDTH, PAGE_HEIGHT - MARGINS["top"] - bottom,
                   leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0, id="body")
     out = io.BytesIO()
     # invariant: fixed dates and ids, the same section gives the same bytes; no compression: the section's
-    # streams are read again at once (re-encoded to the shared fonts) and compressed then
+    # streams are read again at once and compressed then
     template = BaseDocTemplate(out, pagesize=A4, pageTemplates=[PageTemplate("page", [frame])], invariant=1,
                                pageCompression=0, title=section["title"])
     story = _STORIES[section["kind"]](section)
     with _layout_lock:
         saved = rl_config.invariant
         rl_config.invariant = 1
+        _shown.clear()
         try:
             template.build(story)
+            shown = {style: set(codes) for style, codes in _shown.items()}
         finally:
             rl_config.invariant = saved
-    return out.getvalue()
+    return out.getvalue(), shown
 
 
-def _shared_font_section(pdf: bytes) -> bytes:
-    """A laid-out section with its text re-encoded to the shared fonts (what is cached and stored): its pages,
-    without fonts of their own, and in its catalogue the codes they show per style."""
+# What ReportLab writes that the sections do not keep: the Helvetica it selects at the top of every page
+# without drawing with it, and its font resources (only that Helvetica: the text is in the shared fonts).
+_UNUSED_FONT = re.compile(rb"BT /F\d+ [\d.]+ Tf [\d.]+ TL ET")
+_OTHER_FONT = re.compile(rb"/(?!HB[RBI] )[^\s/\[\]()<>{}%]+ [\d.]+ Tf")
+_WORD_SPACING = re.compile(rb"(?<![^\s])(-?[\d.]+)\s+Tw(?![^\s/\[(<])")
+
+
+def _shared_font_section(pdf: bytes, shown: dict[str, set[int]]) -> bytes:
+    """A laid-out section as it is cached and stored: its pages, compressed, without fonts of their own, and in
+    its catalogue the codes they show per style."""
     reader = PdfReader(io.BytesIO(pdf))
     writer = PdfWriter()
-    used = _share_fonts(list(reader.pages))
     for page in reader.pages:
+        stream = page.raw_get("/Contents").get_object()
+        data = _UNUSED_FONT.sub(b"", stream.get_data())
+        if _OTHER_FONT.search(data):
+            raise RuntimeError("a section shows text in a font other than the shared ones")
+        if b"Tw" in data and any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
+            raise RuntimeError("word spacing (Tw) does not apply to two-byte codes: justified text is not supported")
+        stream.pop("/DecodeParms", None)
+        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+        stream._data = zlib.compress(data)
+        stream.decoded_self = None
+        resources = DictionaryObject(page["/Resources"])
+        resources.pop("/Font", None)
+        page[NameObject("/Resources")] = resources
         writer.add_page(page)
-    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(writer, used)
+    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(writer, shown)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -826,148 +843,15 @@ def _field_rects(boxes: dict[str, tuple[int, Box]]) -> dict[str, tuple[int, Box]
 
 # --------------------------------------------------------------------------- one font per style in the document
 #
-# Each section is laid out on its own, and ReportLab embeds in it subsets of the serif fonts whose byte codes are
-# that section's own. So that the document carries one subset per style (regular, bold, italic), a section's
-# text is re-encoded once, right after its layout, to codes that mean the same in every section: two-byte codes
-# equal to the characters' Unicode values (Identity-H), shown in the fonts /HBR, /HBB and /HBI. The document then
-# gets, per style, one CID font whose program holds the glyphs of every character its sections and its overlay
-# use, and whose CIDToGIDMap sends each Unicode value to its glyph in that subset.
+# Each section is laid out on its own; so that the document still carries one font subset per style (regular,
+# bold, italic), a section's text is written in codes that mean the same in every section: two-byte codes equal
+# to the characters' Unicode values (Identity-H), shown in the fonts /HBR, /HBB and /HBI (`_LayoutFont`), and the
+# section keeps no font of its own. The document then gets, per style, one CID font whose program holds the
+# glyphs of every character its sections and its footers use, and whose CIDToGIDMap sends each Unicode value to
+# its glyph in that subset.
 
 SHARED_FONTS = {"regular": "/HBR", "bold": "/HBB", "italic": "/HBI"}
 _FONT_USE_KEY = "/HBFontUse"  # in a laid-out section's catalogue: per style, the codes its pages show (JSON)
-_TEXT_TOKENS = re.compile(
-    rb"(?P<string>\((?:[^\\()]|\\.)*\))"  # a literal string: ReportLab escapes the parentheses inside it
-    rb"|<(?P<hex>[0-9A-Fa-f\s]*)>"
-    rb"|/(?P<font>[^\s/\[\]()<>{}%]+)\s+(?P<size>-?[\d.]+)\s+Tf(?![^\s/\[(<])"
-    rb"|(?<![^\s])(?P<op>[qQ])(?![^\s/\[(<])", re.S)
-_WORD_SPACING = re.compile(rb"(?<![^\s])(-?[\d.]+)\s+Tw(?![^\s/\[(<])")
-_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|(\r\n|\r|\n)|(.))", re.S)
-_ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
-_BFCHAR_BLOCK = re.compile(rb"beginbfchar(.*?)endbfchar", re.S)
-_BFCHAR = re.compile(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>")
-
-
-def _unescape(literal: bytes) -> bytes:
-    """The bytes of a PDF literal string's inside (between its parentheses)."""
-    if b"\\" not in literal and b"\r" not in literal:
-        return literal
-
-    def one(m: re.Match[bytes]) -> bytes:
-        if m[1] is not None:
-            return bytes([int(m[1], 8) & 0xFF])
-        if m[2] is not None:
-            return b""  # a line continuation
-        return _ESCAPED.get(m[3], m[3])
-
-    return _ESCAPE.sub(one, literal.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
-
-
-@cache
-def _escaped_code(code: int) -> bytes:
-    """A two-byte code as it sits inside a literal string."""
-    out = b""
-    for byte in code.to_bytes(2, "big"):
-        char = bytes([byte])
-        out += {b"(": b"\\(", b")": b"\\)", b"\\": b"\\\\", b"\r": b"\\r", b"\n": b"\\n"}.get(char, char)
-    return out
-
-
-@dataclass(frozen=True)
-class _SubsetFont:
-    """A ReportLab subset of one of our serif fonts in a laid-out page."""
-
-    style: str
-    codes: list[int]  # byte code -> Unicode value
-    escaped: list[bytes]  # byte code -> its two-byte shared code, as written inside a literal string
-
-
-def _subset_font(font: DictionaryObject) -> _SubsetFont | None:
-    """What a ReportLab subset of one of our serif fonts means (from its ToUnicode map); None for other fonts."""
-    descriptor = font.get("/FontDescriptor")
-    if font.get("/Subtype") != "/TrueType" or descriptor is None or "/ToUnicode" not in font:
-        return None
-    style = _style_of_font_name().get(str(descriptor.get_object()["/FontName"]).split("+")[-1])
-    if style is None:
-        return None
-    codes = [0] * 256
-    cmap = font["/ToUnicode"].get_object().get_data()
-    for code, value in (pair for block in _BFCHAR_BLOCK.findall(cmap) for pair in _BFCHAR.findall(block)):
-        unicode = bytes.fromhex(value.decode()).decode("utf-16-be")
-        codes[int(code, 16) & 0xFF] = ord(unicode) if len(unicode) == 1 and ord(unicode) <= 0xFFFF else 0
-    return _SubsetFont(style, codes, [_escaped_code(code) for code in codes])
-
-
-def _share_fonts(pages: list[Any]) -> dict[str, set[int]]:
-    """Re-encode the text of `pages` (ReportLab output, changed in place) to the shared fonts; what each uses.
-
-    Text in a ReportLab subset of our serif becomes two-byte Unicode codes in /HBR, /HBB or /HBI and those
-    subsets leave the pages' resources. The Helvetica that ReportLab selects without drawing with it
-    (`BT /F1 10 Tf 12 TL ET`) is cut out and leaves them too, so that only the embedded serif remains.
-    """
-    used: dict[str, set[int]] = {}
-    known: dict[int, _SubsetFont | None] = {}  # per font object: the pages share them
-    for page in pages:
-        resources = page["/Resources"]
-        fonts = resources.get("/Font")
-        fonts = fonts.get_object() if fonts is not None else DictionaryObject()
-        ours: dict[bytes, _SubsetFont] = {}
-        base: set[str] = set()
-        for name, font in fonts.items():
-            key = font.idnum if isinstance(font, IndirectObject) else id(font)
-            if key not in known:
-                known[key] = _subset_font(font.get_object())
-            if known[key] is not None:
-                ours[name[1:].encode()] = known[key]
-            elif "/FontDescriptor" not in font.get_object() and "/DescendantFonts" not in font.get_object():
-                base.add(name)
-        stream = page.raw_get("/Contents").get_object()
-        data = stream.get_data()
-        if base:
-            names = b"|".join(re.escape(name[1:].encode()) for name in sorted(base))
-            data = re.sub(rb"BT /(?:" + names + rb") [\d.]+ Tf [\d.]+ TL ET", b"", data)
-        data, kept = _reencode(data, ours, used)
-        stream.pop("/DecodeParms", None)
-        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
-        stream._data = zlib.compress(data)
-        stream.decoded_self = None
-        remaining = DictionaryObject({NameObject(name): fonts[name] for name in kept if name in fonts})
-        resources = DictionaryObject(resources)
-        if remaining:
-            resources[NameObject("/Font")] = remaining
-        else:
-            resources.pop("/Font", None)
-        page[NameObject("/Resources")] = resources
-    return used
-
-
-def _reencode(data: bytes, ours: dict[bytes, _SubsetFont], used: dict[str, set[int]]) -> tuple[bytes, set[str]]:
-    """A content stream with the strings shown in `ours` re-encoded (codes added to `used`), and the names of
-    the other fonts it selects."""
-    if b"Tw" in data and any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
-        raise RuntimeError("word spacing (Tw) does not apply to two-byte codes: justified text is not supported")
-    current: list[_SubsetFont | None] = [None]  # the text font, saved and restored with the graphics state
-    kept: set[str] = set()
-
-    def rewrite(m: re.Match[bytes]) -> bytes:
-        if m["op"] == b"q":
-            current.append(current[-1])
-        elif m["op"] == b"Q":
-            if len(current) > 1:
-                current.pop()
-        elif m["font"] is not None:
-            found = current[-1] = ours.get(m["font"])
-            if found is None:
-                kept.add("/" + m["font"].decode())
-                return m[0]
-            return f"{SHARED_FONTS[found.style]} {m['size'].decode()} Tf".encode()
-        elif current[-1] is not None:
-            font = current[-1]
-            raw = bytes.fromhex(m["hex"].decode()) if m["hex"] is not None else _unescape(m["string"][1:-1])
-            used.setdefault(font.style, set()).update(map(font.codes.__getitem__, raw))
-            return b"(" + b"".join(map(font.escaped.__getitem__, raw)) + b")"
-        return m[0]
-
-    return _TEXT_TOKENS.sub(rewrite, data), kept
 
 
 def _font_use_object(writer: PdfWriter, used: dict[str, set[int]]) -> IndirectObject:
@@ -1106,12 +990,6 @@ def _flate(compressed: bytes, extra: dict[str, Any] | None = None) -> EncodedStr
 @cache
 def _faces() -> dict[str, TTFontFace]:
     return {style: TTFontFace(str(FONT_DIR / FONT_FILES[style])) for style in SHARED_FONTS}
-
-
-@cache
-def _style_of_font_name() -> dict[str, str]:
-    """PostScript name of each serif (LiberationSerif-Bold) -> its style (bold)."""
-    return {face.name.decode(): style for style, face in _faces().items()}
 
 
 # --------------------------------------------------------------------------- after layout: footer, QR, fields
