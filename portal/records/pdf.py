@@ -519,7 +519,7 @@ def _styles() -> dict[str, ParagraphStyle]:
         "section": style("section", font=bold, spaceBefore=8, spaceAfter=3),
         "title": style("title", 18, bold, True, spaceBefore=15.3),
         "subtitle": style("subtitle", 13, bold, True, spaceAfter=2.4),
-        "note": style("note", 9.5, italic, spaceBefore=4, spaceAfter=2),
+        "note": style("note", 9.5, italic, spaceBefore=4),  # its 2 pt below fall within the 10 pt that follow
         "cell": style("cell", 10), "cell_centre": style("cell_centre", 10, centre=True),
         "cell_head": style("cell_head", 10, bold, True),
         "sign_bold": style("sign_bold", font=bold, centre=True, spaceAfter=2),
