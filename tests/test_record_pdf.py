@@ -238,6 +238,102 @@ def test_stored_sections_carry_no_font_program(tmp_path):
         assert b"/FontFile" not in path.read_bytes()
 
 
+def test_only_the_documents_shared_fonts_are_cut_from_the_font_files(monkeypatch):
+    """Sections and the footer overlay are laid out without font programs of their own: a cold render cuts
+    exactly one TrueType subset per style, the shared ones the file carries."""
+    from reportlab.pdfbase.ttfonts import TTFontFile
+
+    cut: list[int] = []
+    make_subset = TTFontFile.makeSubset
+    monkeypatch.setattr(TTFontFile, "makeSubset", lambda self, subset: cut.append(len(subset)) or make_subset(
+        self, subset))
+    record_pdf.clear_cache()
+    record_pdf._shared_font.cache_clear()
+    record_pdf.render_pdf(sample_content(2))
+    assert len(cut) == 3
+
+
+@pytest.mark.parametrize("text", ["Nguyễn Thị Ánh Tuyết", "  Tốt.\n  Cần  cố gắng ", "", " ", "9",
+                                  "PHÒNG GD&ĐT <NHÀ BÈ>", "Tốt ", " Tốt", "a\u00a0b", "a\u2003 b", "a\u200bb",
+                                  "a\tb"])
+def test_plain_paragraphs_are_what_reportlabs_parser_would_make(text):
+    """A plain paragraph skips ReportLab's markup parser but gets the same fragments' text and style."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.platypus import Paragraph
+
+    for style in ("plain", "cell_head", "hint", "title"):
+        ours = record_pdf._text(text, style)
+        parsed = Paragraph(escape(text), record_pdf._styles()[style])
+        assert "".join(f.text for f in ours.frags) == "".join(f.text for f in parsed.frags)
+        for fragment in ours.frags:
+            attributes = {k: v for k, v in fragment.__dict__.items() if k != "text"}
+            assert all(attributes == {k: v for k, v in f.__dict__.items() if k != "text"} for f in parsed.frags)
+
+
+def test_a_paragraph_breaks_its_lines_once_per_width(monkeypatch):
+    from reportlab.platypus import Paragraph
+
+    broken: list[list[float]] = []
+    break_lines = Paragraph.breakLines
+    monkeypatch.setattr(Paragraph, "breakLines", lambda self, widths: broken.append(widths) or break_lines(
+        self, widths))
+    paragraph = record_pdf._text("Em đọc to, rõ ràng, diễn cảm; viết đúng chính tả, trình bày sạch đẹp. " * 3, "cell")
+    first = paragraph.wrap(240, 1000)
+    assert paragraph.wrap(240, 50) == first and len(broken) == 1  # the same width: the same lines
+    narrower = paragraph.wrap(120, 1000)
+    assert narrower[1] > first[1] and len(broken) == 2
+    assert paragraph.split(120, 20) == [] and paragraph.wrap(120, 1000) == narrower  # split() dropped its lines
+    assert len(broken) == 3
+    fresh = Paragraph(paragraph.text, record_pdf._styles()["cell"])
+    assert fresh.wrap(120, 1000) == narrower
+
+
+def _fonts_without_program(data: bytes) -> list[str]:
+    missing = []
+    for page in PdfReader(io.BytesIO(data)).pages:
+        for font in page["/Resources"].get("/Font", {}).values():
+            font = font.get_object()
+            for part in [font, *(d.get_object() for d in font.get("/DescendantFonts", []))]:
+                descriptor = part.get("/FontDescriptor")
+                if descriptor is not None and not {"/FontFile", "/FontFile2", "/FontFile3"} & set(
+                        descriptor.get_object()):
+                    missing.append(str(part["/BaseFont"]))
+    return missing
+
+
+@pytest.mark.slow
+def test_the_layout_fonts_are_never_lent_to_other_drawings():
+    """ReportLab hands one font object to every name registered for a font file's face: the layout's fonts,
+    which write no font program, must not be the ones the draft mark or xhtml2pdf then draw with."""
+    from xhtml2pdf import pisa
+
+    from portal.records import draft_mark
+
+    content = sample_content(1)
+    issued = record_pdf.render_pdf(content)
+    assert _fonts_without_program(issued) == []
+    assert _fonts_without_program(draft_mark.mark_unissued(issued, "Chờ ký")) == []
+    out = io.BytesIO()
+    assert not pisa.CreatePDF(record_pdf.document_html(content), dest=out, encoding="utf-8",
+                              resource_policy=record_pdf._resource_policy()).err
+    assert _fonts_without_program(out.getvalue()) == []
+
+
+def test_a_section_is_laid_out_in_the_shared_fonts_codes():
+    """No font of its own in a laid-out section: its text is shown in /HBR, /HBB, /HBI as Unicode values."""
+    content = sample_content(1)
+    year = record_pdf._sections(record_pdf._document(record_pdf.nfc(content)))[-1]
+    data, shown = record_pdf._layout(year)
+    streams = b"".join(page.get_contents().get_data() for page in PdfReader(io.BytesIO(data)).pages)
+    drawn = set(re.findall(rb"/(\S+) [\d.]+ Tf (?!\S+ TL ET)", streams))
+    assert drawn == {b"HBR", b"HBB", b"HBI"}
+    subject = content["years"][0]["subjects"][0]
+    assert {ord(char) for char in subject["name"] + subject["comment"]} <= shown["regular"]
+    assert {ord(char) for char in "KẾT QUẢ HỌC TẬP"} <= shown["bold"]
+    assert {ord(char) for char in "(Ký và ghi rõ họ tên)"} <= shown["italic"]
+
+
 @pytest.mark.slow
 def test_metadata(renders):
     content, data = renders["one"]
@@ -491,20 +587,6 @@ def test_only_changed_sections_are_laid_out_again(monkeypatch, tmp_path):
     text = squash(" ".join(poppler_pages(data, tmp_path)))
     assert "Đọc diễn cảm; cần luyện viết chữ hoa." in text and "Mã tra cứu: HBX9-X9X9-X9X9 · Bản số 2" in text
     assert "thay thế bản HB7Q-2M4K-9XTR" in text
-
-
-@pytest.mark.slow
-def test_what_xhtml2pdf_does_once_per_process_leaves_the_layout_unchanged(monkeypatch):
-    """The default style sheet parsed once and the font files' digests kept: the same bytes as without."""
-    from xhtml2pdf import context
-
-    sections = record_pdf._sections(record_pdf._document(record_pdf.nfc(longest_content())))
-    tuned = [record_pdf._layout(section) for section in sections]
-    parse, digest = context.pisaContext._parseCSSSource, context._file_digest
-    assert parse.__wrapped__ and digest.__wrapped__  # in place
-    monkeypatch.setattr(context.pisaContext, "_parseCSSSource", parse.__wrapped__)
-    monkeypatch.setattr(context, "_file_digest", digest.__wrapped__)
-    assert [record_pdf._layout(section) for section in sections] == tuned
 
 
 @pytest.mark.slow

@@ -11,20 +11,21 @@
 
 How it is made fast (see benchmarks/record_render.py for the figures):
 
-- Each section (identity page, study history, each school year) is laid out by xhtml2pdf on its own and
+- Each section (identity page, study history, each school year) is laid out on its own with ReportLab's
+  platypus, built straight from the content (no HTML, no xhtml2pdf: see "laying out with platypus"), and
   the resulting pages are cached under a hash of exactly what that section prints (plus a fingerprint of
   the templates, fonts and this module), in memory (an LRU per process) and, when a store is set with
   `use_section_store`, in a store shared by the workers. A year page issued last year does not change, so a
   new version of a record, or a re-run of a class's generation, lays out only the sections that changed.
-- One font per style for the whole document, as a single layout would give: right after its layout, a
-  section's text is re-encoded from ReportLab's per-section font subsets to two-byte Unicode codes of three
-  shared fonts (and the Helvetica that ReportLab names but never draws with is removed); the document gets
-  one subset per style holding the glyphs all its sections and its footers use (see "one font per style").
+- One font per style for the whole document, as a single layout would give: a section's text is written as
+  two-byte Unicode codes of three shared fonts, with no font subset of its own (and the Helvetica that
+  ReportLab names but never draws with is removed); the document gets one subset per style holding the
+  glyphs all its sections and its footers use (see "one font per style").
 - Nothing that varies per version is laid out: the footer (school, pupil, code, version, "Trang x/y") and
-  the QR codes are drawn afterwards on one ReportLab overlay and merged page by page with pypdf. This
-  replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole document.
-- The Jinja environment (compiled templates), the fonts and the xhtml2pdf resource policy are set up once
-  per process.
+  the QR codes are written afterwards as one small form per page, in the shared fonts' codes, drawn over
+  the page. This replaces xhtml2pdf's `<pdf:pagecount>`, which costs a second layout pass of the whole
+  document.
+- The fonts and the paragraph styles are set up once per process.
 
 The output is deterministic for the same content: ReportLab's invariant mode fixes dates and ids inside
 each section, and the document's dates and /ID are derived from the content.
@@ -48,6 +49,7 @@ from datetime import date, datetime
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
+from xml.sax.saxutils import escape
 
 import jinja2
 import segno
@@ -67,11 +69,25 @@ from pypdf.generic import (
     TextStringObject,
 )
 from reportlab import rl_config
+from reportlab.lib.colors import Color, black
+from reportlab.lib.enums import TA_CENTER, TA_LEFT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.rl_accel import fp_str
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont, TTFontFace
-from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Frame,
+    KeepTogether,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
+from reportlab.platypus.paragraph import cleanBlockQuotedText
 
 from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
 from portal.records.content import SIGNATURE_FIELDS
@@ -94,13 +110,13 @@ SIGNATURE_BLANK = 132.0
 FIELD_WIDTH, FIELD_HEIGHT = 180.0, 60.0
 _BOX_INSET = 8.0  # horizontal room between a box and its column's edge
 # What _find_signature_boxes follows in a content stream: graphics state saves/restores, translations (the
-# only transformations xhtml2pdf uses around text) and the start of a text block in the hints' colour.
+# only transformations platypus uses around text) and the start of a text block in the hints' colour.
 _NUMBER = rb"-?[\d.]+"
 _STREAM_TOKENS = re.compile(
     rb"(?m)^(?:(?P<push>q)|(?P<pop>Q))$"
     rb"|^1 0 0 1 (?P<e>" + _NUMBER + rb") (?P<f>" + _NUMBER + rb") cm"
-    rb"|BT 1 0 0 1 (?P<tx>" + _NUMBER + rb") (?P<ty>" + _NUMBER + rb") Tm (?:(?P<dx>" + _NUMBER + rb") 0 Td )?"
-    + _NUMBER + rb" TL \.003922 \.007843 \.011765 rg")
+    rb"|(?P<before>\.003922 \.007843 \.011765 rg\s+)?BT 1 0 0 1 (?P<tx>" + _NUMBER + rb") (?P<ty>" + _NUMBER + rb") Tm"
+    rb" (?:(?P<dx>" + _NUMBER + rb") 0 Td )?(?P<after>" + _NUMBER + rb" TL \.003922 \.007843 \.011765 rg)?")
 
 PRODUCER = "Cổng Học bạ số"
 CACHE_LIMIT_BYTES = 32 * 1024 * 1024  # of PDF bytes; the parsed objects kept with them take a few times more
@@ -411,6 +427,268 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return sections
 
 
+# --------------------------------------------------------------------------- laying out with platypus
+#
+# Each section is built as ReportLab flowables straight from the display strings of `_document`: the layout of
+# templates/records/_identity.html, _history.html and _year.html (the preview's), with their sizes, margins and
+# paddings, and the line height xhtml2pdf gives "line-height: 1.25" (so pages break where they used to). No
+# HTML is written, parsed or styled, which was most of the cost of a section.
+
+_LINE_HEIGHT = 1.257487  # times the font size: xhtml2pdf's leading for line-height 1.25 (13.83 pt at 11 pt)
+_HINT_COLOUR = Color(1 / 255, 2 / 255, 3 / 255)  # the signature hints' (#010203): _find_signature_boxes looks for it
+_LAYOUT_FONTS = {"regular": "HocBaSerif", "bold": "HocBaSerif-Bold", "italic": "HocBaSerif-Italic"}
+_STYLE_OF_LAYOUT_FONT = {name: style for style, name in _LAYOUT_FONTS.items()}
+# Table styles: the grid (0.5 pt rules, padding 2 3 1 3), the plain rows (padding right 2), the signature blocks.
+_GRID = (("GRID", (0, 0), (-1, -1), 0.5, black), ("LEFTPADDING", (0, 0), (-1, -1), 3),
+         ("RIGHTPADDING", (0, 0), (-1, -1), 3), ("TOPPADDING", (0, 0), (-1, -1), 2),
+         ("BOTTOMPADDING", (0, 0), (-1, -1), 1), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+         ("VALIGN", (0, 0), (-1, 0), "MIDDLE"))
+_PLAIN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 2),
+          ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+          ("VALIGN", (0, 0), (-1, -1), "TOP"))
+_SIGN = (("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+         ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+         ("VALIGN", (0, 0), (-1, -1), "TOP"))
+
+
+class _LayoutFont(TTFont):
+    """One of our serif fonts as the layout draws with it: straight in the document's shared font of its style
+    (see "one font per style"), its text shown as two-byte Unicode codes in /HBR, /HBB or /HBI, the codes
+    noted in `_shown`. A laid-out section thus has no font of its own: ReportLab's per-section subsets (a
+    TrueType subset cut, its widths and maps written, all read back and re-encoded to the shared fonts, then
+    dropped) were about a quarter of a cold record."""
+
+    def __init__(self, name: str, filename: str, style: str) -> None:
+        super().__init__(name, filename)
+        self.style = style
+        # ReportLab hands one font object to every name registered for a face: under a face name of its own
+        # this font is never lent to anyone else (xhtml2pdf, the draft mark), whose text must be in a font
+        # of its own with its program, nor another's font to the layout.
+        self.face.name = f"{name}-{self.face.name.decode()}".encode()
+
+    def splitString(self, text: str | bytes, doc: Any, encoding: str = "utf-8") -> list[tuple[int, bytes]]:
+        if isinstance(text, bytes):
+            text = text.decode(encoding)
+        data = text.encode("utf-16-be")
+        if len(data) == 2 * len(text):
+            codes = struct.unpack(f">{len(text)}H", data)
+        else:  # a character beyond the two-byte codes: shown as code 0 (no glyph), as a subset would
+            codes = tuple(ord(char) if ord(char) <= 0xFFFF else 0 for char in text)
+            data = struct.pack(f">{len(codes)}H", *codes)
+        _shown.setdefault(self.style, set()).update(codes)
+        return [(0, data)]
+
+    def getSubsetInternalName(self, subset: int, doc: Any) -> str:
+        return SHARED_FONTS[self.style]
+
+    def addObjects(self, doc: Any) -> None:
+        """Nothing: the document gets the shared fonts when it is assembled."""
+
+
+_shown: dict[str, set[int]] = {}  # per style, the codes the layout under way has shown (under _layout_lock)
+
+
+@cache
+def _layout_fonts() -> dict[str, str]:
+    for style, name in _LAYOUT_FONTS.items():
+        if name not in pdfmetrics.getRegisteredFontNames():
+            pdfmetrics.registerFont(_LayoutFont(name, str(FONT_DIR / FONT_FILES[style]), style))
+    pdfmetrics.registerFontFamily(_LAYOUT_FONTS["regular"], normal=_LAYOUT_FONTS["regular"],
+                                  bold=_LAYOUT_FONTS["bold"], italic=_LAYOUT_FONTS["italic"],
+                                  boldItalic=_LAYOUT_FONTS["bold"])
+    return _LAYOUT_FONTS
+
+
+@cache
+def _styles() -> dict[str, ParagraphStyle]:
+    """The paragraph styles of _style.html: body 11 pt; .hb-line, .hb-section, .hb-heading, .hb-small, ..."""
+    fonts = _layout_fonts()
+    regular, bold, italic = fonts["regular"], fonts["bold"], fonts["italic"]
+
+    def style(name: str, size: float = 11, font: str = regular, centre: bool = False, **extra: Any) -> ParagraphStyle:
+        # no shrinking of spaces: a squeezed line would need word spacing, which two-byte codes ignore
+        return ParagraphStyle(name, fontName=font, fontSize=size, leading=size * _LINE_HEIGHT,
+                              alignment=TA_CENTER if centre else TA_LEFT, spaceShrinkage=0, **extra)
+
+    return {
+        "plain": style("plain"), "plain_bold": style("plain_bold", font=bold),
+        "line": style("line", spaceAfter=2), "line_italic": style("line_italic", font=italic, spaceAfter=2),
+        "line_wide": style("line_wide", spaceAfter=6),
+        "heading": style("heading", 12, bold, True, spaceAfter=6),
+        "heading_spaced": style("heading_spaced", 12, bold, True, spaceBefore=12, spaceAfter=6),
+        "section": style("section", font=bold, spaceBefore=8, spaceAfter=3),
+        "title": style("title", 18, bold, True, spaceBefore=15.3),
+        "subtitle": style("subtitle", 13, bold, True, spaceAfter=2.4),
+        "note": style("note", 9.5, italic, spaceBefore=4),  # its 2 pt below fall within the 10 pt that follow
+        "cell": style("cell", 10), "cell_centre": style("cell_centre", 10, centre=True),
+        "cell_head": style("cell_head", 10, bold, True),
+        "sign_bold": style("sign_bold", font=bold, centre=True, spaceAfter=2),
+        "sign_italic": style("sign_italic", font=italic, centre=True, spaceAfter=2),
+        "small_centre": style("small_centre", 9.5, centre=True, spaceAfter=2),
+        "small_bold": style("small_bold", 9.5, bold, True, spaceAfter=2),
+        "small_italic": style("small_italic", 9.5, italic, True, spaceAfter=2),
+        "hint": style("hint", 9.5, italic, True, spaceAfter=2, textColor=_HINT_COLOUR),
+    }
+
+
+class _Paragraph(Paragraph):
+    """A paragraph that breaks its lines once per width. A table wraps each cell to measure its rows, again
+    to draw it, and again for each part when it is split over pages, always at the column's width: ReportLab
+    would break the lines anew each time (a tenth of a cold record). The same width gives the same
+    lines (the height available is not used), so the first result is kept."""
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
+        if getattr(self, "_wrapped_at", None) == availWidth and hasattr(self, "blPara"):  # split() may drop it
+            return self.width, self.height
+        size = super().wrap(availWidth, availHeight)
+        self._wrapped_at = availWidth
+        return size
+
+
+def _text(text: str, style: str) -> Paragraph:
+    """A paragraph of plain text in one style. ReportLab would parse it as markup (an HTML parser per
+    paragraph, a tenth of the layout); it gets instead the one fragment that parse gives: the style's
+    fragment with the text, its white space collapsed as the parser's cleaner does."""
+    if text.isprintable() and text[:1] != " " and text[-1:] != " " and "  " not in text:
+        cleaned = text  # no white space but single spaces between words (the cleaner is a tenth of a layout)
+    else:
+        cleaned = cleanBlockQuotedText(text)
+    if not cleaned:
+        return _Paragraph("", _styles()[style])
+    return _Paragraph(cleaned, _styles()[style], frags=[_fragment(style).clone(text=cleaned)])
+
+
+@cache
+def _fragment(style: str) -> Any:
+    """What ReportLab's parser makes of a one-word paragraph in `style` (font, size, colour, ...)."""
+    (fragment,) = Paragraph("x", _styles()[style]).frags
+    return fragment
+
+
+def _marked(markup: str, style: str) -> Paragraph:
+    """A paragraph of ReportLab markup (<b>, <i>): every value in it escaped by the caller."""
+    return _Paragraph(markup, _styles()[style])
+
+
+def _widths(*percents: float) -> list[float]:
+    return [CONTENT_WIDTH * percent / 100 for percent in percents]
+
+
+def _grid(header: tuple[str, ...], rows: list[tuple[str, ...]], percents: tuple[float, ...],
+          centred: set[int]) -> Table:
+    """A ruled table (table.hb-grid) whose header row is repeated on every page it runs over."""
+    data = [[_text(title, "cell_head") for title in header]]
+    data += [[_text(value, "cell_centre" if column in centred else "cell") for column, value in enumerate(row)]
+             for row in rows]
+    return Table(data, colWidths=_widths(*percents), repeatRows=1, style=TableStyle(_GRID), hAlign="LEFT")
+
+
+def _plain(rows: list[list[Any]], percents: tuple[float, ...]) -> Table:
+    return Table(rows, colWidths=_widths(*percents), style=TableStyle(_PLAIN), hAlign="LEFT")
+
+
+def _identity_story(section: dict[str, Any]) -> list[Flowable]:
+    doc = section["doc"]
+    school, pupil = doc["school"], doc["pupil"]
+
+    def rows(pairs: list[tuple[str, str]], bold: Any) -> Table:
+        return _plain([[_text(f"{label}:", "plain"), _text(value, "plain_bold" if bold(index) else "plain")]
+                       for index, (label, value) in enumerate(pairs)], (30, 70))
+
+    story: list[Flowable] = [
+        _plain([[[_text(school["authority"], "small_centre"), _text(school["name"], "small_bold")],
+                 [_text("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "small_bold"),
+                  _text("Độc lập - Tự do - Hạnh phúc", "small_bold")]]], (45, 55)),
+        _text("HỌC BẠ", "title"),
+        _text("TIỂU HỌC", "subtitle"),
+        Spacer(0, 4.8),
+        rows(school["rows"], lambda index: True),
+        _text("THÔNG TIN HỌC SINH", "heading_spaced"),
+        rows(pupil["rows"], lambda index: index == 0),
+    ]
+    if doc["record"]["replaces"]:
+        story.append(_text(f"Bản này thay thế bản có mã {doc['record']['replaces']}.", "note"))
+    signature = [_text(doc["identity_date_line"], "sign_italic"), _text("HIỆU TRƯỞNG", "sign_bold"),
+                 _text("(Ký, ghi rõ họ tên và đóng dấu)", "small_italic"), Spacer(0, 44),
+                 _text(school["principal"], "sign_bold")]
+    story += [Spacer(0, 10), Table([["", signature]], colWidths=_widths(45, 55), style=TableStyle(_SIGN),
+                                   hAlign="LEFT")]
+    return story
+
+
+def _history_story(section: dict[str, Any]) -> list[Flowable]:
+    doc = section["doc"]
+    return [
+        _text("QUÁ TRÌNH HỌC TẬP", "heading"),
+        _marked(f"Họ và tên học sinh: <b>{escape(doc['pupil']['full_name'])}</b>", "line"),
+        _text(f"Số đăng bộ: {doc['pupil']['register_number']}", "line_wide"),
+        _grid(("Năm học", "Lớp", "Tên trường", "Ngày nhập học / chuyển đến", "Hiệu trưởng xác nhận"),
+              [(row["school_year"], row["class_name"], row["school_name"], row["enrolled_on"], row["confirmed_by"])
+               for row in doc["history"]], (15, 8, 37, 17, 23), {0, 1, 3, 4}),
+    ]
+
+
+def _traits(rows: list[dict[str, str]], first_header: str) -> Table:
+    return _grid((first_header, "Mức đạt được", "Nhận xét"), [(r["name"], r["level"], r["comment"]) for r in rows],
+                 (30, 16, 54), {1})
+
+
+def _year_story(section: dict[str, Any]) -> list[Flowable]:
+    """One school year's page (may run over two pages); the signature block closes it and is never split."""
+    year, doc = section["year"], section["doc"]
+    received = " <i>(theo học bạ do trường này cấp)</i>" if year["received"] else ""
+    story: list[Flowable] = [
+        _text(f"KẾT QUẢ HỌC TẬP VÀ RÈN LUYỆN NĂM HỌC {year['school_year']}", "heading"),
+        _marked(f"Họ và tên học sinh: <b>{escape(doc['pupil']['full_name'])}</b>", "line"),
+        _plain([[_marked(f"Lớp: <b>{escape(year['class_name'])}</b>", "plain"),
+                 _text(f"Năm học: {year['school_year']}", "plain")]], (25, 75)),
+        _marked(escape(f"Trường: {year['school_name']}") + received, "line"),
+        _plain([[_text(f"Chiều cao: {year['height']}", "plain"), _text(f"Cân nặng: {year['weight']}", "plain"),
+                 _text(f"Số ngày nghỉ: có phép {year['absent_excused']}, không phép {year['absent_unexcused']}",
+                       "plain")]], (25, 25, 50)),
+        _text("1. Môn học và hoạt động giáo dục", "section"),
+        _grid(("Môn học và hoạt động giáo dục", "Mức đạt được", "Điểm KTĐK", "Nhận xét"),
+              [(row["name"], row["level"], row["score"], row["comment"]) for row in year["subjects"]],
+              (24, 16, 9, 51), {1, 2}),
+        _text("2. Những phẩm chất chủ yếu", "section"),
+        _traits(year["qualities"], "Phẩm chất"),
+        _text("3. Những năng lực cốt lõi", "section"),
+        _text("3.1. Những năng lực chung", "line_italic"),
+        _traits(year["general_competencies"], "Năng lực chung"),
+        Spacer(0, 4),
+        _text("3.2. Những năng lực đặc thù", "line_italic"),
+        _traits(year["specific_competencies"], "Năng lực đặc thù"),
+        _marked(f'4. Đánh giá kết quả giáo dục: <font name="{_layout_fonts()["regular"]}">'
+                f'{escape(year["outcome"])}</font>', "section"),
+    ]
+    awards = [f"- {award['title']}" + (f" ({award['date']})" if award["date"] else "")
+              for award in year["awards"]] or ["Không"]
+    # the heading never sits alone at the bottom of a page: it is kept with its first line
+    story.append(KeepTogether([_text("5. Khen thưởng", "section"), _text(awards[0], "line")]))
+    story += [_text(award, "line") for award in awards[1:]]
+    story += [_text("6. Hoàn thành chương trình lớp học/chương trình tiểu học", "section"),
+              _text(year["completion"], "line")]
+    if year["promoted"]:
+        story.append(_text(year["promoted"], "line"))
+    if year["note"]:
+        story.append(_text(f"Đánh giá bổ sung: {year['note']}", "line"))
+
+    def column(title: str, hint: str, name: str) -> list[Flowable]:
+        # the blank under the hint is the signature box (_find_signature_boxes measures it from the hint)
+        return [_text(title, "sign_bold"), _text(hint, "hint"), Spacer(0, doc["sig_blank_pt"] - 0.5),
+                _text(name, "sign_bold")]
+
+    block = Table([["", _text(year["date_line"], "sign_italic")],
+                   [column("Giáo viên chủ nhiệm", "(Ký và ghi rõ họ tên)", year["homeroom_teacher"]),
+                    column("Hiệu trưởng", "(Ký, ghi rõ họ tên và đóng dấu)", year["principal"])]],
+                  colWidths=_widths(50, 50), style=TableStyle(_SIGN))
+    story.append(KeepTogether([Spacer(0, 6), block]))
+    return story
+
+
+_STORIES = {"identity": _identity_story, "history": _history_story, "year": _year_story}
+
+
 # --------------------------------------------------------------------------- laying out sections (cached)
 
 
@@ -427,7 +705,7 @@ _cache_size = [0]
 _cache_lock = threading.Lock()
 _store: list[SectionStore | None] = [None]
 _reader_lock = threading.Lock()
-# xhtml2pdf and ReportLab keep module-level state (font registry, rl_config): one layout at a time per process.
+# ReportLab keeps module-level state (font registry, rl_config): one layout at a time per process.
 _layout_lock = threading.Lock()
 
 
@@ -442,7 +720,7 @@ def _render_section(section: dict[str, Any]) -> _Rendered:
     store = _store[0]
     pdf = store.get(key) if store is not None else None
     if pdf is None:
-        pdf = _shared_font_section(_layout(section))
+        pdf = _shared_font_section(*_layout(section))
         if store is not None:
             store.put(key, pdf)
     reader = PdfReader(io.BytesIO(pdf))
@@ -458,36 +736,58 @@ def _render_section(section: dict[str, Any]) -> _Rendered:
     return rendered
 
 
-def _layout(section: dict[str, Any]) -> bytes:
-    from xhtml2pdf import pisa
-
-    html = _environment().get_template("records/document.html").render(
-        mode="pdf", doc=section["doc"], sections=[section], font_dir=FONT_DIR.as_posix(),
-        margins=MARGINS | {"bottom": section["bottom"]})
+def _layout(section: dict[str, Any]) -> tuple[bytes, dict[str, set[int]]]:
+    """One section laid out by ReportLab's platypus, straight from the content (see "laying out with platypus"),
+    and per style the codes its text shows in the shared fonts."""
+    bottom = section["bottom"]
+    frame = Frame(MARGINS["left"], bottom, CONTENT_WIDTH, PAGE_HEIGHT - MARGINS["top"] - bottom,
+                  leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0, id="body")
     out = io.BytesIO()
-    _xhtml2pdf_once_per_process()
+    # invariant: fixed dates and ids, the same section gives the same bytes; no compression: the section's
+    # streams are read again at once and compressed then
+    template = BaseDocTemplate(out, pagesize=A4, pageTemplates=[PageTemplate("page", [frame])], invariant=1,
+                               pageCompression=0, title=section["title"])
+    story = _STORIES[section["kind"]](section)
     with _layout_lock:
-        saved = rl_config.invariant, rl_config.useA85
-        rl_config.invariant = 1  # fixed dates and ids: the same section gives the same bytes
-        rl_config.useA85 = 0  # Flate alone: every later read of the section skips decoding ASCII85
+        saved = rl_config.invariant
+        rl_config.invariant = 1
+        _shown.clear()
         try:
-            status = pisa.CreatePDF(html, dest=out, encoding="utf-8", resource_policy=_resource_policy())
+            template.build(story)
+            shown = {style: set(codes) for style, codes in _shown.items()}
         finally:
-            rl_config.invariant, rl_config.useA85 = saved
-    if status.err:
-        raise RuntimeError(f"xhtml2pdf could not lay out the section {section['title']!r}")
-    return out.getvalue()
+            rl_config.invariant = saved
+    return out.getvalue(), shown
 
 
-def _shared_font_section(pdf: bytes) -> bytes:
-    """A laid-out section with its text re-encoded to the shared fonts (what is cached and stored): its pages,
-    without fonts of their own, and in its catalogue the codes they show per style."""
+# What ReportLab writes that the sections do not keep: the Helvetica it selects at the top of every page
+# without drawing with it, and its font resources (only that Helvetica: the text is in the shared fonts).
+_UNUSED_FONT = re.compile(rb"BT /F\d+ [\d.]+ Tf [\d.]+ TL ET")
+_OTHER_FONT = re.compile(rb"/(?!HB[RBI] )[^\s/\[\]()<>{}%]+ [\d.]+ Tf")
+_WORD_SPACING = re.compile(rb"(?<![^\s])(-?[\d.]+)\s+Tw(?![^\s/\[(<])")
+
+
+def _shared_font_section(pdf: bytes, shown: dict[str, set[int]]) -> bytes:
+    """A laid-out section as it is cached and stored: its pages, compressed, without fonts of their own, and in
+    its catalogue the codes they show per style."""
     reader = PdfReader(io.BytesIO(pdf))
     writer = PdfWriter()
-    used = _share_fonts(list(reader.pages))
     for page in reader.pages:
+        stream = page.raw_get("/Contents").get_object()
+        data = _UNUSED_FONT.sub(b"", stream.get_data())
+        if _OTHER_FONT.search(data):
+            raise RuntimeError("a section shows text in a font other than the shared ones")
+        if b"Tw" in data and any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
+            raise RuntimeError("word spacing (Tw) does not apply to two-byte codes: justified text is not supported")
+        stream.pop("/DecodeParms", None)
+        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+        stream._data = zlib.compress(data)
+        stream.decoded_self = None
+        resources = DictionaryObject(page["/Resources"])
+        resources.pop("/Font", None)
+        page[NameObject("/Resources")] = resources
         writer.add_page(page)
-    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(used)
+    writer._root_object[NameObject(_FONT_USE_KEY)] = _font_use_object(writer, shown)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -511,7 +811,7 @@ def _find_signature_boxes(reader: PdfReader) -> dict[str, Box]:
         elif m["e"] is not None:
             x, y = offsets[-1]
             offsets[-1] = (x + float(m["e"]), y + float(m["f"]))
-        else:
+        elif m["before"] or m["after"]:
             x, y = offsets[-1]
             hints.append((x + float(m["tx"]) + float(m["dx"] or 0), y + float(m["ty"])))
     if len(hints) != 2:
@@ -543,158 +843,29 @@ def _field_rects(boxes: dict[str, tuple[int, Box]]) -> dict[str, tuple[int, Box]
 
 # --------------------------------------------------------------------------- one font per style in the document
 #
-# Each section is laid out on its own, and ReportLab embeds in it subsets of the serif fonts whose byte codes are
-# that section's own. So that the document carries one subset per style (regular, bold, italic), a section's
-# text is re-encoded once, right after its layout, to codes that mean the same in every section: two-byte codes
-# equal to the characters' Unicode values (Identity-H), shown in the fonts /HBR, /HBB and /HBI. The document then
-# gets, per style, one CID font whose program holds the glyphs of every character its sections and its overlay
-# use, and whose CIDToGIDMap sends each Unicode value to its glyph in that subset.
+# Each section is laid out on its own; so that the document still carries one font subset per style (regular,
+# bold, italic), a section's text is written in codes that mean the same in every section: two-byte codes equal
+# to the characters' Unicode values (Identity-H), shown in the fonts /HBR, /HBB and /HBI (`_LayoutFont`), and the
+# section keeps no font of its own. The document then gets, per style, one CID font whose program holds the
+# glyphs of every character its sections and its footers use, and whose CIDToGIDMap sends each Unicode value to
+# its glyph in that subset.
 
 SHARED_FONTS = {"regular": "/HBR", "bold": "/HBB", "italic": "/HBI"}
-_FONT_USE_KEY = "/HBFontUse"  # in a laid-out section's catalogue: per style, the codes its pages show
-_TEXT_TOKENS = re.compile(
-    rb"(?P<string>\((?:[^\\()]|\\.)*\))"  # a literal string: ReportLab escapes the parentheses inside it
-    rb"|<(?P<hex>[0-9A-Fa-f\s]*)>"
-    rb"|/(?P<font>[^\s/\[\]()<>{}%]+)\s+(?P<size>-?[\d.]+)\s+Tf(?![^\s/\[(<])"
-    rb"|(?<![^\s])(?P<op>[qQ])(?![^\s/\[(<])", re.S)
-_WORD_SPACING = re.compile(rb"(?<![^\s])(-?[\d.]+)\s+Tw(?![^\s/\[(<])")
-_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|(\r\n|\r|\n)|(.))", re.S)
-_ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
-_BFCHAR_BLOCK = re.compile(rb"beginbfchar(.*?)endbfchar", re.S)
-_BFCHAR = re.compile(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>")
+_FONT_USE_KEY = "/HBFontUse"  # in a laid-out section's catalogue: per style, the codes its pages show (JSON)
 
 
-def _unescape(literal: bytes) -> bytes:
-    """The bytes of a PDF literal string's inside (between its parentheses)."""
-    if b"\\" not in literal and b"\r" not in literal:
-        return literal
-
-    def one(m: re.Match[bytes]) -> bytes:
-        if m[1] is not None:
-            return bytes([int(m[1], 8) & 0xFF])
-        if m[2] is not None:
-            return b""  # a line continuation
-        return _ESCAPED.get(m[3], m[3])
-
-    return _ESCAPE.sub(one, literal.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
-
-
-@cache
-def _escaped_code(code: int) -> bytes:
-    """A two-byte code as it sits inside a literal string."""
-    out = b""
-    for byte in code.to_bytes(2, "big"):
-        char = bytes([byte])
-        out += {b"(": b"\\(", b")": b"\\)", b"\\": b"\\\\", b"\r": b"\\r", b"\n": b"\\n"}.get(char, char)
-    return out
-
-
-@dataclass(frozen=True)
-class _SubsetFont:
-    """A ReportLab subset of one of our serif fonts in a laid-out page."""
-
-    style: str
-    codes: list[int]  # byte code -> Unicode value
-    escaped: list[bytes]  # byte code -> its two-byte shared code, as written inside a literal string
-
-
-def _subset_font(font: DictionaryObject) -> _SubsetFont | None:
-    """What a ReportLab subset of one of our serif fonts means (from its ToUnicode map); None for other fonts."""
-    descriptor = font.get("/FontDescriptor")
-    if font.get("/Subtype") != "/TrueType" or descriptor is None or "/ToUnicode" not in font:
-        return None
-    style = _style_of_font_name().get(str(descriptor.get_object()["/FontName"]).split("+")[-1])
-    if style is None:
-        return None
-    codes = [0] * 256
-    cmap = font["/ToUnicode"].get_object().get_data()
-    for code, value in (pair for block in _BFCHAR_BLOCK.findall(cmap) for pair in _BFCHAR.findall(block)):
-        unicode = bytes.fromhex(value.decode()).decode("utf-16-be")
-        codes[int(code, 16) & 0xFF] = ord(unicode) if len(unicode) == 1 and ord(unicode) <= 0xFFFF else 0
-    return _SubsetFont(style, codes, [_escaped_code(code) for code in codes])
-
-
-def _share_fonts(pages: list[Any]) -> dict[str, set[int]]:
-    """Re-encode the text of `pages` (ReportLab output, changed in place) to the shared fonts; what each uses.
-
-    Text in a ReportLab subset of our serif becomes two-byte Unicode codes in /HBR, /HBB or /HBI and those
-    subsets leave the pages' resources. The Helvetica that ReportLab selects without drawing with it
-    (`BT /F1 10 Tf 12 TL ET`) is cut out and leaves them too, so that only the embedded serif remains.
-    """
-    used: dict[str, set[int]] = {}
-    known: dict[int, _SubsetFont | None] = {}  # per font object: the pages share them
-    for page in pages:
-        resources = page["/Resources"]
-        fonts = resources.get("/Font")
-        fonts = fonts.get_object() if fonts is not None else DictionaryObject()
-        ours: dict[bytes, _SubsetFont] = {}
-        base: set[str] = set()
-        for name, font in fonts.items():
-            key = font.idnum if isinstance(font, IndirectObject) else id(font)
-            if key not in known:
-                known[key] = _subset_font(font.get_object())
-            if known[key] is not None:
-                ours[name[1:].encode()] = known[key]
-            elif "/FontDescriptor" not in font.get_object() and "/DescendantFonts" not in font.get_object():
-                base.add(name)
-        stream = page.raw_get("/Contents").get_object()
-        data = stream.get_data()
-        if base:
-            names = b"|".join(re.escape(name[1:].encode()) for name in sorted(base))
-            data = re.sub(rb"BT /(?:" + names + rb") [\d.]+ Tf [\d.]+ TL ET", b"", data)
-        data, kept = _reencode(data, ours, used)
-        stream.pop("/DecodeParms", None)
-        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
-        stream._data = zlib.compress(data)
-        stream.decoded_self = None
-        remaining = DictionaryObject({NameObject(name): fonts[name] for name in kept if name in fonts})
-        resources = DictionaryObject(resources)
-        if remaining:
-            resources[NameObject("/Font")] = remaining
-        else:
-            resources.pop("/Font", None)
-        page[NameObject("/Resources")] = resources
-    return used
-
-
-def _reencode(data: bytes, ours: dict[bytes, _SubsetFont], used: dict[str, set[int]]) -> tuple[bytes, set[str]]:
-    """A content stream with the strings shown in `ours` re-encoded (codes added to `used`), and the names of
-    the other fonts it selects."""
-    if b"Tw" in data and any(float(m[1]) for m in _WORD_SPACING.finditer(data)):
-        raise RuntimeError("word spacing (Tw) does not apply to two-byte codes: justified text is not supported")
-    current: list[_SubsetFont | None] = [None]  # the text font, saved and restored with the graphics state
-    kept: set[str] = set()
-
-    def rewrite(m: re.Match[bytes]) -> bytes:
-        if m["op"] == b"q":
-            current.append(current[-1])
-        elif m["op"] == b"Q":
-            if len(current) > 1:
-                current.pop()
-        elif m["font"] is not None:
-            found = current[-1] = ours.get(m["font"])
-            if found is None:
-                kept.add("/" + m["font"].decode())
-                return m[0]
-            return f"{SHARED_FONTS[found.style]} {m['size'].decode()} Tf".encode()
-        elif current[-1] is not None:
-            font = current[-1]
-            raw = bytes.fromhex(m["hex"].decode()) if m["hex"] is not None else _unescape(m["string"][1:-1])
-            used.setdefault(font.style, set()).update(map(font.codes.__getitem__, raw))
-            return b"(" + b"".join(map(font.escaped.__getitem__, raw)) + b")"
-        return m[0]
-
-    return _TEXT_TOKENS.sub(rewrite, data), kept
-
-
-def _font_use_object(used: dict[str, set[int]]) -> DictionaryObject:
-    return DictionaryObject({NameObject("/" + style): ArrayObject(NumberObject(code) for code in sorted(codes))
-                             for style, codes in used.items()})
+def _font_use_object(writer: PdfWriter, used: dict[str, set[int]]) -> IndirectObject:
+    """The codes as one compressed JSON stream: read back at every load of the section, which an array of
+    PDF numbers per code made cost as much as parsing the rest of the section."""
+    data = json.dumps({style: sorted(codes) for style, codes in used.items()}, sort_keys=True).encode()
+    return writer._add_object(_flate(zlib.compress(data)))
 
 
 def _font_use(reader: PdfReader) -> dict[str, frozenset[int]]:
-    use = reader.trailer["/Root"].get(_FONT_USE_KEY, DictionaryObject())
-    return {name[1:]: frozenset(int(code) for code in codes) for name, codes in use.items()}
+    use = reader.trailer["/Root"].get(_FONT_USE_KEY)
+    if use is None:
+        return {}
+    return {style: frozenset(codes) for style, codes in json.loads(use.get_object().get_data()).items()}
 
 
 def _add_shared_fonts(writer: PdfWriter, used: dict[str, set[int]]) -> DictionaryObject:
@@ -821,24 +992,20 @@ def _faces() -> dict[str, TTFontFace]:
     return {style: TTFontFace(str(FONT_DIR / FONT_FILES[style])) for style in SHARED_FONTS}
 
 
-@cache
-def _style_of_font_name() -> dict[str, str]:
-    """PostScript name of each serif (LiberationSerif-Bold) -> its style (bold)."""
-    return {face.name.decode(): style for style, face in _faces().items()}
-
-
 # --------------------------------------------------------------------------- after layout: footer, QR, fields
 
 
 def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) -> None:
-    """Footer and page number on every page, the QR code on the first and last: one overlay, merged; then the
-    shared fonts, for the codes of `used` (the sections') and the overlay's, in every page's resources."""
+    """Footer and page number on every page, the QR code on the first and last: one form per page, drawn over
+    it; then the shared fonts, for the codes of `used` (the sections') and the footers', in every page's
+    resources. The forms' content is written directly in the shared fonts' codes (no overlay document to lay
+    out, parse and re-encode)."""
     total = len(writer.pages)
     regular, bold = _overlay_fonts()
-    out = io.BytesIO()
-    canvas = Canvas(out, pagesize=A4, invariant=1, pageCompression=1)
     qr = segno.make(doc["record"]["verify_url"], error="m")
+    stamps = []
     for number in range(1, total + 1):
+        canvas = _StampCanvas(used)
         qr_room = 0.0
         if number == total:
             qr_room = 50.0
@@ -846,23 +1013,17 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) ->
         _draw_footer(canvas, doc, number, total, regular, bold, qr_room)
         if number == 1:
             _draw_identity_qr(canvas, doc, qr, regular, bold)
-        canvas.showPage()
-    canvas.save()
-    overlay = PdfReader(io.BytesIO(out.getvalue()))
-    for style, codes in _share_fonts(list(overlay.pages)).items():
-        used.setdefault(style, set()).update(codes)
+        stamps.append(canvas.content())
     fonts = _add_shared_fonts(writer, used)
-    # Each overlay page becomes a form XObject drawn after the page's own content: unlike pypdf's merge_page
-    # this never parses the (large) content streams of the laid-out pages.
+    # Each stamp is a form XObject drawn after the page's own content: unlike pypdf's merge_page this never
+    # parses the (large) content streams of the laid-out pages.
     before = writer._add_object(_stream(b"q\n"))
     after = writer._add_object(_stream(b"\nQ\nq /HBStamp Do Q\n"))
-    for page, stamp in zip(writer.pages, overlay.pages, strict=True):
-        form = stamp.raw_get("/Contents").get_object().clone(writer)
-        form_resources = stamp["/Resources"].clone(writer)
-        form_resources[NameObject("/Font")] = fonts
-        form.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
-                     NameObject("/BBox"): ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
-                     NameObject("/Resources"): form_resources})
+    for page, content in zip(writer.pages, stamps, strict=True):
+        form = _flate(zlib.compress(content), {
+            "/Type": NameObject("/XObject"), "/Subtype": NameObject("/Form"),
+            "/BBox": ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
+            "/Resources": DictionaryObject({NameObject("/Font"): fonts})})
         resources = DictionaryObject(page["/Resources"])
         page_fonts = DictionaryObject(resources.get("/Font", DictionaryObject()))
         page_fonts.update(fonts)
@@ -876,7 +1037,57 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) ->
         page[NameObject("/Contents")] = ArrayObject([before, *own, after])
 
 
-def _draw_footer(canvas: Canvas, doc: dict[str, Any], number: int, total: int, regular: str, bold: str,
+class _StampCanvas:
+    """The little of ReportLab's Canvas the footer and the QR codes draw with, writing a content stream whose
+    text is in the shared fonts' two-byte codes (Unicode values) and noting the codes it shows in `used`."""
+
+    def __init__(self, used: dict[str, set[int]]) -> None:
+        self.ops: list[str] = []
+        self.used = used
+        self.font, self.size = "", 0.0
+
+    def content(self) -> bytes:
+        return "\n".join(self.ops).encode("latin-1")
+
+    def setLineWidth(self, width: float) -> None:  # the names of ReportLab.s Canvas
+        self.ops.append(f"{fp_str(width)} w")
+
+    def line(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.ops.append(f"{fp_str(x0, y0)} m {fp_str(x1, y1)} l S")
+
+    def setFont(self, name: str, size: float) -> None:
+        self.font, self.size = name, size
+
+    def drawString(self, x: float, y: float, text: str) -> None:
+        style = _STYLE_OF_LAYOUT_FONT[self.font]
+        codes = [ord(char) if ord(char) <= 0xFFFF else 0 for char in text]
+        self.used.setdefault(style, set()).update(codes)
+        shown = "".join(f"{code:04X}" for code in codes)
+        self.ops.append(f"BT {SHARED_FONTS[style]} {fp_str(self.size)} Tf 1 0 0 1 {fp_str(x, y)} Tm <{shown}> Tj ET")
+
+    def drawRightString(self, x: float, y: float, text: str) -> None:
+        self.drawString(x - pdfmetrics.stringWidth(text, self.font, self.size), y, text)
+
+    def setFillColorRGB(self, r: float, g: float, b: float) -> None:
+        self.ops.append(f"{fp_str(r, g, b)} rg")
+
+    def rect(self, x: float, y: float, width: float, height: float, stroke: int = 0, fill: int = 1) -> None:
+        self.ops.append(f"{fp_str(x, y, width, height)} re {'f' if fill else 'n'}")
+
+    def beginPath(self) -> _QRPath:
+        return _QRPath()
+
+    def drawPath(self, path: list[str], stroke: int = 0, fill: int = 1) -> None:
+        self.ops += path
+        self.ops.append("f" if fill else "n")
+
+
+class _QRPath(list):
+    def rect(self, x: float, y: float, width: float, height: float) -> None:
+        self.append(f"{x:.3f} {y:.3f} {width:.3f} {height:.3f} re")
+
+
+def _draw_footer(canvas: _StampCanvas, doc: dict[str, Any], number: int, total: int, regular: str, bold: str,
                  qr_room: float) -> None:
     left, right = MARGINS["left"], PAGE_WIDTH - MARGINS["right"] - qr_room
     canvas.setLineWidth(0.5)
@@ -890,7 +1101,7 @@ def _draw_footer(canvas: Canvas, doc: dict[str, Any], number: int, total: int, r
               regular, 8.5)
 
 
-def _fit_text(canvas: Canvas, text: str, x: float, y: float, width: float, font: str, size: float) -> None:
+def _fit_text(canvas: _StampCanvas, text: str, x: float, y: float, width: float, font: str, size: float) -> None:
     """Draw `text` on one line, in a smaller size when it would not fit (never cut)."""
     while size > 5 and pdfmetrics.stringWidth(text, font, size) > width:
         size -= 0.25
@@ -898,7 +1109,7 @@ def _fit_text(canvas: Canvas, text: str, x: float, y: float, width: float, font:
     canvas.drawString(x, y, text)
 
 
-def _draw_identity_qr(canvas: Canvas, doc: dict[str, Any], qr: segno.QRCode, regular: str, bold: str) -> None:
+def _draw_identity_qr(canvas: _StampCanvas, doc: dict[str, Any], qr: segno.QRCode, regular: str, bold: str) -> None:
     size, x, y = 96.0, MARGINS["left"], 80.0
     _draw_qr(canvas, qr, x, y, size)
     text_x = x + size + 14
@@ -909,7 +1120,7 @@ def _draw_identity_qr(canvas: Canvas, doc: dict[str, Any], qr: segno.QRCode, reg
         _fit_text(canvas, line, text_x, y + offset, room, regular, 10)
 
 
-def _draw_qr(canvas: Canvas, qr: segno.QRCode, x: float, y: float, size: float) -> None:
+def _draw_qr(canvas: _StampCanvas, qr: segno.QRCode, x: float, y: float, size: float) -> None:
     """The QR code as filled rectangles (one per run of dark modules), with a quiet zone of 2 modules."""
     rows = [list(row) for row in qr.matrix]
     module = size / (len(rows) + 4)
@@ -979,7 +1190,7 @@ def _set_metadata(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any
                     f"mã tra cứu {doc['record']['code_words']}, bản số {content['record']['number']}",
         "/Keywords": f"học bạ số; {content['record']['code']}",
         "/Creator": PRODUCER,
-        "/Producer": f"{PRODUCER} (xhtml2pdf, ReportLab, pypdf)",
+        "/Producer": f"{PRODUCER} (ReportLab, pypdf)",
         "/CreationDate": moment,
         "/ModDate": moment,
     }
@@ -1030,7 +1241,7 @@ def srgb_profile() -> bytes:
 def _make_pdfa(writer: PdfWriter, doc: dict[str, Any], content: dict[str, Any]) -> None:
     """What PDF/A-3b asks of the file beyond what it already is (fonts embedded, no encryption, /ID set, the
     XML an associated file): XMP metadata saying part 3, conformance B, matching the document information,
-    and an sRGB output intent for the device colours xhtml2pdf and ReportLab draw with."""
+    and an sRGB output intent for the device colours ReportLab draws with."""
     from xml.sax.saxutils import escape
 
     info = writer.metadata or {}
@@ -1093,56 +1304,9 @@ def _resource_policy() -> Any:
     return ResourceAccessPolicy(base_dir=str(FONT_DIR), extra_roots=[str(FONT_DIR)])
 
 
-@cache
-def _xhtml2pdf_once_per_process() -> None:
-    """Spare each layout two things xhtml2pdf redoes on every call although they cannot change in a process
-    (the output stays byte for byte the same; tests/test_record_pdf.py checks it):
-
-    - parsing its default style sheet (41 rules, about 3 ms a call): it has no at-rules, so parsing it has no
-      effect on the document, and the parsed sheet is only read;
-    - the MD5 digest of each @font-face file (the three serif files, 1.2 MB, read and hashed at every call), by
-      which it tells apart two files declared under one name: kept per file, size and modification time.
-
-    Each is left as it is when the xhtml2pdf installed does not have the function it wraps.
-    """
-    from xhtml2pdf import context, parser
-
-    parse, default_source = getattr(context.pisaContext, "_parseCSSSource", None), getattr(
-        parser, "DEFAULT_CSS_SOURCE", None)
-    if parse is not None and default_source is not None:
-        parsed: dict[str, Any] = {}
-
-        def parse_default_once(self: Any, text: str, source_name: str) -> Any:
-            if source_name != default_source:
-                return parse(self, text, source_name)
-            if text not in parsed:
-                parsed[text] = parse(self, text, source_name)
-            return parsed[text]
-
-        parse_default_once.__wrapped__ = parse  # type: ignore[attr-defined]
-        context.pisaContext._parseCSSSource = parse_default_once
-    digest = getattr(context, "_file_digest", None)
-    if digest is not None:
-        known = lru_cache(maxsize=64)(lambda name, _size, _mtime: digest(name))
-
-        def file_digest(name: str | None) -> str | None:
-            try:
-                stat = os.stat(name) if name is not None else None
-            except OSError:
-                return digest(name)
-            return known(name, stat.st_size, stat.st_mtime_ns) if stat is not None else digest(name)
-
-        file_digest.__wrapped__ = digest  # type: ignore[attr-defined]
-        context._file_digest = file_digest
-
-
-@cache
 def _overlay_fonts() -> tuple[str, str]:
-    names = ("HocBaSerif", "HocBaSerif-Bold")
-    for name, file in zip(names, (FONT_FILES["regular"], FONT_FILES["bold"]), strict=True):
-        if name not in pdfmetrics.getRegisteredFontNames():
-            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / file)))
-    return names
+    fonts = _layout_fonts()
+    return fonts["regular"], fonts["bold"]
 
 
 def _font_url() -> str:
@@ -1154,11 +1318,11 @@ def _font_url() -> str:
 
 
 def warm_up() -> None:
-    """Load what every layout needs once in this process (xhtml2pdf, the compiled templates, the fonts): a
-    worker does it before forking its jobs, which then lay out without loading any of it again."""
-    from xhtml2pdf import pisa  # noqa: F401 - the import is the work
-
-    _environment().get_template("records/document.html")
+    """Load what every layout needs once in this process (the fonts and their metrics, the paragraph styles,
+    the font faces the shared fonts are cut from): a worker does it before forking its jobs, which then lay
+    out without loading any of it again."""
     _fingerprint()
-    _resource_policy()
+    _layout_fonts()
+    _styles()
+    _faces()
     _overlay_fonts()
