@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -76,7 +77,8 @@ def test_a_teacher_registers_a_p12_and_sees_its_details(app: Flask, client: Flas
     info = pki.describe(issued.certificate)
     assert "CN=Nguyễn Thị Thu Hương" in page and "KHÔNG DÙNG THẬT" in page  # subject and issuer
     assert info.serial in page
-    assert f"từ {info.not_before:%d/%m/%Y} đến {info.not_after:%d/%m/%Y}" in page
+    hanoi = ZoneInfo("Asia/Ho_Chi_Minh")  # the page gives dates as they are in Việt Nam (after 17:00 UTC, the next day)
+    assert f"từ {info.not_before.astimezone(hanoi):%d/%m/%Y} đến {info.not_after.astimezone(hanoi):%d/%m/%Y}" in page
     assert "Còn hiệu lực" in page and "Sắp hết hạn" not in page
     with app.app_context(), all_schools():
         row = db.session.scalar(sa.select(PersonCertificate))
@@ -123,7 +125,7 @@ def test_expiry_warning_starts_30_days_before(app: Flask, client: FlaskClient, m
     soon = p12_for(ca, "Lê Thị Lan", not_before=now - timedelta(days=300), not_after=now + timedelta(days=20))
     assert post_certificate(client, "/s/lqd/certificates/new", soon.pkcs12(PASSPHRASE)).status_code == 302
     page = text_of(client.get("/s/lqd/certificates"))
-    end = (now + timedelta(days=20)).astimezone(__import__("zoneinfo").ZoneInfo("Asia/Ho_Chi_Minh"))
+    end = (now + timedelta(days=20)).astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
     assert f"Chứng thư số này hết hạn ngày {end:%d/%m/%Y}." in page
     assert "Đã thay bằng chứng thư mới" in page  # the earlier one is kept, inactive
     with app.app_context(), all_schools():
