@@ -996,9 +996,9 @@ def _faces() -> dict[str, TTFontFace]:
 
 
 def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) -> None:
-    """Footer and page number on every page, the QR code on the first and last: one form per page, drawn over
-    it; then the shared fonts, for the codes of `used` (the sections') and the footers', in every page's
-    resources. The forms' content is written directly in the shared fonts' codes (no overlay document to lay
+    """Footer and page number on every page, the QR code on the first and last: one content stream per page,
+    drawn over it; then the shared fonts, for the codes of `used` (the sections') and the footers', in every page's
+    resources. The stamps are written directly in the shared fonts' codes (no overlay document to lay
     out, parse and re-encode)."""
     total = len(writer.pages)
     regular, bold = _overlay_fonts()
@@ -1015,26 +1015,22 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) ->
             _draw_identity_qr(canvas, doc, qr, regular, bold)
         stamps.append(canvas.content())
     fonts = _add_shared_fonts(writer, used)
-    # Each stamp is a form XObject drawn after the page's own content: unlike pypdf's merge_page this never
-    # parses the (large) content streams of the laid-out pages.
+    # Each stamp is one more content stream of its page, drawn after the page's own content in a graphics state
+    # of its own: unlike pypdf's merge_page this never parses the (large) content streams of the laid-out pages.
+    # Not a form XObject: every path from the catalogue to the shared fonts is walked again by a validator's
+    # difference analysis at each signed revision, and a form per page doubles those paths.
     before = writer._add_object(_stream(b"q\n"))
-    after = writer._add_object(_stream(b"\nQ\nq /HBStamp Do Q\n"))
+    after = writer._add_object(_stream(b"\nQ\n"))
     for page, content in zip(writer.pages, stamps, strict=True):
-        form = _flate(zlib.compress(content), {
-            "/Type": NameObject("/XObject"), "/Subtype": NameObject("/Form"),
-            "/BBox": ArrayObject(FloatObject(v) for v in (0, 0, PAGE_WIDTH, PAGE_HEIGHT)),
-            "/Resources": DictionaryObject({NameObject("/Font"): fonts})})
+        stamp = writer._add_object(_flate(zlib.compress(b"q\n" + content + b"\nQ\n")))
         resources = DictionaryObject(page["/Resources"])
         page_fonts = DictionaryObject(resources.get("/Font", DictionaryObject()))
         page_fonts.update(fonts)
         resources[NameObject("/Font")] = page_fonts
-        xobjects = DictionaryObject(resources.get("/XObject", DictionaryObject()))
-        xobjects[NameObject("/HBStamp")] = writer._add_object(form)
-        resources[NameObject("/XObject")] = xobjects
         page[NameObject("/Resources")] = resources
         contents = page.raw_get("/Contents")
         own = list(contents.get_object()) if isinstance(contents.get_object(), ArrayObject) else [contents]
-        page[NameObject("/Contents")] = ArrayObject([before, *own, after])
+        page[NameObject("/Contents")] = ArrayObject([before, *own, after, stamp])
 
 
 class _StampCanvas:
