@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from pyhanko.pdf_utils.reader import PdfFileReader
 
 from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
 from portal.records import pdf as record_pdf
@@ -204,6 +205,21 @@ def font_programs(data: bytes) -> dict[str, tuple[set[str], bytes]]:
                 chars.update(chr(first + i) for i in range(len(run)))
             found[str(font["/BaseFont"])] = (chars, cid["/FontDescriptor"]["/FontFile2"].get_data())
     return found
+
+
+def test_every_page_inherits_one_set_of_resources(renders):
+    """The shared fonts hang off the page tree's root, reached through one path each: a validator's difference
+    analysis walks every path from the catalogue to each font at every signed revision (one per page, and one
+    more per page's footer form, before)."""
+    _, data = renders["five"]
+    reader = PdfFileReader(io.BytesIO(data))
+    root = reader.root["/Pages"]
+    assert sorted(root["/Resources"]["/Font"]) == ["/HBB", "/HBI", "/HBR"]
+    assert all("/Resources" not in kid.get_object() for kid in root["/Kids"])
+    assert "/XObject" not in root["/Resources"]  # nothing else leads to them: no footer form per page
+    # Readers that resolve inheritance give every page the fonts.
+    pages = PdfReader(io.BytesIO(data)).pages
+    assert all(sorted(page["/Resources"]["/Font"]) == ["/HBB", "/HBI", "/HBR"] for page in pages)
 
 
 @pytest.mark.slow

@@ -1031,6 +1031,20 @@ def _stamp(writer: PdfWriter, doc: dict[str, Any], used: dict[str, set[int]]) ->
         contents = page.raw_get("/Contents")
         own = list(contents.get_object()) if isinstance(contents.get_object(), ArrayObject) else [contents]
         page[NameObject("/Contents")] = ArrayObject([before, *own, after, stamp])
+    _inherit_resources(writer)
+
+
+def _inherit_resources(writer: PdfWriter) -> None:
+    """Pages whose resources are all the same (the three shared fonts) inherit them from the page tree's root:
+    one dictionary instead of one per page. A validator's difference analysis walks every path from the
+    catalogue to each font at every signed revision; through the root there is one path, not one per page."""
+    pages = list(writer.pages)
+    shared = pages[0]["/Resources"]
+    if any(page["/Resources"] != shared for page in pages[1:]):
+        return
+    writer.root_object["/Pages"].get_object()[NameObject("/Resources")] = shared
+    for page in pages:
+        del page["/Resources"]
 
 
 class _StampCanvas:
