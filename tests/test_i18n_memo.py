@@ -92,3 +92,15 @@ def test_a_reason_is_worked_out_once_per_request(app):
 def test_template_gettext_formats_as_before(app, source, expected):
     with app.test_request_context():
         assert render_template_string(source) == expected
+
+
+def test_every_pupil_link_of_the_results_page_is_the_pupils_page(world, app):
+    page = _results(world["client"], world)
+    for pupil_id in world["setup"].pupil_ids:
+        with app.test_request_context():
+            from flask import url_for
+
+            expected = url_for("results.pupil", school_code="lqd", class_id=world["setup"].class_id,
+                               pupil_id=pupil_id)
+        assert f'<a href="{expected}">' in page
+        assert world["client"].get(expected).status_code == 200
