@@ -19,7 +19,15 @@ from sqlalchemy.orm import joinedload
 from portal.extensions import db
 from tenants.models import Membership, School
 from tenants.roles import Permission, Role, permissions_for
-from tenants.scoping import Scope, enter_request_scope, enter_school_scope, leave_request_scope, school_settings
+from tenants.scoping import (
+    Scope,
+    clear_settings,
+    enter_request_scope,
+    enter_school_scope,
+    leave_request_scope,
+    school_settings,
+    settings_in_statement,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,10 +58,17 @@ def _enter_school(endpoint: str | None, values: dict[str, Any] | None) -> None:
     query = sa.select(School).where(School.code == code, School.active.is_(True))
     # On PostgreSQL the query that finds the school also hands it to row-level security (one round trip,
     # not a second one for the settings), in the transaction every later query of the request runs in.
+    # If that query begins the transaction, the settings are not also sent before it (one round trip
+    # fewer on every school page); when it finds no school they are handed over on their own.
     postgres = db.session.get_bind().dialect.name == "postgresql"
     if postgres:
         query = query.add_columns(*school_settings(School.id))
-    row = db.session.execute(query).first()
+        with settings_in_statement():
+            row = db.session.execute(query).first()
+        if row is None:
+            clear_settings()
+    else:
+        row = db.session.execute(query).first()
     if row is None:
         abort(404)
     g.school = school = row[0]

@@ -194,7 +194,32 @@ def _stamp_new_rows(session: Session, flush_context: object, instances: object) 
             raise TenantRequired(f"{type(obj).__name__} written with no school in scope")
 
 
+# Set only around a statement that itself carries the tenant settings (`school_settings`): a transaction
+# that this statement begins needs no separate round trip for them first.
+_settings_in_statement: ContextVar[bool] = ContextVar("settings_in_statement", default=False)
+
+
+@contextmanager
+def settings_in_statement() -> Iterator[None]:
+    """Around the one statement that carries `school_settings`: if it begins the transaction, the settings
+    are not sent separately first. The caller must hand the settings over itself when that statement
+    returns no row (its `set_config` columns then ran for no row): `clear_settings`."""
+    token = _settings_in_statement.set(True)
+    try:
+        yield
+    finally:
+        _settings_in_statement.reset(token)
+
+
+def clear_settings() -> None:
+    """The current scope handed to the transaction under way (PostgreSQL), in a round trip of its own."""
+    session = db.session()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _apply_settings(connection, _scope.get())
+
+
 @event.listens_for(Session, "after_begin")
 def _hand_tenant_to_database(session: Session, transaction: object, connection: sa.Connection) -> None:
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and not _settings_in_statement.get():
         _apply_settings(connection, _scope.get())

@@ -22,10 +22,10 @@ from tests.results_factory import rate
 
 PUPILS = 35
 # Every school page first reads the school, the signed-in user and her membership with its roles (3);
-# on PostgreSQL, the tenant is also handed to the database at the start of the transaction (1 `set_config`,
-# tenants/scoping.py); the query that finds the school sets it again, in the same round trip.
+# on PostgreSQL the query that finds the school begins the transaction and hands the tenant to the database
+# in the same round trip (no `set_config` of its own first: tenants/scoping.py, settings_in_statement).
 SCHOOL_PAGE = 3
-POSTGRES_TENANT = 1
+POSTGRES_TENANT = 0
 
 
 @pytest.fixture

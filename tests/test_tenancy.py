@@ -458,6 +458,49 @@ def test_entering_a_school_page_hands_that_school_to_the_database(app: Flask, ma
         access._enter_school(None, {"school_code": "nowhere"})
 
 
+def test_a_school_page_sends_the_tenant_with_the_school_query_or_on_its_own_when_none_is_found(
+        app: Flask, make: Factory) -> None:
+    """PostgreSQL: the school's query begins the transaction and sets its settings, with no `set_config` round
+    trip before it; an unknown school leaves no transaction without them (they are sent on their own)."""
+    from flask import g
+    from werkzeug.exceptions import NotFound
+
+    from tenants import access
+    from tenants.scoping import leave_request_scope
+
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the tenant settings are PostgreSQL's")
+    school = make.school()
+    statements: list[str] = []
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with app.test_request_context(f"/s/{school.code}/grading/"):
+            db.session.rollback()
+            statements.clear()
+            access._enter_school(None, {"school_code": school.code})
+            try:
+                assert len(statements) == 1 and "FROM schools" in statements[0]
+                settings = db.session.execute(sa.text("select current_setting('app.school_id', true), "
+                                                      "current_setting('app.all_schools', true)")).one()
+                assert tuple(settings) == (str(school.id), "off")
+            finally:
+                leave_request_scope(g.pop("tenant_token"))
+                db.session.rollback()
+        with app.test_request_context("/s/nowhere/grading/"):
+            db.session.rollback()
+            with pytest.raises(NotFound):
+                access._enter_school(None, {"school_code": "nowhere"})
+            settings = db.session.execute(sa.text("select current_setting('app.school_id', true), "
+                                                  "current_setting('app.all_schools', true)")).one()
+            assert tuple(settings) == ("", "off")
+            db.session.rollback()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+
+
 def test_database_refuses_to_change_audit_entries(app: Flask, make: Factory, pg_engine: sa.Engine) -> None:
     school = make.school()
     with app.app_context():

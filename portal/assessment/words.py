@@ -15,6 +15,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from portal.assessment.classification import PERSONAL_PLAN_REASON
+from portal.i18n import request_memo
 from tenants.roles import N_
 
 CATALOGUE = {name: name for name in (
@@ -36,10 +37,26 @@ def _vietnamese() -> bool:
     return str(get_locale() or "vi") == "vi"
 
 
+def _remembered(kind: str, show: Callable[[str], str], text: str) -> str:
+    """`show(text)` worked out once per request: a class page shows the same names and reasons on every
+    row, and each call asked flask_babel for the locale again (it cannot change within a request)."""
+    memo = request_memo(kind)
+    if memo is None:
+        return show(text)
+    shown = memo.get(text)
+    if shown is None:
+        shown = memo[text] = show(text)
+    return shown
+
+
 def catalogue(name: str | None) -> str:
     """A subject, quality, competency, period or level name in the reader's language."""
-    if not name or _vietnamese():
-        return name or ""
+    return _remembered("catalogue_words", _catalogue, name) if name else ""
+
+
+def _catalogue(name: str) -> str:
+    if _vietnamese():
+        return name
     if name in CATALOGUE:
         return _(name)
     # A trait written with its kind ("năng lực Ngôn ngữ"), or capitalised at the start of a sentence.
@@ -90,8 +107,12 @@ _SHAPES: list[tuple[str, Callable[[re.Match[str]], str]]] = [
 
 def reason(text: str | None) -> str:
     """One of the classifier's explanations (or what is missing) in the reader's language."""
-    if not text or _vietnamese():
-        return text or ""
+    return _remembered("reason_words", _reason, text) if text else ""
+
+
+def _reason(text: str) -> str:
+    if _vietnamese():
+        return text
     if text == PERSONAL_PLAN_REASON:
         return _(PERSONAL_PLAN_MSGID)
     for pattern, build in _SHAPES:

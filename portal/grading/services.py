@@ -50,6 +50,7 @@ from portal.assessment.models import (
 from portal.audit import AuditEntry
 from portal.extensions import db, utcnow
 from portal.grading.models import UnsavedCell
+from portal.i18n import remembered_gettext
 from portal.schoolyear.services import subjects_of_class
 from tenants.models import School, User
 from tenants.roles import Permission
@@ -129,7 +130,8 @@ class Column:
 
     @property
     def label(self) -> str:
-        return _(self.label_source)
+        # Remembered: the grid asks for every column's label several times (headers, messages).
+        return remembered_gettext(self.label_source)
 
     @property
     def title(self) -> str:

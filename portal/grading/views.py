@@ -26,7 +26,7 @@ from portal.extensions import db
 from portal.grading import excel, services
 from portal.grading.forms import ConfirmGridImportForm, GridImportForm
 from portal.grading.services import Grid
-from portal.i18n import format_datetime, local_zone
+from portal.i18n import format_datetime, local_zone, remembered_gettext
 from portal.schoolyear.services import current_year
 from portal.storage import FileMissing, storage
 from tenants.access import current_permissions, school_blueprint
@@ -137,7 +137,7 @@ def _page(grid: Grid, hers: bool, *, import_form: GridImportForm | None = None) 
         versions={key: record.version for key, record in records.items()}, suggestions=suggestions,
         messages=_js_messages(grid), import_form=import_form or GridImportForm(),
         storage_key=f"hocba.grid.{g.school.code}.{current_user.id}.{grid.key}{'.' + section if section else ''}",
-        section_labels={s: _(label) for s, label in services.SECTION_LABELS.items()},
+        section_labels={s: remembered_gettext(label) for s, label in services.SECTION_LABELS.items()},
         unsaved=unsaved, grid_url=lambda **kw: _grid_url(grid, **kw))
 
 
@@ -188,33 +188,34 @@ def grid_body(grid: Grid, columns: list[services.Column], records: dict[str, ser
 
 def _js_messages(grid: Grid) -> dict[str, str]:
     levels = "T, H, C" if grid.kind == "subject" else "T, Đ, C"
+    t = remembered_gettext  # messages without variables: looked up once, not through flask_babel each time
     return {
-        "saving": _("Đang lưu…"),
-        "saved": _("Đã lưu lúc {time}."),
-        "unsaved": _("{n} ô chưa lưu"),
-        "stillInvalid": _("{n} ô chưa hợp lệ chưa được lưu (tô đỏ): sửa các ô này rồi lưu."),
-        "typed": _("đã nhập “{value}”"),
-        "nothing": _("Không có thay đổi nào cần lưu."),
-        "offline": _("Không lưu được (mất kết nối hoặc máy chủ đang lỗi). Các thay đổi vẫn được giữ trên máy này; "
+        "saving": t("Đang lưu…"),
+        "saved": t("Đã lưu lúc {time}."),
+        "unsaved": t("{n} ô chưa lưu"),
+        "stillInvalid": t("{n} ô chưa hợp lệ chưa được lưu (tô đỏ): sửa các ô này rồi lưu."),
+        "typed": t("đã nhập “{value}”"),
+        "nothing": t("Không có thay đổi nào cần lưu."),
+        "offline": t("Không lưu được (mất kết nối hoặc máy chủ đang lỗi). Các thay đổi vẫn được giữ trên máy này; "
                      "sẽ tự thử lại sau ít phút, hoặc bấm Lưu."),
-        "session": _("Phiên đăng nhập đã hết hạn. Hãy tải lại trang và đăng nhập lại: các thay đổi vẫn được giữ "
+        "session": t("Phiên đăng nhập đã hết hạn. Hãy tải lại trang và đăng nhập lại: các thay đổi vẫn được giữ "
                      "trên máy này và sẽ hiện lại."),
-        "restored": _("Đã khôi phục {n} ô chưa lưu từ lần trước ({time}). Bấm Lưu để lưu, hoặc bỏ các thay đổi này."),
-        "discardConfirm": _("Bỏ {n} ô chưa lưu và lấy lại giá trị đang lưu?"),
-        "lockedDraft": _("Trên máy này còn {n} ô chưa lưu của bảng này, nhưng bảng đã khóa nên không lưu được."),
-        "levelHint": _("Ô này chỉ nhận {levels}.").replace("{levels}", levels),
-        "scoreHint": _("Điểm là số nguyên từ 1 đến 10."),
-        "youTyped": _("Bạn nhập"),
-        "theirs": _("Đang lưu"),
-        "changedBy": _("{by} sửa lúc {at}"),
-        "someone": _("Người khác"),
-        "empty": _("(trống)"),
-        "keepMine": _("Giữ của tôi"),
-        "takeTheirs": _("Lấy bản đang lưu"),
-        "leave": _("Còn ô chưa lưu. Các thay đổi vẫn được giữ trên máy này."),
-        "pickLevel": _("Chọn mức đạt được của dòng này để xem gợi ý nhận xét."),
-        "pasted": _("Đã dán {n} ô."),
-        "filled": _("Đã điền {n} ô."),
+        "restored": t("Đã khôi phục {n} ô chưa lưu từ lần trước ({time}). Bấm Lưu để lưu, hoặc bỏ các thay đổi này."),
+        "discardConfirm": t("Bỏ {n} ô chưa lưu và lấy lại giá trị đang lưu?"),
+        "lockedDraft": t("Trên máy này còn {n} ô chưa lưu của bảng này, nhưng bảng đã khóa nên không lưu được."),
+        "levelHint": t("Ô này chỉ nhận {levels}.").replace("{levels}", levels),
+        "scoreHint": t("Điểm là số nguyên từ 1 đến 10."),
+        "youTyped": t("Bạn nhập"),
+        "theirs": t("Đang lưu"),
+        "changedBy": t("{by} sửa lúc {at}"),
+        "someone": t("Người khác"),
+        "empty": t("(trống)"),
+        "keepMine": t("Giữ của tôi"),
+        "takeTheirs": t("Lấy bản đang lưu"),
+        "leave": t("Còn ô chưa lưu. Các thay đổi vẫn được giữ trên máy này."),
+        "pickLevel": t("Chọn mức đạt được của dòng này để xem gợi ý nhận xét."),
+        "pasted": t("Đã dán {n} ô."),
+        "filled": t("Đã điền {n} ô."),
     }
 
 

@@ -79,6 +79,9 @@ def outcome_label(value: str | Outcome | None) -> str:
     return remembered_gettext(OUTCOME_LABELS[Outcome(value)]) if value else ""
 
 
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+
+
 @dataclass
 class PupilResult:
     """One pupil's year end: the result computed now, what is stored, and the awards."""
@@ -92,7 +95,11 @@ class PupilResult:
     @property
     def outcome(self) -> Outcome | None:
         """The confirmed (or, for a personal plan, set) result."""
-        return Outcome(self.stored.outcome) if self.stored and self.stored.outcome else None
+        stored = self.stored
+        if stored is None or not stored.outcome:
+            return None
+        # A dict look-up, not Outcome(...): the page asks this several times per pupil.
+        return _OUTCOMES.get(stored.outcome) or Outcome(stored.outcome)
 
     @property
     def confirmed(self) -> bool:

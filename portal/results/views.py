@@ -153,7 +153,15 @@ def year_end(class_id: int) -> str:
                            numbers={e.pupil.id: n for n, e in enumerate(entries, start=1)},
                            filters={key: label for key, (label, _test) in FILTERS.items()},
                            may_act=_may_act(school_class), form=ActionForm(), selection=SelectionForm(),
-                           year_end_period=services.year_end_period(school_class.school_year))
+                           year_end_period=services.year_end_period(school_class.school_year),
+                           pupil_url_prefix=_pupil_url_prefix(school_class))
+
+
+def _pupil_url_prefix(school_class: SchoolClass) -> str:
+    """The address of a pupil's results page without the pupil's id: built once, not once per row."""
+    url = url_for("results.pupil", class_id=school_class.id, pupil_id=0)
+    assert url.endswith("/0")
+    return url[:-1]
 
 
 @bp.route("/results/classes/<int:class_id>/pupils/<int:pupil_id>")
