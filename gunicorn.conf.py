@@ -18,8 +18,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "300"))
 keepalive = 5
-# Fresh workers now and then: memory a worker grew for one large request is handed back.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+# Fresh workers now and then: memory a worker grew for one large request is handed back. Not too often: a
+# new worker spends ~2.5 s of CPU loading and warming up (wsgi.py), a cost every request shares.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
 # The portal writes one JSON line per request itself (request id, user, school, status, duration).
 accesslog = None
@@ -64,7 +65,9 @@ class BalancedThreadWorker(ThreadWorker):
 
     slot = -1
 
-    def init_process(self) -> None:
+    def run(self) -> None:
+        # In the table only while it can take connections: from when its app is loaded (a booting worker
+        # holding none would make the others step back for one that cannot serve yet) until it leaves.
         now = time.monotonic()
         with _claims:
             for slot in range(_SLOTS):
@@ -72,7 +75,17 @@ class BalancedThreadWorker(ThreadWorker):
                     _pids[slot], _connections[slot], _reported_at[slot] = self.pid, 0, now
                     self.slot = slot
                     break
-        super().init_process()
+        try:
+            super().run()
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if self.slot >= 0:
+            with _claims:
+                if _pids[self.slot] == self.pid:
+                    _pids[self.slot] = 0
+            self.slot = -1
 
     def accept(self, listener: object) -> None:
         super().accept(listener)
@@ -88,9 +101,14 @@ class BalancedThreadWorker(ThreadWorker):
         """Publish this worker's count, then accept or step back; whether it accepts (True when not its call)."""
         if self.slot < 0:
             return True
+        if not self.alive:
+            # Leaving (max_requests reached, a reload, a stop): it takes no new connection, so the others must
+            # not step back for it while it finishes what it holds.
+            self._leave()
+            return True
         now = time.monotonic()
         _connections[self.slot], _reported_at[self.slot] = self.nr_conns, now
-        if not self.alive or self.nr_conns >= self.worker_connections:
+        if self.nr_conns >= self.worker_connections:
             return True  # gunicorn's own rules decide (its run loop)
         others = [_connections[s] for s in range(_SLOTS)
                   if s != self.slot and _pids[s] and now - _reported_at[s] <= _STALE_AFTER]

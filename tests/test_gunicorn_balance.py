@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def test_a_worker_takes_a_connection_only_while_no_other_holds_fewer():
     assert fair_to_accept(5, [])  # alone (or the others stopped reporting): it accepts
     assert fair_to_accept(3, [3, 4])
     assert not fair_to_accept(4, [3, 9])
+
+
+def slow_boot_app() -> Callable:
+    """`pid_app`, from a worker that takes a few seconds to load it (as the portal's workers warm up)."""
+    time.sleep(3)
+    return pid_app
 
 
 def _free_port() -> int:
@@ -76,6 +83,50 @@ def test_kept_alive_connections_are_spread_over_both_workers(tmp_path):
             assert connection.getresponse().read().decode() == pid
             connection.close()
         assert sorted(Counter(served).values()) == [3, 3], served
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_no_one_waits_for_a_worker_that_leaves_or_is_still_loading(tmp_path):
+    """A worker that leaves (max_requests, a reload, a stop) and the one that replaces it while it loads its
+    app hold no connection: the worker that stays must not step back for them, or new clients wait seconds."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
+    env.update(GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen([str(gunicorn), "-c", str(CONFIG), "tests.test_gunicorn_balance:slow_boot_app()"],
+                              cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                seen = {_get(port) for _ in range(10)}
+            except OSError:
+                seen = set()
+            if len(seen) == 2:
+                break
+            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.2)
+        time.sleep(0.5)
+        held = []  # three kept-alive clients: two on one worker, one on the other
+        for _ in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/")
+            held.append((connection, connection.getresponse().read().decode()))
+        counts = Counter(pid for _c, pid in held)
+        assert sorted(counts.values()) == [1, 2], counts
+        staying, leaving = (pid for pid, _n in counts.most_common())
+        os.kill(int(leaving), signal.SIGTERM)  # the worker holding fewer leaves; its replacement loads for 3 s
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert _get(port) == staying
+        assert time.monotonic() - started < 1.5
+        for connection, _pid in held:
+            connection.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
