@@ -3,6 +3,7 @@ taking them all and serving them on one core while the other idles."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import runpy
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,17 +50,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_kept_alive_connections_are_spread_over_both_workers(tmp_path):
+@contextlib.contextmanager
+def _serving(tmp_path: Path, app: str) -> Iterator[int]:
+    """gunicorn with the repository's configuration and 2 workers serving `app`; its port once both answer and
+    the connections of that check are closed."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
     env.update(GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
     gunicorn = Path(sys.executable).parent / "gunicorn"
     log = (tmp_path / "gunicorn.log").open("wb")
-    server = subprocess.Popen([str(gunicorn), "-c", str(CONFIG), "tests.test_gunicorn_balance:pid_app"],
+    server = subprocess.Popen([str(gunicorn), "-c", str(CONFIG), app],
                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:  # both workers up: they answer with two different ids
             try:
                 seen = {_get(port) for _ in range(20)}
@@ -69,54 +72,43 @@ def test_kept_alive_connections_are_spread_over_both_workers(tmp_path):
                 break
             assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gunicorn.log").read_text()
             time.sleep(0.2)
-        time.sleep(0.5)  # the warm-up's connections closed: both workers hold none
-        # Connections opened one after another and kept open (browsers, a proxy's pool, a load test): each
-        # goes to the worker holding fewer, and so they alternate.
-        connections, served = [], []
-        for _ in range(6):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request("GET", "/")
-            served.append(connection.getresponse().read().decode())
-            connections.append(connection)
-        for connection, pid in zip(connections, served, strict=True):  # kept alive: one connection, one worker
-            connection.request("GET", "/")
-            assert connection.getresponse().read().decode() == pid
-            connection.close()
-        assert sorted(Counter(served).values()) == [3, 3], served
+        time.sleep(0.5)  # the check's connections closed: both workers hold none
+        yield port
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
 
 
+def _kept_alive(port: int, count: int) -> list[tuple[http.client.HTTPConnection, str]]:
+    """`count` connections opened one after another and kept open, each with the worker id that served it."""
+    opened = []
+    for _ in range(count):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/")
+        opened.append((connection, connection.getresponse().read().decode()))
+    return opened
+
+
+@pytest.mark.slow
+def test_kept_alive_connections_are_spread_over_both_workers(tmp_path):
+    with _serving(tmp_path, "tests.test_gunicorn_balance:pid_app") as port:
+        # Connections opened one after another and kept open (browsers, a proxy's pool, a load test): each
+        # goes to the worker holding fewer, and so they alternate.
+        opened = _kept_alive(port, 6)
+        for connection, pid in opened:  # kept alive: one connection, one worker
+            connection.request("GET", "/")
+            assert connection.getresponse().read().decode() == pid
+            connection.close()
+        assert sorted(Counter(pid for _c, pid in opened).values()) == [3, 3], opened
+
+
 @pytest.mark.slow
 def test_no_one_waits_for_a_worker_that_leaves_or_is_still_loading(tmp_path):
     """A worker that leaves (max_requests, a reload, a stop) and the one that replaces it while it loads its
     app hold no connection: the worker that stays must not step back for them, or new clients wait seconds."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
-    env.update(GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    log = (tmp_path / "gunicorn.log").open("wb")
-    server = subprocess.Popen([str(gunicorn), "-c", str(CONFIG), "tests.test_gunicorn_balance:slow_boot_app()"],
-                              cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                seen = {_get(port) for _ in range(10)}
-            except OSError:
-                seen = set()
-            if len(seen) == 2:
-                break
-            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            time.sleep(0.2)
-        time.sleep(0.5)
-        held = []  # three kept-alive clients: two on one worker, one on the other
-        for _ in range(3):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.request("GET", "/")
-            held.append((connection, connection.getresponse().read().decode()))
+    with _serving(tmp_path, "tests.test_gunicorn_balance:slow_boot_app()") as port:
+        held = _kept_alive(port, 3)  # two on one worker, one on the other
         counts = Counter(pid for _c, pid in held)
         assert sorted(counts.values()) == [1, 2], counts
         staying, leaving = (pid for pid, _n in counts.most_common())
@@ -127,10 +119,6 @@ def test_no_one_waits_for_a_worker_that_leaves_or_is_still_loading(tmp_path):
         assert time.monotonic() - started < 1.5
         for connection, _pid in held:
             connection.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def _get(port: int) -> str:
