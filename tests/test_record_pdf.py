@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pypdf import PdfReader
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pypdf import PdfReader
 
 from portal.assessment.classification import Outcome, SubjectLevel, TraitLevel
 from portal.records import pdf as record_pdf
