@@ -51,7 +51,7 @@ from portal.audit import AuditEntry
 from portal.extensions import db, utcnow
 from portal.grading.models import UnsavedCell
 from portal.i18n import remembered_gettext
-from portal.schoolyear.services import subjects_of_class
+from portal.schoolyear.services import get_class, subjects_of_class
 from tenants.models import School, User
 from tenants.roles import Permission
 
@@ -223,13 +223,6 @@ def split_key(key: str) -> tuple[int, str] | None:
 
 
 # --- finding grids -----------------------------------------------------------------------------------
-
-
-def get_class(school: School, class_id: int) -> SchoolClass | None:
-    """The class with its school year and the year's periods, in one query (every grid shows the periods)."""
-    return db.session.scalar(sa.select(SchoolClass).where(SchoolClass.id == class_id,
-                                                          SchoolClass.school_id == school.id)
-                             .options(joinedload(SchoolClass.school_year).joinedload(SchoolYear.periods)))
 
 
 def _period_of(school_class: SchoolClass, period_id: int) -> Period | None:

@@ -177,7 +177,7 @@ SIGN_LABELS = {
 
 @jobs.warm_up
 def warm_up_layout() -> None:
-    """Load the record layout (xhtml2pdf, the compiled templates, the fonts) before a worker forks its jobs:
+    """Load the record layout (the fonts and their metrics, the paragraph styles) before a worker forks its jobs:
     otherwise every part of a school's generation would load it again. (The signature machinery is warmed
     for every process by `portal.app.prepare_process`.)"""
     from portal.records import pdf

@@ -30,7 +30,8 @@ from portal.records import (
 from portal.records.access import can_generate_records, can_view_records
 from portal.records.forms import ActionForm, ReasonForm, SignForm
 from portal.records.models import RecordStatus, RecordVersion
-from portal.results.services import get_class, visible_classes
+from portal.results.services import visible_classes
+from portal.schoolyear.services import get_class
 from portal.signing import batches
 from portal.signing import services as signing_services
 from portal.signing.engine import SigningError

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
-from sqlalchemy.orm import joinedload
 
 from portal import audit, collation
 from portal.assessment import review
@@ -193,13 +192,6 @@ def _is_year_end_title(award: Award) -> bool:
 
 
 # --- reading -----------------------------------------------------------------------------------------
-
-
-def get_class(school: School, class_id: int) -> SchoolClass | None:
-    """The class with its school year and the year's periods, in one query (every page here shows them)."""
-    return db.session.scalar(sa.select(SchoolClass).where(SchoolClass.id == class_id,
-                                                          SchoolClass.school_id == school.id)
-                             .options(joinedload(SchoolClass.school_year).joinedload(SchoolYear.periods)))
 
 
 def get_period(school_class: SchoolClass, period_id: int) -> Period | None:

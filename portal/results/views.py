@@ -28,6 +28,7 @@ from portal.results.forms import (
     SupplementaryForm,
 )
 from portal.results.services import PupilResult
+from portal.schoolyear.services import get_class
 from tenants.access import can, current_permissions, require, school_blueprint
 from tenants.roles import N_, Permission
 
@@ -52,7 +53,7 @@ def _cannot_compute(error: services.ResultsError) -> tuple[str, int]:
 
 
 def _class_or_404(class_id: int) -> SchoolClass:
-    school_class = services.get_class(g.school, class_id)
+    school_class = get_class(g.school, class_id)
     if school_class is None:
         abort(404)
     return school_class

@@ -7,6 +7,7 @@ from datetime import date
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from sqlalchemy.orm import joinedload
 
 from portal import audit
 from portal.assessment.catalogue import build_year
@@ -56,8 +57,10 @@ def get_year(school: School, year_id: int) -> SchoolYear | None:
 
 
 def get_class(school: School, class_id: int) -> SchoolClass | None:
+    """The school's class with its school year and the year's periods, in one query (the class pages show them)."""
     return db.session.scalar(sa.select(SchoolClass).where(SchoolClass.id == class_id,
-                                                          SchoolClass.school_id == school.id))
+                                                          SchoolClass.school_id == school.id)
+                             .options(joinedload(SchoolClass.school_year).joinedload(SchoolYear.periods)))
 
 
 def create_year(school: School, name: str, starts_on: date, ends_on: date, *, actor: User,

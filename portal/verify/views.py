@@ -29,7 +29,8 @@ from werkzeug.wrappers import Response
 from portal.assessment.models import SchoolClass
 from portal.extensions import csrf, db, utcnow
 from portal.records.services import class_pupils, normalise_code, verify_url
-from portal.results.services import get_class, visible_classes
+from portal.results.services import visible_classes
+from portal.schoolyear.services import get_class
 from portal.storage import storage
 from portal.verify import services
 from portal.verify.access import can_manage_family_access
