@@ -19,7 +19,7 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "300"))
 keepalive = 5
 # Fresh workers now and then: memory a worker grew for one large request is handed back. Not too often: a
-# new worker spends ~2.5 s of CPU loading and warming up (wsgi.py), a cost every request shares.
+# new worker spends ~2.4 s of CPU loading and warming up (wsgi.py), a cost every request shares.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
 # The portal writes one JSON line per request itself (request id, user, school, status, duration).
