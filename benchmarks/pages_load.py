@@ -15,8 +15,11 @@ then loads each page at concurrency 8 for `--seconds` with `wrk`:
   competencies, `/grading/classes/<id>/periods/<id>`);
 - the year-end results of the class (`/results/classes/<id>`).
 
+Each page is loaded twice over, by two servers one after the other: as a page seen again (its rows kept
+rendered for the school's data version, portal/pagecache.py: what every load of an unchanged page costs),
+and with nothing kept (`PAGE_CACHE_BYTES=0`: what the first load after any change in the school costs).
 It prints requests per second, p50 and p99 latency, the load average, and OK or OVER against the
-target: >= 150 requests/s with p99 <= 150 ms on 2 workers. Without `wrk` (Debian package wrk) it says
+target for each: >= 150 requests/s with p99 <= 150 ms on 2 workers. Without `wrk` (Debian package wrk) it says
 so and falls back to a small Python load generator (threads, keep-alive connections), whose figures
 are not comparable with wrk's. `--smoke` runs a couple of seconds per page with the Python generator,
 so that CI needs no extra package; `--load wrk` or `--load python` chooses the generator.
@@ -100,21 +103,24 @@ def main() -> None:
             "class assessment grid (CN)": f"/s/{school_code}/grading/classes/{class_id}/periods/{period_id}",
             "year-end results": f"/s/{school_code}/results/classes/{class_id}",
         }
-        server = gunicorn(url, Path(folder), args.workers)
-        with server as base:
-            cookie = sign_in(base, username)
-            print(f"class of {args.pupils} pupils; gunicorn, {args.workers} workers; {generator}, "
-                  f"{args.concurrency} connections, {args.seconds} s per page")
-            for label, path in pages.items():
-                check_page(base, path, cookie)
-                load(generator, base + path, cookie, args.concurrency, 1)  # warm-up: templates, connections
-                before, cpu = os.getloadavg()[0], server_cpu(server.process.pid, admin_url, url)
-                generator_cpu = load_generator_cpu(generator)
-                figures = load(generator, base + path, cookie, args.concurrency, args.seconds)
-                spent = cpu_spent(cpu, server_cpu(server.process.pid, admin_url, url))
-                spent["load generator"] = load_generator_cpu(generator) - generator_cpu
-                report(label, figures, before, os.getloadavg()[0], spent)
-                check_page(base, path, cookie)  # still signed in: the figures were of the page, not of a redirect
+        print(f"class of {args.pupils} pupils; gunicorn, {args.workers} workers; {generator}, "
+              f"{args.concurrency} connections, {args.seconds} s per page")
+        for kept, heading in ((True, "seen again (the rows kept rendered, portal/pagecache.py)"),
+                              (False, "first view after a change (nothing kept: PAGE_CACHE_BYTES=0)")):
+            print(heading)
+            server = gunicorn(url, Path(folder), args.workers, page_cache=kept)
+            with server as base:
+                cookie = sign_in(base, username)
+                for label, path in pages.items():
+                    check_page(base, path, cookie)
+                    load(generator, base + path, cookie, args.concurrency, 1)  # warm-up: templates, connections
+                    before, cpu = os.getloadavg()[0], server_cpu(server.process.pid, admin_url, url)
+                    generator_cpu = load_generator_cpu(generator)
+                    figures = load(generator, base + path, cookie, args.concurrency, args.seconds)
+                    spent = cpu_spent(cpu, server_cpu(server.process.pid, admin_url, url))
+                    spent["load generator"] = load_generator_cpu(generator) - generator_cpu
+                    report(label, figures, before, os.getloadavg()[0], spent)
+                    check_page(base, path, cookie)  # still signed in: the figures were of the page, not a redirect
 
 
 def build(app: Flask, pupils: int) -> tuple[str, str, int, int]:
@@ -136,7 +142,7 @@ def build(app: Flask, pupils: int) -> tuple[str, str, int, int]:
 class gunicorn:
     """`gunicorn -c gunicorn.conf.py` on a free loopback port, in a production-like environment."""
 
-    def __init__(self, url: str, folder: Path, workers: int) -> None:
+    def __init__(self, url: str, folder: Path, workers: int, *, page_cache: bool = True) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -146,6 +152,8 @@ class gunicorn:
                         WRAPPING_KEYS=secrets.token_hex(32), PORTAL_INSTANCE_PATH=str(folder / "instance"),
                         SESSION_COOKIE_SECURE="false", PRODUCTION="false", GUNICORN_WORKERS=str(workers),
                         GUNICORN_BIND=f"127.0.0.1:{self.port}")
+        if not page_cache:
+            self.env["PAGE_CACHE_BYTES"] = "0"
 
     def __enter__(self) -> str:
         program = Path(sys.executable).parent / "gunicorn"

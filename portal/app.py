@@ -31,7 +31,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from portal import cli, extensions, headers, i18n, inputs, jobs, jobs_views, ops, storage
+    from portal import cli, extensions, headers, i18n, inputs, jobs, jobs_views, ops, pagecache, storage
     from portal.auth import views as auth_views
     from portal.compliance import views as compliance_views
     from portal.district import views as district_views
@@ -57,6 +57,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     i18n.init_app(app)
     storage.init_app(app)
     jobs.init_app(app)
+    pagecache.init_app(app)  # after jobs: its commit step comes after theirs
     access.init_app(app)
     auth_views.init_app(app)
     district_views.init_app(app)

@@ -160,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STORAGE_GC_GRACE_HOURS", "48", _positive_float,
             "`flask storage gc` leaves files younger than this alone (an import awaiting its confirmation)"),
     Setting("MAX_UPLOAD_MB", "20", _positive_int, "largest upload accepted"),
+    Setting("PAGE_CACHE_BYTES", str(32 * 1024 * 1024), int,
+            "how much each web process keeps of rendered grid and year-end rows (portal/pagecache.py); 0: none"),
+    Setting("PAGE_CACHE_SECONDS", "600", _positive_float,
+            "longest a rendered part is kept (a change made outside the portal shows after this at the latest)"),
     Setting("TRUST_ROOTS", "", _existing_files,
             "root certificates (PEM or DER files, comma-separated) that signatures must chain to: the national "
             "root and the government CA root in production; empty means the demo CA in the instance folder"),

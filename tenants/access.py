@@ -17,7 +17,7 @@ from flask_login import current_user
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
-from tenants.models import Membership, School
+from tenants.models import Membership, School, SchoolDataVersion
 from tenants.roles import Permission, Role, permissions_for
 from tenants.scoping import (
     Scope,
@@ -55,7 +55,10 @@ def init_app(app: Flask) -> None:
 
 def _enter_school(endpoint: str | None, values: dict[str, Any] | None) -> None:
     code = (values or {}).pop("school_code", None)
-    query = sa.select(School).where(School.code == code, School.active.is_(True))
+    # The school's data version comes with it, before any of its data is read (portal/pagecache.py).
+    query = (sa.select(School, SchoolDataVersion.version)
+             .outerjoin(SchoolDataVersion, SchoolDataVersion.school_id == School.id)
+             .where(School.code == code, School.active.is_(True)))
     # On PostgreSQL the query that finds the school also hands it to row-level security (one round trip,
     # not a second one for the settings), in the transaction every later query of the request runs in.
     # If that query begins the transaction, the settings are not also sent before it (one round trip
@@ -72,6 +75,7 @@ def _enter_school(endpoint: str | None, values: dict[str, Any] | None) -> None:
     if row is None:
         abort(404)
     g.school = school = row[0]
+    g.school_version = row[1]
     g.tenant_token = enter_school_scope(school.id, handed_over=postgres)
 
 

@@ -50,6 +50,18 @@ class School(db.Model):
         return f"<School {self.code}>"
 
 
+class SchoolDataVersion(db.Model):
+    """A school's data version: a new random value each time a transaction that wrote the school's rows commits
+    (portal/pagecache.py keeps rendered rows per version). A table of its own, written only as the last
+    statement of a transaction, so that its row lock is never part of a deadlock. No row-level security:
+    it holds a random number, none of the school's data."""
+
+    __tablename__ = "school_data_versions"
+
+    school_id: Mapped[int] = mapped_column(sa.ForeignKey("schools.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class User(UserMixin, db.Model):
     """An account of the district deployment. School roles live in `Membership`."""
 

@@ -157,11 +157,15 @@ class Grid:
     kind: str  # "subject" or "class"
     school_class: SchoolClass
     period: Period
-    pupils: list[PupilRow]
     columns: list[Column]
     subject: Subject | None = None
     tested: bool = False
     traits: list[Trait] = field(default_factory=list)
+
+    @cached_property
+    def pupils(self) -> list[PupilRow]:
+        """The class's pupils, read when first asked for (a page whose rows are kept rendered never asks)."""
+        return _pupils(self.school_class)
 
     @property
     def key(self) -> str:
@@ -246,7 +250,7 @@ def subject_grid(school: School, class_id: int, subject_id: int, period_id: int)
     if tested:
         columns.append(Column("", "score", "score", FIELD_LABELS["score"]))
     columns.append(Column("", "comment", "text", FIELD_LABELS["comment"]))
-    return Grid("subject", school_class, period, _pupils(school_class), columns, subject=subject, tested=tested)
+    return Grid("subject", school_class, period, columns, subject=subject, tested=tested)
 
 
 def class_grid(school: School, class_id: int, period_id: int) -> Grid | None:
@@ -267,7 +271,7 @@ def class_grid(school: School, class_id: int, period_id: int) -> Grid | None:
                               section=section))
     kinds = {"height_cm": "int", "weight_kg": "decimal", "absent_excused": "int", "absent_unexcused": "int"}
     columns += [Column("note", name, kinds[name], FIELD_LABELS[name], section="health") for name in NOTE_FIELDS]
-    return Grid("class", school_class, period, _pupils(school_class), columns, traits=traits)
+    return Grid("class", school_class, period, columns, traits=traits)
 
 
 def _pupils(school_class: SchoolClass) -> list[PupilRow]:

@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable
 from datetime import date, datetime
 from functools import wraps
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from portal import audit
+from portal import audit, pagecache
 from portal.assessment import access
 from portal.extensions import db
 from portal.grading import excel, services
@@ -117,7 +117,6 @@ def class_grid(class_id: int, period_id: int) -> str:
 
 
 def _page(grid: Grid, hers: bool, *, import_form: GridImportForm | None = None) -> str:
-    records = services.grid_records(grid)
     is_open = grid.period.is_open(_today())
     editable = hers and is_open
     reason = "" if editable else (services.closed_message(grid.period) if hers else
@@ -127,18 +126,37 @@ def _page(grid: Grid, hers: bool, *, import_form: GridImportForm | None = None) 
         section = request.args.get("part", "")
         section = section if section in services.SECTIONS else services.SECTIONS[0]
     columns = grid.section_columns(section) if section else grid.columns
-    unsaved = [{"key": u.record_key, "field": u.field, "raw": u.raw, "message": u.message,
-                "where": services.describe_cell(grid, u.record_key, u.field)} for u in services.unsaved_cells(grid)]
+    rows = pagecache.kept("grid", (grid.key, section, editable), lambda: _rows(grid, columns, editable=editable),
+                          GridRows.size)
     suggestions = services.comment_suggestions()["subject" if grid.kind == "subject" else "trait"]
-    unsaved_by_id = {f"{u['key']}/{u['field']}": u for u in unsaved}
     return render_template(
         "grading/grid.html", grid=grid, columns=columns, section=section, editable=editable, hers=hers,
-        reason=reason, body=grid_body(grid, columns, records, unsaved_by_id, editable=editable),
-        versions={key: record.version for key, record in records.items()}, suggestions=suggestions,
+        reason=reason, body=rows.body, versions=rows.versions, unsaved=rows.unsaved, suggestions=suggestions,
         messages=_js_messages(grid), import_form=import_form or GridImportForm(),
         storage_key=f"hocba.grid.{g.school.code}.{current_user.id}.{grid.key}{'.' + section if section else ''}",
         section_labels={s: remembered_gettext(label) for s, label in services.SECTION_LABELS.items()},
-        unsaved=unsaved, grid_url=lambda **kw: _grid_url(grid, **kw))
+        grid_url=lambda **kw: _grid_url(grid, **kw))
+
+
+class GridRows(NamedTuple):
+    """What a grid page shows of the grid's records: kept rendered per data version (portal/pagecache.py),
+    so never changed once made."""
+
+    body: Markup
+    versions: dict[str, int]
+    unsaved: list[dict[str, str]]
+
+    def size(self) -> int:
+        return pagecache.size_of(self.body) + 100 * len(self.versions) + 500 * len(self.unsaved)
+
+
+def _rows(grid: Grid, columns: list[services.Column], *, editable: bool) -> GridRows:
+    records = services.grid_records(grid)
+    unsaved = [{"key": u.record_key, "field": u.field, "raw": u.raw, "message": u.message,
+                "where": services.describe_cell(grid, u.record_key, u.field)} for u in services.unsaved_cells(grid)]
+    unsaved_by_id = {f"{u['key']}/{u['field']}": u for u in unsaved}
+    return GridRows(grid_body(grid, columns, records, unsaved_by_id, editable=editable),
+                    {key: record.version for key, record in records.items()}, unsaved)
 
 
 def grid_body(grid: Grid, columns: list[services.Column], records: dict[str, services.Record],

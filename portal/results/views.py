@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from portal import audit
+from portal import audit, pagecache
 from portal.assessment import words
 from portal.assessment.access import can_assess_class, can_view_class
 from portal.assessment.classification import Outcome
@@ -145,17 +146,44 @@ FILTERS: dict[str, tuple[str, Callable[[PupilResult], bool]]] = {
 @require(Permission.VIEW_SCHOOL)
 def year_end(class_id: int) -> str:
     school_class = _readable_class(class_id)
-    entries = services.class_results(school_class)
     shown = request.args.get("show", "all")
     shown = shown if shown in FILTERS else "all"
-    counts = {key: sum(1 for e in entries if test(e)) for key, (_label, test) in FILTERS.items()}
-    return render_template("results/class.html", school_class=school_class, entries=entries,
-                           rows=[e for e in entries if FILTERS[shown][1](e)], shown=shown, counts=counts,
-                           numbers={e.pupil.id: n for n, e in enumerate(entries, start=1)},
-                           filters={key: label for key, (label, _test) in FILTERS.items()},
-                           may_act=_may_act(school_class), form=ActionForm(), selection=SelectionForm(),
-                           year_end_period=services.year_end_period(school_class.school_year),
-                           pupil_url_prefix=_pupil_url_prefix(school_class))
+    may_act = _may_act(school_class)
+    table = pagecache.kept("results", (school_class.id, shown, may_act),
+                           lambda: _results_table(school_class, shown, may_act=may_act), ResultsTable.size)
+    return render_template("results/class.html", school_class=school_class, table=table, shown=shown,
+                           filters={key: label for key, (label, _test) in FILTERS.items()}, may_act=may_act,
+                           form=ActionForm(), selection=SelectionForm(),
+                           year_end_period=services.year_end_period(school_class.school_year))
+
+
+class ResultsTable(NamedTuple):
+    """What the year-end page shows of its pupils: kept rendered per data version (portal/pagecache.py)."""
+
+    total: int
+    confirmed: int
+    reviewed: int
+    counts: dict[str, int]  # pupils per filter
+    shown: int  # rows under the filter shown
+    rows: Markup  # the table's rows
+    left: Markup  # the pupils whose result is not reviewed yet
+
+    def size(self) -> int:
+        return pagecache.size_of(self.rows, self.left) + 500
+
+
+def _results_table(school_class: SchoolClass, shown: str, *, may_act: bool) -> ResultsTable:
+    entries = services.class_results(school_class)
+    rows = [e for e in entries if FILTERS[shown][1](e)]
+    left = [e for e in entries if not e.reviewed]
+    return ResultsTable(
+        total=len(entries), confirmed=sum(1 for e in entries if e.confirmed), reviewed=len(entries) - len(left),
+        counts={key: sum(1 for e in entries if test(e)) for key, (_label, test) in FILTERS.items()},
+        shown=len(rows),
+        rows=Markup(render_template("results/_rows.html", school_class=school_class, entries=entries, rows=rows,
+                                   numbers={e.pupil.id: n for n, e in enumerate(entries, start=1)},
+                                   may_act=may_act, pupil_url_prefix=_pupil_url_prefix(school_class))),
+        left=Markup(render_template("results/_left.html", left=left)))
 
 
 def _pupil_url_prefix(school_class: SchoolClass) -> str:
