@@ -17,9 +17,8 @@ from tenants.models import School, SchoolDataVersion, User
 from tenants.roles import Role
 from tenants.scoping import all_schools, school_scope
 from tests.assessment_factory import make_class, make_year
-from tests.conftest import login
 from tests.results_factory import rate
-from tests.test_grading import grid_config, save
+from tests.test_grading import grid_config, save, signed_in
 from tests.test_page_queries import counted
 
 PUPILS = 4
@@ -42,12 +41,6 @@ def grid_url(setup) -> str:
 
 def results_url(setup) -> str:
     return f"/s/lqd/results/classes/{setup.class_id}"
-
-
-def signed_in(app, user: User):
-    client = app.test_client()
-    login(client, user)
-    return client
 
 
 def version_of(app, school_id: int) -> int | None:
