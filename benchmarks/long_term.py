@@ -52,7 +52,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=10)
     args = common.parse_args(parser, smoke={"records": 1})
-    folder = Path(tempfile.mkdtemp(prefix="bench-pki-"))
+    with tempfile.TemporaryDirectory(prefix="bench-pki-") as folder:  # the demo CA's keys go with it
+        run(args, Path(folder))
+
+
+def run(args: argparse.Namespace, folder: Path) -> None:
     server = make_server("127.0.0.1", 0, create_app(folder), threaded=True, request_handler=_Quiet)
     url = f"http://127.0.0.1:{server.server_port}"
     ca = pki.create_demo_ca(folder, service_url=url)
