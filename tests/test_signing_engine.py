@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -551,6 +551,30 @@ def test_interrupted_signing_accepts_a_plain_r_s_ecdsa_value(demo_pki: DemoPki) 
     r, s = decode_dss_signature(issued.key.sign(prepared.digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
     signed = engine.finish_signature(prepared, r.to_bytes(32, "big") + s.to_bytes(32, "big"))
     assert validate_pdf(signed, demo_pki.roots).signatures[0].bottom_line
+
+
+def test_a_plain_r_s_value_that_begins_like_der_is_still_accepted(demo_pki: DemoPki) -> None:
+    """Once in 256 signatures r begins with 0x30, DER's first byte: such an r || s was refused as a wrong DER
+    signature, by the engine and by the signing requests alike (a USB token's signature failing at random)."""
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+
+    from portal.signing import requests
+
+    issued = demo_pki.seal
+    prepared = engine.prepare_signature(record_pdf(), "gvcn", issued.certificate, demo_pki.ca.chain, certify=True,
+                                        stamp=stamp("con_dau", issued))
+    for _attempt in range(5000):  # ECDSA's nonce is random: about 256 tries find one
+        r, s = decode_dss_signature(issued.key.sign(prepared.digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+        plain = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if plain[:1] == b"\x30":
+            break
+    assert plain[:1] == b"\x30"
+    signed = engine.finish_signature(prepared, plain)
+    assert validate_pdf(signed, demo_pki.roots).signatures[0].bottom_line
+    certificate = issued.certificate.public_bytes(serialization.Encoding.DER)
+    assert requests.der_signature(certificate, requests.ECDSA_SHA256, prepared.digest.hex(), plain) \
+        == engine.ecdsa_der_candidates(issued.certificate.public_key(), plain)[-1]
+    assert requests.der_signature(certificate, requests.ECDSA_SHA256, prepared.digest.hex(), plain[::-1]) is None
 
 
 # --- timestamps ----------------------------------------------------------------------------------------------------

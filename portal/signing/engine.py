@@ -65,7 +65,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError
@@ -872,31 +872,42 @@ def prepare_signature(pdf: bytes, field: str, signer_cert: x509.Certificate, cha
     return asyncio.run(run())
 
 
-def _normalised_signature(public_key: Any, raw: bytes) -> bytes:
-    """ECDSA values come back DER-encoded or as plain r||s (what PKCS#11 CKM_ECDSA returns): make them DER."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey) and raw[:1] != b"\x30":
-        size = (public_key.curve.key_size + 7) // 8
-        if len(raw) == 2 * size:
-            return encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
-    return raw
+def ecdsa_der_candidates(public_key: ec.EllipticCurvePublicKey, raw: bytes) -> list[bytes]:
+    """The DER signatures an ECDSA value may stand for: itself when it is DER, and r || s made DER when it is two
+    halves of the curve's size (what PKCS#11 CKM_ECDSA and some services return). One value can be both: an r || s
+    begins with 0x30, DER's first byte, once in 256 signatures. The caller keeps the candidate that verifies."""
+    candidates = []
+    try:
+        r, s = decode_dss_signature(raw)
+    except ValueError:
+        pass
+    else:
+        if encode_dss_signature(r, s) == raw:
+            candidates.append(raw)
+    size = (public_key.curve.key_size + 7) // 8
+    if len(raw) == 2 * size:
+        candidates.append(encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")))
+    return candidates
 
 
 def verify_raw_signature(prepared: PreparedSignature, raw_signature: bytes) -> bytes:
     """The raw signature (DER for ECDSA) if it verifies over the signed attributes, else `WrongSignature`."""
     certificate = x509.load_der_x509_certificate(prepared.certificate)
     public_key = certificate.public_key()
-    value = _normalised_signature(public_key, raw_signature)
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(value, prepared.to_be_signed, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(value, prepared.to_be_signed, ec.ECDSA(hashes.SHA256()))
-        else:
-            raise WrongSignature("Loại khóa của chứng thư số chưa được hỗ trợ.")
-    except (InvalidSignature, ValueError) as exc:
-        raise WrongSignature("Chữ ký nhận về không khớp với chứng thư số của người ký; tài liệu chưa được ký.") \
-            from exc
-    return value
+    if isinstance(public_key, rsa.RSAPublicKey):
+        candidates = [(raw_signature, (padding.PKCS1v15(), hashes.SHA256()))]
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        ecdsa = (ec.ECDSA(hashes.SHA256()),)
+        candidates = [(value, ecdsa) for value in ecdsa_der_candidates(public_key, raw_signature)]
+    else:
+        raise WrongSignature("Loại khóa của chứng thư số chưa được hỗ trợ.")
+    for value, scheme in candidates:
+        try:
+            public_key.verify(value, prepared.to_be_signed, *scheme)
+        except (InvalidSignature, ValueError):
+            continue
+        return value
+    raise WrongSignature("Chữ ký nhận về không khớp với chứng thư số của người ký; tài liệu chưa được ký.")
 
 
 def finish_signature(prepared: PreparedSignature, raw_signature: bytes, *,

@@ -26,12 +26,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from flask_babel import gettext as _
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import audit
 from portal.extensions import UTCDateTime, db, str_enum, utcnow
+from portal.signing.engine import ecdsa_der_candidates
 from tenants.models import Membership, School
 from tenants.roles import N_
 from tenants.scoping import TenantScoped, all_schools, school_scope
@@ -272,19 +273,28 @@ def get_request(request_id: int) -> SigningRequest | None:
 
 def verify_raw_signature(certificate_der: bytes, algorithm: str, digest_hex: str, signature: bytes) -> bool:
     """True when `signature` is the certificate key's signature of the (already hashed) digest."""
+    return der_signature(certificate_der, algorithm, digest_hex, signature) is not None
+
+
+def der_signature(certificate_der: bytes, algorithm: str, digest_hex: str, signature: bytes) -> bytes | None:
+    """`signature` as CMS wants it (ECDSA DER-encoded: it may come as r || s, from PKCS#11 CKM_ECDSA and some
+    services) when it is the certificate key's signature of the (already hashed) digest, else None."""
     key = x509.load_der_x509_certificate(certificate_der).public_key()
     digest = bytes.fromhex(digest_hex)
-    signature = normalised_signature(certificate_der, signature)
-    try:
-        if algorithm == RSA_PKCS1V15_SHA256 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
-        elif algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    if algorithm == RSA_PKCS1V15_SHA256 and isinstance(key, rsa.RSAPublicKey):
+        candidates = [(signature, (padding.PKCS1v15(), Prehashed(hashes.SHA256())))]
+    elif algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePublicKey):
+        ecdsa = (ec.ECDSA(Prehashed(hashes.SHA256())),)
+        candidates = [(value, ecdsa) for value in ecdsa_der_candidates(key, signature)]
+    else:
+        return None
+    for value, scheme in candidates:
+        try:
+            key.verify(value, digest, *scheme)
+        except (InvalidSignature, ValueError):
+            continue
+        return value
+    return None
 
 
 def is_registered(request: SigningRequest) -> bool:
@@ -301,17 +311,6 @@ def is_registered(request: SigningRequest) -> bool:
                                                       PersonCertificate.fingerprint == fingerprint,
                                                       PersonCertificate.active.is_(True))
     return db.session.scalar(query.limit(1)) is not None
-
-
-def normalised_signature(certificate_der: bytes, signature: bytes) -> bytes:
-    """ECDSA values may come as r || s (PKCS#11 CKM_ECDSA, some services): CMS wants them DER-encoded."""
-    key = x509.load_der_x509_certificate(certificate_der).public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey) and signature[:1] != b"\x30":
-        size = (key.curve.key_size + 7) // 8
-        if len(signature) == 2 * size:
-            r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-            return encode_dss_signature(r, s)
-    return signature
 
 
 def answer(request_id: int, raw_signature: bytes, *, actor: Any, commit: bool = True) -> AnswerResult:
@@ -337,8 +336,8 @@ def answer_many(answers: Iterable[tuple[int, bytes]], *, actor: Any) -> list[Ans
 
 
 def _answer(request: SigningRequest, raw_signature: bytes, *, actor: Any) -> AnswerResult:
-    if request.raw_signature is not None and request.raw_signature == normalised_signature(request.certificate,
-                                                                                            raw_signature):
+    der = der_signature(request.certificate, request.algorithm, request.digest, raw_signature)
+    if request.raw_signature is not None and request.raw_signature == der:
         return AnswerResult(request.id, True, request.state.value)  # the same answer twice: nothing to do
     if request.state != RequestState.PENDING:
         return AnswerResult(request.id, False, request.state.value,
@@ -352,13 +351,13 @@ def _answer(request: SigningRequest, raw_signature: bytes, *, actor: Any) -> Ans
         return AnswerResult(request.id, False, request.state.value, _(
             "Chứng thư số dùng cho yêu cầu này không còn được đăng kí trên cổng (đã thay hoặc thu hồi). "
             "Yêu cầu vẫn đang chờ ký; nhà trường cần tạo lại yêu cầu với chứng thư số mới."))
-    if not verify_raw_signature(request.certificate, request.algorithm, request.digest, raw_signature):
+    if der is None:
         audit.record("signing.signature_refused", actor=actor, school_id=request.school_id, obj=request,
                      summary=f"{request.purpose}:{request.subject_id}/{request.step}")
         return AnswerResult(request.id, False, request.state.value, _(
             "Chữ ký không khớp với chứng thư số đã đăng kí của người ký: có thể thiết bị ký (USB token) "
             "chứa khóa khác. Yêu cầu vẫn đang chờ ký."))
-    request.raw_signature = normalised_signature(request.certificate, raw_signature)
+    request.raw_signature = der
     request.state, request.answered_at, request.error = RequestState.ANSWERED, utcnow(), None
     audit.record("signing.signature_received", actor=actor, school_id=request.school_id, obj=request,
                  summary=f"{request.purpose}:{request.subject_id}/{request.step}",
