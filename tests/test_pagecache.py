@@ -9,6 +9,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from flask import g
 
 from portal import pagecache
 from portal.assessment.models import Pupil, TraitRating
@@ -205,14 +206,10 @@ def test_a_page_made_in_a_request_that_writes_is_not_kept(app, school5a):
         return "rows"
 
     with app.test_request_context("/s/lqd/", method="POST"):
-        from flask import g
-
         g.school, g.school_version = db.session.get(School, school.id), 1
         pagecache.kept("test", (), make_part, len)
         pagecache.kept("test", (), make_part, len)
     with app.test_request_context("/s/lqd/", method="GET"):
-        from flask import g
-
         g.school, g.school_version = db.session.get(School, school.id), 1
         with school_scope(school.id):
             db.session.add(Pupil(full_name="Đang ghi", pupil_code="X1"))

@@ -901,13 +901,21 @@ def verify_raw_signature(prepared: PreparedSignature, raw_signature: bytes) -> b
         candidates = [(value, ecdsa) for value in ecdsa_der_candidates(public_key, raw_signature)]
     else:
         raise WrongSignature("Loại khóa của chứng thư số chưa được hỗ trợ.")
+    value = first_that_verifies(public_key, prepared.to_be_signed, candidates)
+    if value is None:
+        raise WrongSignature("Chữ ký nhận về không khớp với chứng thư số của người ký; tài liệu chưa được ký.")
+    return value
+
+
+def first_that_verifies(public_key: Any, data: bytes, candidates: list[tuple[bytes, tuple[Any, ...]]]) -> bytes | None:
+    """The first (signature, verification scheme) candidate whose signature verifies over `data`, else None."""
     for value, scheme in candidates:
         try:
-            public_key.verify(value, prepared.to_be_signed, *scheme)
+            public_key.verify(value, data, *scheme)
         except (InvalidSignature, ValueError):
             continue
         return value
-    raise WrongSignature("Chữ ký nhận về không khớp với chứng thư số của người ký; tài liệu chưa được ký.")
+    return None
 
 
 def finish_signature(prepared: PreparedSignature, raw_signature: bytes, *,

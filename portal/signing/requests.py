@@ -23,7 +23,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -32,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import audit
 from portal.extensions import UTCDateTime, db, str_enum, utcnow
-from portal.signing.engine import ecdsa_der_candidates
+from portal.signing.engine import ecdsa_der_candidates, first_that_verifies
 from tenants.models import Membership, School
 from tenants.roles import N_
 from tenants.scoping import TenantScoped, all_schools, school_scope
@@ -288,13 +287,7 @@ def der_signature(certificate_der: bytes, algorithm: str, digest_hex: str, signa
         candidates = [(value, ecdsa) for value in ecdsa_der_candidates(key, signature)]
     else:
         return None
-    for value, scheme in candidates:
-        try:
-            key.verify(value, digest, *scheme)
-        except (InvalidSignature, ValueError):
-            continue
-        return value
-    return None
+    return first_that_verifies(key, digest, candidates)
 
 
 def is_registered(request: SigningRequest) -> bool:
