@@ -31,7 +31,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from portal import cli, extensions, headers, i18n, inputs, jobs, jobs_views, ops, pagecache, storage
+    from portal import cli, extensions, headers, i18n, inputs, jobs, jobs_views, ops, pagecache, storage, transactions
     from portal.auth import views as auth_views
     from portal.compliance import views as compliance_views
     from portal.district import views as district_views
@@ -59,6 +59,7 @@ def create_app(overrides: dict[str, Any] | None = None, *, instance_path: str | 
     jobs.init_app(app)
     pagecache.init_app(app)  # after jobs: its commit step comes after theirs
     access.init_app(app)
+    transactions.init_app(app)  # after access: its end of a request runs before access's (teardowns run last first)
     auth_views.init_app(app)
     district_views.init_app(app)
     school_views.init_app(app)
