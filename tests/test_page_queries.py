@@ -65,9 +65,9 @@ def expected(app, page_queries: int) -> int:
     # the class with its year and periods; the traits; the pupils; trait ratings; measurements; refused cells
     # (seen again, with its rows kept: the class, the traits)
     ("grid", 6, 2),
-    # the class with its year and periods; the pupils with their enrolments; subjects; traits;
-    # subject and trait ratings together; stored results; awards (seen again: the class)
-    ("results", 7, 1),
+    # the class with its year and periods; the pupils with their stored results and awards; subjects and
+    # traits together; subject and trait ratings together (seen again: the class)
+    ("results", 4, 1),
 ])
 def test_a_35_pupil_class_page_takes_a_fixed_number_of_queries(app, client, rated_class, page, page_queries,
                                                                 kept_queries):

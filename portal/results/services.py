@@ -9,10 +9,11 @@ that she confirms again.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -81,15 +82,52 @@ def outcome_label(value: str | Outcome | None) -> str:
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 
 
+class EnrolmentRow(NamedTuple):
+    """What the class page needs of an enrolment (`read_class_results`)."""
+
+    id: int
+
+
+class PupilRow(NamedTuple):
+    """What the class page shows of a pupil."""
+
+    id: int
+    full_name: str
+    personal_plan: bool
+
+
+class StoredRow(NamedTuple):
+    """What the class page shows of a stored year result."""
+
+    outcome: str | None
+    computed_outcome: str | None
+    reasons: list[str] | None
+    completion: str | None
+    supplementary_passed: bool | None
+    promoted: bool | None
+    results_reviewed_at: datetime | None
+
+
+class AwardRow(NamedTuple):
+    """What the class page shows of an award."""
+
+    id: int
+    title: str
+    awarded_on: date | None
+
+
 @dataclass
 class PupilResult:
-    """One pupil's year end: the result computed now, what is stored, and the awards."""
+    """One pupil's year end: the result computed now, what is stored, and the awards.
 
-    enrolment: Enrolment
-    pupil: Pupil
+    The actions get ORM objects (`class_results`, `pupil_result`), which they change; the class page gets
+    plain rows (`read_class_results`), which it only shows."""
+
+    enrolment: Enrolment | EnrolmentRow
+    pupil: Pupil | PupilRow
     computed: Classification
-    stored: YearResult | None
-    awards: list[Award] = field(default_factory=list)
+    stored: YearResult | StoredRow | None
+    awards: list[Award] | list[AwardRow] = field(default_factory=list)
 
     @property
     def outcome(self) -> Outcome | None:
@@ -230,9 +268,36 @@ def pupil_result(school_class: SchoolClass, pupil_id: int) -> PupilResult | None
     return found[0] if found else None
 
 
+def read_class_results(school_class: SchoolClass) -> list[PupilResult]:
+    """`class_results` for showing only (the class page): plain rows rather than ORM objects, and the pupils
+    with their stored results and awards read in one query."""
+    # The page reads the whole class on every view; loading ORM objects for rows it never changes cost
+    # more than the page's own work.
+    query = (sa.select(Enrolment.id, Pupil.id, Pupil.full_name, Pupil.personal_plan, YearResult.id, *_STORED_COLUMNS,
+                       Award.id, Award.title, Award.awarded_on)
+             .join(Pupil, Pupil.id == Enrolment.pupil_id)
+             .outerjoin(YearResult, YearResult.enrolment_id == Enrolment.id)
+             .outerjoin(Award, Award.enrolment_id == Enrolment.id)
+             .where(Enrolment.class_id == school_class.id, Enrolment.status.in_(ACTIVE_STATUSES))
+             .order_by(Award.id))
+    pupils: dict[int, tuple[EnrolmentRow, PupilRow, StoredRow | None, list[AwardRow]]] = {}
+    for row in db.session.execute(query).all():
+        # One row per award (or one with none): the pupil and the stored result repeat on each.
+        found = pupils.get(row[0])
+        if found is None:
+            stored = StoredRow(*row[5:12]) if row[4] is not None else None
+            found = pupils[row[0]] = (EnrolmentRow(row[0]), PupilRow(*row[1:4]), stored, [])
+        if row[12] is not None:
+            found[3].append(AwardRow(*row[12:]))
+    return _classified(school_class, list(pupils.values()), _active_enrolments(school_class))
+
+
+_STORED_COLUMNS = (YearResult.outcome, YearResult.computed_outcome, YearResult.reasons, YearResult.completion,
+                   YearResult.supplementary_passed, YearResult.promoted, YearResult.results_reviewed_at)
+
+
 def _load(school_class: SchoolClass, pupil_id: int | None) -> list[PupilResult]:
     # A fixed handful of queries whatever the class size: enrolments, catalogue, ratings, results, awards.
-    year = school_class.school_year
     query = (sa.select(Enrolment, Pupil).join(Pupil, Pupil.id == Enrolment.pupil_id)
              .where(Enrolment.class_id == school_class.id, Enrolment.status.in_(ACTIVE_STATUSES)))
     if pupil_id is not None:
@@ -240,21 +305,40 @@ def _load(school_class: SchoolClass, pupil_id: int | None) -> list[PupilResult]:
     pairs = db.session.execute(query).all()
     if not pairs:
         return []
-    ids = [e.id for e, _p in pairs]
-    subjects, traits = year_end_catalogue(*class_catalogue(school_class))
-    subject_ratings, trait_ratings = _year_end_ratings(ids, year_end_period(year))
+    enrolments = _active_enrolments(school_class, pupil_id)
     stored = {r.enrolment_id: r for r in db.session.scalars(sa.select(YearResult)
-                                                            .where(YearResult.enrolment_id.in_(ids)))}
+                                                            .where(YearResult.enrolment_id.in_(enrolments)))}
     awards: dict[int, list[Award]] = defaultdict(list)
-    for award in db.session.scalars(sa.select(Award).where(Award.enrolment_id.in_(ids)).order_by(Award.id)):
+    for award in db.session.scalars(sa.select(Award).where(Award.enrolment_id.in_(enrolments)).order_by(Award.id)):
         awards[award.enrolment_id].append(award)
+    return _classified(school_class, [(e, p, stored.get(e.id), awards[e.id]) for e, p in pairs], enrolments)
+
+
+def _active_enrolments(school_class: SchoolClass, pupil_id: int | None = None) -> sa.Select[tuple[int]]:
+    """The ids of the class's active enrolments (or of one pupil's), to be read inside another query."""
+    # Rather than a list of ids: the ORM bound each id again on every read, and the driver parsed the
+    # long statement anew (it keeps only statements of at most 50 parameters). Named with its school:
+    # in a compound select the session's tenant filter does not reach it.
+    query = sa.select(Enrolment.id).where(Enrolment.school_id == school_class.school_id,
+                                          Enrolment.class_id == school_class.id, Enrolment.status.in_(ACTIVE_STATUSES))
+    return query if pupil_id is None else query.where(Enrolment.pupil_id == pupil_id)
+
+
+def _classified(school_class: SchoolClass, pupils: list[tuple[Any, Any, Any, Any]],
+                enrolments: sa.Select[tuple[int]]) -> list[PupilResult]:
+    """PupilResults of (enrolment, pupil, stored result, awards), computed now, in class-list order;
+    `enrolments` selects the same pupils' enrolment ids, for reading their ratings."""
+    if not pupils:
+        return []
+    year = school_class.school_year
+    subjects, traits = year_end_catalogue(school_class)
+    subject_ratings, trait_ratings = _year_end_ratings(enrolments, year_end_period(year))
     thresholds = thresholds_of(year)
     results = []
-    for enrolment, pupil in pairs:
+    for enrolment, pupil, stored_result, awards in pupils:
         data = year_end_input(pupil.personal_plan, subjects, traits, subject_ratings[enrolment.id],
                               trait_ratings[enrolment.id])
-        results.append(PupilResult(enrolment, pupil, classify(data, thresholds), stored.get(enrolment.id),
-                                   awards[enrolment.id]))
+        results.append(PupilResult(enrolment, pupil, classify(data, thresholds), stored_result, awards))
     return sorted(results, key=lambda r: pupil_sort_key(r.pupil))
 
 
@@ -277,8 +361,8 @@ class Rating(NamedTuple):
     score: int | None
 
 
-def _year_end_ratings(ids: list[int], period: Period | None) -> tuple[dict[int, dict[int, Rating]],
-                                                                      dict[int, dict[int, Rating]]]:
+def _year_end_ratings(enrolments: sa.Select[tuple[int]], period: Period | None) -> tuple[
+        dict[int, dict[int, Rating]], dict[int, dict[int, Rating]]]:
     """{enrolment_id: {subject id: rating}} and {enrolment_id: {trait id: rating}} of the year-end period,
     both read in one query."""
     subjects: dict[int, dict[int, Rating]] = defaultdict(dict)
@@ -289,13 +373,13 @@ def _year_end_ratings(ids: list[int], period: Period | None) -> tuple[dict[int, 
     query = sa.union_all(
         sa.select(sa.literal(True).label("is_subject"), SubjectRating.enrolment_id,
                   SubjectRating.subject_id.label("item_id"), SubjectRating.level, SubjectRating.score)
-        .where(SubjectRating.school_id == period.school_id, SubjectRating.enrolment_id.in_(ids),
+        .where(SubjectRating.school_id == period.school_id, SubjectRating.enrolment_id.in_(enrolments),
                SubjectRating.period_id == period.id),
         sa.select(sa.literal(False), TraitRating.enrolment_id, TraitRating.trait_id, TraitRating.level,
                   sa.null().cast(sa.Integer))
-        .where(TraitRating.school_id == period.school_id, TraitRating.enrolment_id.in_(ids),
+        .where(TraitRating.school_id == period.school_id, TraitRating.enrolment_id.in_(enrolments),
                TraitRating.period_id == period.id))
-    for is_subject, enrolment_id, item_id, level, score in db.session.execute(query):
+    for is_subject, enrolment_id, item_id, level, score in db.session.execute(query).all():
         (subjects if is_subject else traits)[enrolment_id][item_id] = Rating(level, score)
     return subjects, traits
 
@@ -319,13 +403,40 @@ class TraitSpec(NamedTuple):
     kind: str  # "quality" or "competency", as the classifier names them
 
 
-def year_end_catalogue(subjects: Iterable[tuple[Subject, SubjectGrade]],
-                       traits: Iterable[Trait]) -> tuple[list[SubjectSpec], list[TraitSpec]]:
-    """The class's catalogue read once, for every pupil (not from the ORM objects for each one)."""
-    return ([SubjectSpec(s.id, s.code, s.name, spec.is_tested(YEAR_END_PERIOD), spec.optional)
-             for s, spec in subjects],
-            [TraitSpec(t.id, t.code, t.name, "quality" if t.kind is TraitKind.QUALITY else "competency")
-             for t in traits])
+def year_end_catalogue(school_class: SchoolClass) -> tuple[list[SubjectSpec], list[TraitSpec]]:
+    """What the year end needs of the class's catalogue (`class_catalogue`), read once for every pupil, in
+    one query and without ORM objects."""
+    # A compound select escapes the session's tenant filter (tenants/scoping.py): the school is named here.
+    school_id, year_id, grade = school_class.school_id, school_class.school_year_id, school_class.grade
+    query = sa.union_all(
+        sa.select(sa.literal(True).label("is_subject"), Subject.id, Subject.code, Subject.name, Subject.position,
+                  SubjectGrade.optional, SubjectGrade.tested_periods, sa.null().cast(sa.String).label("kind"))
+        .join(SubjectGrade, SubjectGrade.subject_id == Subject.id)
+        .where(Subject.school_id == school_id, SubjectGrade.school_id == school_id,
+               Subject.school_year_id == year_id, SubjectGrade.grade == grade),
+        sa.select(sa.literal(False), Trait.id, Trait.code, Trait.name, Trait.position, sa.null().cast(sa.Boolean),
+                  sa.null().cast(sa.JSON), Trait.kind)
+        .where(Trait.school_id == school_id, Trait.school_year_id == year_id, Trait.from_grade <= grade))
+    subjects, traits = [], []
+    for is_subject, item_id, code, name, _position, optional, tested_periods, kind in sorted(
+            db.session.execute(query), key=lambda row: row.position):
+        if is_subject:
+            subjects.append(SubjectSpec(item_id, code, name, YEAR_END_PERIOD in tested_periods, optional))
+        else:
+            traits.append(TraitSpec(item_id, code, name, "quality" if kind == TraitKind.QUALITY else "competency"))
+    return subjects, traits
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_result(subject: SubjectSpec, level: str | None, score: int | None) -> SubjectResult:
+    # The same few results (a subject at a level and a score) recur across a class and across classes: each
+    # is built and checked once, not once per pupil. They are frozen, so sharing them is safe.
+    return SubjectResult(subject.code, subject.name, level, score, score_required=subject.tested)
+
+
+@functools.lru_cache(maxsize=4096)
+def _trait_result(trait: TraitSpec, level: str | None) -> TraitResult:
+    return TraitResult(trait.code, trait.name, trait.kind, level)
 
 
 def year_end_input(personal_plan: bool, subjects: Iterable[SubjectSpec], traits: Iterable[TraitSpec],
@@ -338,11 +449,11 @@ def year_end_input(personal_plan: bool, subjects: Iterable[SubjectSpec], traits:
         score = rating.score if rating and subject.tested else None
         if subject.optional and level is None and score is None:
             continue  # an optional subject the pupil does not take: it counts only when rated
-        subject_results.append(SubjectResult(subject.code, subject.name, level, score, score_required=subject.tested))
+        subject_results.append(_subject_result(subject, level, score))
     trait_results = []
     for trait in traits:
         rating = trait_ratings.get(trait.id)
-        trait_results.append(TraitResult(trait.code, trait.name, trait.kind, rating.level if rating else None))
+        trait_results.append(_trait_result(trait, rating.level if rating else None))
     return YearEndInput(tuple(subject_results), tuple(trait_results), personal_plan=personal_plan)
 
 

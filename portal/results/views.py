@@ -173,7 +173,7 @@ class ResultsTable(NamedTuple):
 
 
 def _results_table(school_class: SchoolClass, shown: str, *, may_act: bool) -> ResultsTable:
-    entries = services.class_results(school_class)
+    entries = services.read_class_results(school_class)
     rows = [e for e in entries if FILTERS[shown][1](e)]
     left = [e for e in entries if not e.reviewed]
     return ResultsTable(
