@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from portal.assessment.models import Award, Enrolment, SchoolYear, YearResult
+from portal.assessment.models import Award, Enrolment, SchoolClass, SchoolYear, YearResult
 from portal.audit import AuditEntry
 from portal.extensions import db
+from portal.results import services
 from tenants.roles import Role
 from tenants.scoping import school_scope
 from tests.assessment_factory import make_class, make_year
@@ -387,3 +388,34 @@ def test_in_english_the_reasons_and_catalogue_names_are_english(client, world):
     assert "Not Completed with distinction: Mathematics scored 8 (needs 9 or more)" in page
     assert "Mathematics at Not completed" in page and "2 missing: Science: level missing" in page
     assert "Chưa đạt" not in page and "thiếu mức đạt được" not in page
+
+
+def test_the_page_reads_the_same_results_as_the_actions(client, world):
+    """The class page reads plain rows (read_class_results), the actions ORM objects (class_results):
+    both must tell the same story of every pupil."""
+    app, school, setup = world["app"], world["school"], world["setup"]
+    login(client, world["gvcn"])
+    _post(client, _url(world, "/confirm"))
+    _post(client, _pupil_url(world, 1, "/exemplary"), recognised="y")
+    _post(client, _pupil_url(world, 2, "/awards"), awarded_on="09/01/2025", title="Viết chữ đẹp")
+    _post(client, _pupil_url(world, 2, "/awards"), awarded_on="20/11/2024", title="Giải Nhì hội thi kể chuyện")
+    _post(client, _pupil_url(world, 2, "/review"))
+    _post(client, _pupil_url(world, 3, "/supplementary"), note="Kiểm tra lại")
+    change_subject(app, school, setup, 0, "toan", level="T", score=8)  # a mismatch
+    change_subject(app, school, setup, 1, "toan", level="T", score=7)  # stale only
+
+    def told(entries: list[services.PupilResult]) -> list[tuple[Any, ...]]:
+        stored = ("outcome", "computed_outcome", "reasons", "completion", "supplementary_passed", "promoted",
+                  "results_reviewed_at")
+        return [(e.enrolment.id, e.pupil.id, e.pupil.full_name, e.pupil.personal_plan, e.computed,
+                 e.stored and tuple(getattr(e.stored, name) for name in stored),
+                 [(a.id, a.title, a.awarded_on) for a in e.awards], [a.id for a in e.titles],
+                 [a.id for a in e.adhoc_awards], e.outcome, e.confirmed, e.stale, e.mismatch, e.needs_confirmation,
+                 e.reviewed, e.deciding_reason, e.may_review, e.exemplary, e.not_completed, e.awaiting_decision)
+                for e in entries]
+
+    with app.app_context(), school_scope(school.id):
+        school_class = db.session.get(SchoolClass, setup.class_id)
+        read = told(services.read_class_results(school_class))
+        assert read == told(services.class_results(school_class))
+    assert {row[9] for row in read} >= {EXCELLENT, GOOD, NOT_COMPLETED} and any(row[11] for row in read)

@@ -419,7 +419,7 @@ def year_end_catalogue(school_class: SchoolClass) -> tuple[list[SubjectSpec], li
         .where(Trait.school_id == school_id, Trait.school_year_id == year_id, Trait.from_grade <= grade))
     subjects, traits = [], []
     for is_subject, item_id, code, name, _position, optional, tested_periods, kind in sorted(
-            db.session.execute(query), key=lambda row: row.position):
+            db.session.execute(query).all(), key=lambda row: row.position):
         if is_subject:
             subjects.append(SubjectSpec(item_id, code, name, YEAR_END_PERIOD in tested_periods, optional))
         else:
