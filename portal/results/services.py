@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -114,6 +114,11 @@ class AwardRow(NamedTuple):
     id: int
     title: str
     awarded_on: date | None
+
+
+# A pupil of the class as read, before the result is computed: enrolment, pupil, stored result, awards.
+ReadPupil = tuple[Enrolment | EnrolmentRow, Pupil | PupilRow, YearResult | StoredRow | None,
+                  list[Award] | list[AwardRow]]
 
 
 @dataclass
@@ -271,8 +276,8 @@ def pupil_result(school_class: SchoolClass, pupil_id: int) -> PupilResult | None
 def read_class_results(school_class: SchoolClass) -> list[PupilResult]:
     """`class_results` for showing only (the class page): plain rows rather than ORM objects, and the pupils
     with their stored results and awards read in one query."""
-    # The page reads the whole class on every view; loading ORM objects for rows it never changes cost
-    # more than the page's own work.
+    # The page reads the whole class on every view: loading ORM objects (every column of every pupil) for
+    # rows it never changes was the larger part of its cost.
     query = (sa.select(Enrolment.id, Pupil.id, Pupil.full_name, Pupil.personal_plan, YearResult.id, *_STORED_COLUMNS,
                        Award.id, Award.title, Award.awarded_on)
              .join(Pupil, Pupil.id == Enrolment.pupil_id)
@@ -324,7 +329,7 @@ def _active_enrolments(school_class: SchoolClass, pupil_id: int | None = None) -
     return query if pupil_id is None else query.where(Enrolment.pupil_id == pupil_id)
 
 
-def _classified(school_class: SchoolClass, pupils: list[tuple[Any, Any, Any, Any]],
+def _classified(school_class: SchoolClass, pupils: Sequence[ReadPupil],
                 enrolments: sa.Select[tuple[int]]) -> list[PupilResult]:
     """PupilResults of (enrolment, pupil, stored result, awards), computed now, in class-list order;
     `enrolments` selects the same pupils' enrolment ids, for reading their ratings."""
