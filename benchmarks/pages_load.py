@@ -98,6 +98,10 @@ def main() -> None:
             upgrade(directory=str(PROJECT_ROOT / "migrations"))
         school_code, username, class_id, period_id = build(app, args.pupils)
         with app.app_context():
+            # Statistics, as a database that has lived a while has them (autovacuum would gather them at
+            # some moment of the run, and the plans of the pages' joins change when it does).
+            with db.engine.begin() as connection:
+                connection.execute(sa.text("ANALYZE"))
             db.engine.dispose()
         pages = {
             "class assessment grid (CN)": f"/s/{school_code}/grading/classes/{class_id}/periods/{period_id}",
