@@ -1,10 +1,12 @@
-"""What the benchmark scripts share: a throwaway PostgreSQL database owned by an ordinary role."""
+"""What the benchmark scripts share: a throwaway PostgreSQL database owned by an ordinary role, and waiting for a
+quiet machine."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,6 +45,17 @@ def postgres_database(admin_url: str, label: str) -> Iterator[str]:
                 with contextlib.suppress(sa.exc.DBAPIError):
                     conn.execute(sa.text(f"DROP ROLE IF EXISTS {BENCH_ROLE}"))
         admin.dispose()
+
+
+QUIET_LOAD = 1.5  # the load average below which a measurement may start (the targets are stated at it)
+QUIET_WAIT_SECONDS = 300
+
+
+def wait_for_quiet() -> None:
+    """Until the last minute's load average is below `QUIET_LOAD`, or `QUIET_WAIT_SECONDS` have passed."""
+    deadline = time.monotonic() + QUIET_WAIT_SECONDS
+    while os.getloadavg()[0] >= QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(5)
 
 
 def parse_args(parser: argparse.ArgumentParser, smoke: dict[str, object]) -> argparse.Namespace:

@@ -5,8 +5,8 @@ against its target, then every verdict again in one list at the end.
     .venv/bin/python benchmarks/issuing.py [--smoke]
 
 Each script runs as its own process, one after the other (they must not share the machine's two cores),
-each once the load average of the last minute is below `QUIET_LOAD` (the school leaves ~2.5 behind it),
-waiting `QUIET_WAIT_SECONDS` at most; `--smoke` does not wait.
+each once the load average of the last minute is below `common.QUIET_LOAD` (the school leaves ~2.5 behind it),
+waiting `common.QUIET_WAIT_SECONDS` at most; `--smoke` does not wait.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -24,16 +23,6 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from benchmarks import common  # noqa: E402
 
 SCRIPTS = ("issue_school.py", "issue_pipeline.py")
-QUIET_LOAD = 1.5
-QUIET_WAIT_SECONDS = 300
-
-
-def wait_for_quiet() -> None:
-    """Until the last minute's load average is below `QUIET_LOAD`, or `QUIET_WAIT_SECONDS` have passed."""
-    deadline = time.monotonic() + QUIET_WAIT_SECONDS
-    while os.getloadavg()[0] >= QUIET_LOAD and time.monotonic() < deadline:
-        time.sleep(5)
-
 
 def main() -> None:
     args = common.parse_args(argparse.ArgumentParser(description=__doc__), {})
@@ -42,7 +31,7 @@ def main() -> None:
     for script in SCRIPTS:
         command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / script)] + (["--smoke"] if args.smoke else [])
         if not args.smoke:
-            wait_for_quiet()
+            common.wait_for_quiet()
         print(f"\n== {script} (load average {os.getloadavg()[0]:.2f})", flush=True)
         with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True) as process:
             assert process.stdout is not None

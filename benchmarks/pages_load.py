@@ -107,8 +107,11 @@ def main() -> None:
             "class assessment grid (CN)": f"/s/{school_code}/grading/classes/{class_id}/periods/{period_id}",
             "year-end results": f"/s/{school_code}/results/classes/{class_id}",
         }
+        if not args.smoke:
+            common.wait_for_quiet()  # building the class left the cores busy; another benchmark may be running
         print(f"class of {args.pupils} pupils; gunicorn, {args.workers} workers; {generator}, "
-              f"{args.concurrency} connections, {args.seconds} s per page")
+              f"{args.concurrency} connections, {args.seconds} s per page; load average at start "
+              f"{os.getloadavg()[0]:.2f}")
         for kept, heading in ((True, "seen again (the rows kept rendered, portal/pagecache.py)"),
                               (False, "first view after a change (nothing kept: PAGE_CACHE_BYTES=0)")):
             print(heading)
