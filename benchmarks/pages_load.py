@@ -19,10 +19,12 @@ Each page is loaded twice over, by two servers one after the other: as a page se
 rendered for the school's data version, portal/pagecache.py: what every load of an unchanged page costs),
 and with nothing kept (`PAGE_CACHE_BYTES=0`: what the first load after any change in the school costs).
 It prints requests per second, p50 and p99 latency, the load average, and OK or OVER against the
-target for each: >= 150 requests/s with p99 <= 150 ms on 2 workers. Without `wrk` (Debian package wrk) it says
-so and falls back to a small Python load generator (threads, keep-alive connections), whose figures
-are not comparable with wrk's. `--smoke` runs a couple of seconds per page with the Python generator,
-so that CI needs no extra package; `--load wrk` or `--load python` chooses the generator.
+target for each: >= 150 requests/s with p99 <= 150 ms on 2 workers. The database is ANALYZEd once built, and
+the measurements start once the load average of the last minute is below 1.5 (`common.wait_for_quiet`).
+Without `wrk` (Debian package wrk) it says so and falls back to a small Python load generator (threads,
+keep-alive connections), whose figures are not comparable with wrk's. `--smoke` runs a couple of seconds per
+page with the Python generator, so that CI needs no extra package; `--load wrk` or `--load python` chooses the
+generator.
 """
 
 from __future__ import annotations
