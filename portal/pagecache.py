@@ -15,8 +15,8 @@ test database made again, does not bring back a version whose rows this process 
 
 What the ORM does not see (SQL typed by hand into the database) is not noticed: kept rows also expire
 after `PAGE_CACHE_SECONDS`. Each web process keeps its own parts, at most `PAGE_CACHE_BYTES`; 0 turns
-the cache off. Only GET and HEAD requests that wrote nothing use it: a page rendered inside a
-transaction that also wrote is never kept (the write may still roll back).
+the cache off. Only GET and HEAD requests that wrote nothing (`transactions.wrote_nothing`) use it: a page
+rendered inside a transaction that also wrote is never kept (the write may still roll back).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from portal import transactions
 from portal.extensions import db
 from tenants.models import SchoolDataVersion
 from tenants.scoping import TenantScoped, current_school_id
@@ -173,8 +174,7 @@ def kept(name: str, parts: tuple[Hashable, ...], make: Callable[[], T], size: Ca
 def _may_keep(fragments: Fragments) -> bool:
     if fragments.max_bytes <= 0 or request.method not in ("GET", "HEAD") or g.get("school_version") is None:
         return False
-    session = db.session()
-    return not (session.new or session.dirty or session.deleted or session.info.get(_WRITTEN))
+    return transactions.wrote_nothing(db.session())
 
 
 def size_of(*texts: str) -> int:

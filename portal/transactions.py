@@ -21,6 +21,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 
@@ -41,9 +42,12 @@ def _note_statement(connection: Connection, cursor: Any, statement: str, paramet
         connection.info[_WROTE] = True
 
 
-def read_only_so_far(connection: Connection) -> bool:
-    """Whether the connection's open transaction has sent nothing but SELECTs."""
-    return connection.info.get(_WROTE) is False
+def wrote_nothing(session: Session) -> bool:
+    """Whether the session's transaction has written nothing so far (every statement sent since it began a
+    SELECT) and holds no change still to be flushed: committing it or rolling it back is then the same."""
+    if session.new or session.dirty or session.deleted:
+        return False
+    return not session.in_transaction() or session.connection().info.get(_WROTE) is False
 
 
 def init_app(app: Flask) -> None:
@@ -52,9 +56,7 @@ def init_app(app: Flask) -> None:
 
 def _end_read_only(exc: BaseException | None) -> None:
     session = db.session()  # the request's own session, not the registry
-    if exc is not None or not session.in_transaction() or session.new or session.dirty or session.deleted:
-        return
-    if not read_only_so_far(session.connection()):
+    if exc is not None or not session.in_transaction() or not wrote_nothing(session):
         return
     try:
         session.commit()

@@ -145,8 +145,8 @@ def test_list_authorize_approve_sign_and_the_signatures_verify(app, standin, use
     algorithm = signing.algorithm_for(credential.certificate)
     signatures = api.sign_hash(credential.credential_id, sad, hashes, algorithm)
     for digest, signature in zip(hashes, signatures, strict=True):
-        assert signing.verify_raw_signature(standin.der(user_id), algorithm, digest.hex(), signature)
-    assert not signing.verify_raw_signature(standin.der(user_id), algorithm, hashes[1].hex(), signatures[0])
+        assert signing.der_signature(standin.der(user_id), algorithm, digest.hex(), signature) is not None
+    assert signing.der_signature(standin.der(user_id), algorithm, hashes[1].hex(), signatures[0]) is None
     with pytest.raises(csc.CscError, match="từ chối yêu cầu"):  # the approval covers these hashes only
         api.sign_hash(credential.credential_id, sad, digests(1, "khac"), algorithm)
 
@@ -275,7 +275,7 @@ def test_a_batch_is_signed_after_one_approval_without_a_web_request_waiting(app,
     assert [t["numSignatures"] for t in asked] == [3]  # one approval for the whole batch
     for row in rows:
         assert row.state == RequestState.ANSWERED
-        assert signing.verify_raw_signature(row.certificate, row.algorithm, row.digest, row.raw_signature)
+        assert signing.der_signature(row.certificate, row.algorithm, row.digest, row.raw_signature) is not None
     assert sorted(finished) == (ids if hooks_run_here(app) else [])
 
 

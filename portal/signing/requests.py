@@ -270,11 +270,6 @@ def get_request(request_id: int) -> SigningRequest | None:
 
 # --- answering -----------------------------------------------------------------------------------------
 
-def verify_raw_signature(certificate_der: bytes, algorithm: str, digest_hex: str, signature: bytes) -> bool:
-    """True when `signature` is the certificate key's signature of the (already hashed) digest."""
-    return der_signature(certificate_der, algorithm, digest_hex, signature) is not None
-
-
 def der_signature(certificate_der: bytes, algorithm: str, digest_hex: str, signature: bytes) -> bytes | None:
     """`signature` as CMS wants it (ECDSA DER-encoded: it may come as r || s, from PKCS#11 CKM_ECDSA and some
     services) when it is the certificate key's signature of the (already hashed) digest, else None."""
